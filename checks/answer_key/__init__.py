@@ -1,0 +1,24 @@
+"""Answer key for the tiny-llm week-1 API (Qwen2). Used by the checks; never shown."""
+
+from . import (
+    attention,
+    basics,
+    embedding,
+    generate,
+    layer_norm,
+    models,
+    positional_encoding,
+    quantize,
+    qwen2_week1,
+    sampler,
+)
+from .attention import *  # noqa: F401,F403
+from .basics import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403
+from .generate import *  # noqa: F401,F403
+from .layer_norm import *  # noqa: F401,F403
+from .models import *  # noqa: F401,F403
+from .positional_encoding import *  # noqa: F401,F403
+from .quantize import *  # noqa: F401,F403
+from .qwen2_week1 import Qwen2ModelWeek1  # noqa: F401
+from .sampler import *  # noqa: F401,F403

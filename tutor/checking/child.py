@@ -1,0 +1,177 @@
+"""The check child process: imports the package under test and runs one day's checks.
+
+Started by :mod:`tutor.checking.runner` as ``python -m tutor.checking.child``. It speaks
+JSON lines on the file descriptor given by ``--fd`` (never on stdout, which belongs to the
+learner's prints):
+
+    {"event": "plan", "checks": [{"id", "task", "title"}, ...]}
+    {"event": "start", "id": ...}
+    {"event": "result", "id": ..., "status": ..., "message": ..., "evidence": ..., "pitfall": ...}
+    {"event": "import_error", "message": ..., "frames": [...]}
+    {"event": "done"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+CHECKS_PKG = "_tutor_checks"
+
+
+def _emit(fd: int, obj: dict) -> None:
+    data = (json.dumps(obj, default=_jsonable) + "\n").encode()
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def _jsonable(x):
+    try:
+        import numpy as np
+
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(x)
+
+
+def load_checks_package(checks_dir: Path):
+    if CHECKS_PKG in sys.modules:
+        return sys.modules[CHECKS_PKG]
+    spec = importlib.util.spec_from_file_location(
+        CHECKS_PKG, checks_dir / "__init__.py", submodule_search_locations=[str(checks_dir)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[CHECKS_PKG] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def day_module(day: str) -> str:
+    week, d = day.split(".")
+    return f"{CHECKS_PKG}.week{week}.day{week}_{d}"
+
+
+def import_impl(impl_dir: Path):
+    """Import the package under test by its own directory name, so absolute self-imports
+    (``from tiny_llm.basics import linear``) work as well as relative ones."""
+    name = impl_dir.name if impl_dir.name.isidentifier() else "tiny_llm"
+    parent = str(impl_dir.parent)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    if name in sys.modules:  # a stdlib or installed module of the same name must not win
+        del sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, impl_dir / "__init__.py", submodule_search_locations=[str(impl_dir)])
+    if spec is None:
+        raise ImportError(f"{impl_dir} is not a Python package (no __init__.py)")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def describe_import_error(exc: BaseException, impl_dir: Path, harness) -> dict:
+    if isinstance(exc, SyntaxError) and exc.filename:
+        p = Path(exc.filename)
+        try:
+            rel = p.resolve().relative_to(impl_dir.resolve().parent)
+        except ValueError:
+            rel = p.name
+        text = (exc.text or "").rstrip("\n")
+        frames = [f"{rel}, line {exc.lineno}\n    {text.strip()}"] if text else []
+        return {"message": f"{type(exc).__name__} in {rel}, line {exc.lineno}: {exc.msg}",
+                "frames": frames}
+    frames = harness.learner_frames(exc.__traceback__, impl_dir)
+    where = f" ({frames[-1].splitlines()[0]})" if frames else ""
+    return {"message": f"Importing your package failed: {type(exc).__name__}: {exc}{where}",
+            "frames": frames}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--day", required=True)
+    ap.add_argument("--impl", required=True)
+    ap.add_argument("--checks", required=True)
+    ap.add_argument("--fd", type=int, required=True)
+    ap.add_argument("--only", default="", help="comma-separated check ids to run")
+    args = ap.parse_args(argv)
+    fd = args.fd
+    impl_dir = Path(args.impl).resolve()
+
+    load_checks_package(Path(args.checks))
+    harness = importlib.import_module(f"{CHECKS_PKG}.harness")
+    harness.install_tripwires()
+    importlib.import_module(day_module(args.day))
+    specs = harness.REGISTRY.get(args.day, [])
+    only = [s for s in args.only.split(",") if s]
+    if only:
+        specs = [s for s in specs if s.id in only]
+    _emit(fd, {"event": "plan",
+               "checks": [{"id": s.id, "task": s.task, "title": s.title} for s in specs]})
+
+    try:
+        impl = import_impl(impl_dir)
+    except BaseException as exc:  # noqa: BLE001 - anything the learner's import does
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _emit(fd, {"event": "import_error", **describe_import_error(exc, impl_dir, harness)})
+        _emit(fd, {"event": "done"})
+        return 0
+
+    for spec in specs:
+        _emit(fd, {"event": "start", "id": spec.id})
+        t0 = time.perf_counter()
+        result = run_one(harness, impl, impl_dir, spec)
+        result["duration_s"] = round(time.perf_counter() - t0, 4)
+        _emit(fd, {"event": "result", "id": spec.id, **result})
+    _emit(fd, {"event": "done"})
+    return 0
+
+
+def run_one(harness, impl, impl_dir: Path, spec) -> dict:
+    ctx = harness.Ctx(impl=impl, impl_dir=impl_dir, spec=spec)
+    try:
+        evidence = spec.fn(ctx) or {}
+        return {"status": "pass", "message": "", "evidence": evidence, "pitfall": None}
+    except harness.Skip as s:
+        return {"status": "skipped", "message": str(s), "evidence": {}, "pitfall": None,
+                "skip_reason": str(s)}
+    except harness.CheckFailed as f:
+        return {"status": f.status, "message": f.message, "evidence": f.evidence,
+                "pitfall": f.pitfall}
+    except harness.LearnerError as e:
+        return {"status": e.status, "message": e.message, "evidence": {"traceback": e.frames},
+                "pitfall": None}
+    except NotImplementedError as exc:
+        return {"status": "fail", "message": f"Not implemented yet: {exc}", "evidence": {},
+                "pitfall": None}
+    except BaseException as exc:  # noqa: BLE001 - a bug in a check, or learner code run outside ctx.call
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        frames = harness.learner_frames(exc.__traceback__, impl_dir)
+        if frames:
+            return {"status": "error",
+                    "message": f"Your code raised {type(exc).__name__}: {exc} "
+                               f"({frames[-1].splitlines()[0]})",
+                    "evidence": {"traceback": frames}, "pitfall": None}
+        # The check itself broke: say so without showing its source.
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        return {"status": "error",
+                "message": f"The check could not complete ({type(exc).__name__}: {exc}). "
+                           "Make sure your outputs are mx.arrays of the documented shapes.",
+                "evidence": {}, "pitfall": None}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

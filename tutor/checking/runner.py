@@ -1,0 +1,321 @@
+"""Run one day's checks in a child process and turn what happens into the result contract.
+
+The learner's code never runs in the tutor's process. The child gets its own process group
+(so a timeout kills everything it started), an environment without API keys or tokens, and
+a pipe for its prints that the tutor drains and caps. Results come back as JSON lines on a
+separate pipe, so a crash loses only the check that was running; the runner then starts a
+new child for the checks that remain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tutor import paths
+from tutor.checking.results import STATUSES, day_result
+
+OUTPUT_CAP = 8 * 1024  # bytes of learner output kept per check (head and tail)
+KILL_GRACE_S = 0.5
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH)", re.IGNORECASE)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a check process: no credentials, no network for model hubs."""
+    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    # The child imports `tutor` from wherever this process found it.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class _CappedOutput:
+    """Keeps the first and last OUTPUT_CAP/2 bytes of what a check printed; drops the rest
+    so a flood of output cannot hang or bloat the tutor."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        half = OUTPUT_CAP // 2
+        room = half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > half:
+                cut = len(self.tail) - half
+                self.dropped += cut
+                del self.tail[:cut]
+
+    def text(self) -> str:
+        s = self.head.decode("utf-8", "replace")
+        if self.dropped:
+            s += f"\n... [{self.dropped} bytes of output not shown] ...\n"
+        return s + self.tail.decode("utf-8", "replace")
+
+
+@dataclass
+class _Run:
+    """State shared by the reader threads of one child."""
+
+    current: str | None = None
+    outputs: dict[str, _CappedOutput] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def out_for(self, key: str) -> _CappedOutput:
+        return self.outputs.setdefault(key, _CappedOutput())
+
+
+def _drain_output(stream, run: _Run) -> None:
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            return
+        with run.lock:
+            run.out_for(run.current or "_import").add(chunk)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+        pass
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (signal {-code})"
+    return f"exited with code {code}"
+
+
+def run_day(day: str, impl: Path, timeout_s: float,
+            on_event: Callable[[dict], None] | None = None,
+            cancel: threading.Event | None = None,
+            python: str | None = None) -> dict:
+    """Run every check of ``day`` against the package at ``impl``; return the day's result
+    dict (the ``check --json`` contract). ``on_event`` sees plan/start/result events as they
+    happen; setting ``cancel`` kills the child and reports the rest as skipped."""
+    impl = Path(impl).resolve()
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    plan: list[dict] = []
+    results: dict[str, dict] = {}
+    remaining: list[str] | None = None  # None until the first plan arrives
+    import_error: dict | None = None
+    stop_reason: tuple[str, str] | None = None  # (status for the running check, reason)
+
+    while True:
+        if remaining is not None and not remaining:
+            break
+        proc, run, events = _spawn(day, impl, remaining, python)
+        finished = False
+        try:
+            for ev in _events(proc, events, deadline, cancel):
+                kind = ev.get("event")
+                if kind == "plan":
+                    if not plan:
+                        plan = ev["checks"]
+                        if on_event:
+                            on_event(ev)
+                    if remaining is None:
+                        remaining = [c["id"] for c in plan]
+                elif kind == "start":
+                    with run.lock:
+                        run.current = ev["id"]
+                    if on_event:
+                        on_event(ev)
+                elif kind == "result":
+                    cid = ev["id"]
+                    results[cid] = ev
+                    if remaining and cid in remaining:
+                        remaining.remove(cid)
+                    with run.lock:
+                        run.current = None
+                    if on_event:
+                        on_event(ev)
+                elif kind == "import_error":
+                    import_error = ev
+                elif kind == "done":
+                    finished = True
+                elif kind in ("timeout", "cancelled"):
+                    stop_reason = (kind, "")
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+            else:
+                # the child is gone; make sure nothing it started lingers
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            proc.wait()
+            events.close()
+            _attach_output(run, results)
+        running = run.current
+        if import_error is not None:
+            break
+        if stop_reason is not None:
+            status = stop_reason[0]
+            if running:
+                if status == "timeout":
+                    results[running] = {
+                        "id": running, "status": "timeout",
+                        "message": (f"Did not finish within the day's {timeout_s:g} s budget: "
+                                    "look for a loop that never ends or work that grows "
+                                    "too fast."),
+                        "evidence": {"timeout_s": timeout_s}, "pitfall": None}
+                else:
+                    results[running] = _skipped(running, "cancelled")
+                _attach_output(run, results, only=running)
+            break
+        if finished:
+            break
+        # The child died without saying "done": a crash.
+        code = proc.returncode
+        how = _describe_exit(code)
+        if remaining is None:
+            import_error = {"message": f"The check process {how} while importing your "
+                                       "package.", "frames": [], "status": "crashed"}
+            break
+        if running:
+            results[running] = {
+                "id": running, "status": "crashed",
+                "message": f"The check process {how} while running this check "
+                           "(a crash in native code, os._exit or abort in your code).",
+                "evidence": {"exit": code}, "pitfall": None}
+            _attach_output(run, results, only=running)
+            if running in remaining:
+                remaining.remove(running)
+        else:
+            # Crashed between checks: do not loop forever on the same crash.
+            for cid in list(remaining):
+                results[cid] = _skipped(cid, f"not run: the check process {how}")
+            remaining = []
+        if time.monotonic() >= deadline:
+            stop_reason = ("timeout", "")
+            break
+
+    checks = _assemble(plan, results, import_error, stop_reason, timeout_s)
+    return day_result(day, str(impl), checks, time.monotonic() - t0)
+
+
+def _skipped(cid: str, reason: str) -> dict:
+    return {"id": cid, "status": "skipped", "message": reason, "evidence": {},
+            "pitfall": None, "skip_reason": reason}
+
+
+def _assemble(plan, results, import_error, stop_reason, timeout_s) -> list[dict]:
+    checks = []
+    for c in plan:
+        r = results.get(c["id"])
+        if r is None:
+            if import_error is not None:
+                r = {"status": import_error.get("status", "error"),
+                     "message": import_error["message"],
+                     "evidence": {"traceback": import_error.get("frames", [])}}
+            elif stop_reason and stop_reason[0] == "cancelled":
+                r = _skipped(c["id"], "not run: the check run was cancelled")
+            else:
+                r = _skipped(c["id"], f"not run: the day's {timeout_s:g} s budget ran out "
+                                      "on an earlier check")
+        status = r.get("status", "error")
+        if status not in STATUSES:
+            status = "error"
+        checks.append({
+            "id": c["id"], "task": c["task"], "title": c["title"], "status": status,
+            "message": r.get("message", ""), "evidence": r.get("evidence") or {},
+            "pitfall": r.get("pitfall"),
+            "skip_reason": r.get("skip_reason") if status == "skipped" else None,
+        })
+    if not plan and import_error is not None:
+        checks.append({"id": "import", "task": 0, "title": "Import the package under test",
+                       "status": import_error.get("status", "error"),
+                       "message": import_error["message"],
+                       "evidence": {"traceback": import_error.get("frames", [])},
+                       "pitfall": None, "skip_reason": None})
+    return checks
+
+
+def _attach_output(run: _Run, results: dict, only: str | None = None) -> None:
+    with run.lock:
+        for key, out in run.outputs.items():
+            if only and key != only:
+                continue
+            text = out.text()
+            if text.strip() and key in results:
+                results[key].setdefault("evidence", {})
+                if results[key]["evidence"] is None:
+                    results[key]["evidence"] = {}
+                results[key]["evidence"]["output"] = text
+
+
+def _spawn(day: str, impl: Path, only: list[str] | None, python: str | None):
+    rfd, wfd = os.pipe()
+    cmd = [python or sys.executable, "-m", "tutor.checking.child", "--day", day,
+           "--impl", str(impl), "--checks", str(paths.checks_dir()), "--fd", str(wfd)]
+    if only:
+        cmd += ["--only", ",".join(only)]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, pass_fds=(wfd,),
+                                start_new_session=True, env=child_env(), cwd=str(impl.parent))
+    finally:
+        os.close(wfd)
+    run = _Run()
+    t = threading.Thread(target=_drain_output, args=(proc.stdout, run), daemon=True)
+    t.start()
+    return proc, run, os.fdopen(rfd, "rb", buffering=0)
+
+
+def _events(proc, events, deadline: float, cancel: threading.Event | None):
+    """JSON events from the child until it closes the pipe, the deadline passes or the
+    run is cancelled (then a synthetic timeout/cancelled event is the last one)."""
+    buf = b""
+    fd = events.fileno()
+    while True:
+        if cancel is not None and cancel.is_set():
+            yield {"event": "cancelled"}
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            yield {"event": "timeout"}
+            return
+        ready, _, _ = select.select([fd], [], [], min(left, 0.1))
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue

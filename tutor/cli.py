@@ -1,0 +1,384 @@
+"""The ``tiny-llm-tutor`` command line.
+
+Exit codes: 0 success (every check passed), 1 a check failed, errored, timed out or
+crashed, 2 bad usage (unknown day, missing workspace, broken lesson file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tutor import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the learner: printed as one or two lines, exit 2."""
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _course():
+    from tutor.curriculum import CurriculumError, load_course
+
+    try:
+        return load_course()
+    except CurriculumError as exc:
+        raise UsageError(f"A lesson file is broken: {exc}") from None
+
+
+def _days(course, text: str) -> list[str]:
+    from tutor import dayids
+
+    try:
+        return dayids.parse(text, course.day_ids)
+    except dayids.UnknownDay as exc:
+        raise UsageError(exc.render()) from None
+
+
+def _workspace(required: bool = True) -> Path | None:
+    from tutor.workspace import find_workspace
+
+    ws = find_workspace()
+    if ws is None and required:
+        raise UsageError("No tiny-llm-tutor workspace here. Create one with "
+                         "`tiny-llm-tutor init DIR`, then run this inside DIR.")
+    return ws
+
+
+# --------------------------------------------------------------------------- check
+
+
+def cmd_check(args) -> int:
+    from tutor.checking.results import with_questions
+    from tutor.checking.runner import run_day
+
+    course = _course()
+    days = _days(course, args.day)
+    ws = _workspace(required=args.impl is None)
+    impl = Path(args.impl).expanduser() if args.impl else ws / "impl"
+    if not (impl / "__init__.py").is_file():
+        raise UsageError(f"{impl} is not a Python package (no __init__.py). Point --impl at "
+                         "a package directory such as impl/ or src/tiny_llm.")
+    impl = impl.resolve()
+    record = ws is not None and (args.impl is None or impl == (ws / "impl").resolve())
+    out = _console()
+    results = []
+    for day in days:
+        lesson = course.lesson(day)
+        timeout = args.timeout or lesson.timeout_s
+        progress = None if args.json else _progress_printer(out, lesson, args.verbose)
+        result = run_day(day, impl, timeout, on_event=progress)
+        with_questions(result, lesson.pitfall_questions)
+        results.append(result)
+        if record:
+            _record_check(ws, course, lesson, result, out if not args.json else None)
+        if not args.json:
+            _print_day_summary(out, result)
+    if args.json:
+        payload = results[0] if len(results) == 1 else results
+        sys.stdout.write(json.dumps(payload, indent=None, ensure_ascii=False) + "\n")
+    elif len(results) > 1:
+        passed = sum(r["status"] == "pass" for r in results)
+        out.print(f"\n[bold]{passed} of {len(results)} days pass.[/bold]")
+    return EXIT_OK if all(r["status"] == "pass" for r in results) else EXIT_FAIL
+
+
+def _record_check(ws: Path, course, lesson, result: dict, out) -> None:
+    """Log the attempt and refresh the tracker; records trouble never hides the results."""
+    from tutor.records import session as rsession
+
+    try:
+        notice = rsession.record_check(ws, course, lesson, result)
+    except rsession.RecordsBusy as exc:
+        notice = f"Results not recorded: {exc}"
+    if notice and out is not None:
+        out.print(f"[yellow]{notice}[/yellow]")
+
+
+def _progress_printer(out, lesson, verbose: bool):
+    from rich.markup import escape
+
+    from tutor.checking.results import ICONS
+
+    header = f"[bold]Day {lesson.id} · {escape(lesson.title)}[/bold]"
+    out.print(header)
+
+    def on_event(ev: dict) -> None:
+        if ev.get("event") != "result":
+            return
+        status = ev["status"]
+        style = {"pass": "green", "skipped": "dim"}.get(status, "red")
+        icon = ICONS.get(status, "?")
+        line = f" [{style}]{icon} {escape(ev['id'])}[/{style}]"
+        if status != "pass":
+            msg = ev.get("message") or ""
+            line += f"  {escape(_first_line(msg))}"
+        out.print(line)
+        if status not in ("pass", "skipped"):
+            pit = ev.get("pitfall")
+            if pit:
+                q = lesson.pitfall_questions.get(pit)
+                if q:
+                    out.print(f"     [cyan]? {escape(q)}[/cyan]")
+            if verbose:
+                _print_evidence(out, ev.get("evidence") or {})
+        elif verbose and status == "pass":
+            pass
+
+    return on_event
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _print_evidence(out, ev: dict) -> None:
+    from rich.markup import escape
+
+    for key in ("case", "shape", "expected_shape", "dtype", "max_abs_err", "max_rel_err",
+                "mismatched", "first_mismatch", "forbidden_calls"):
+        if key in ev and ev[key] not in ("", None):
+            out.print(f"     [dim]{key}: {escape(str(ev[key]))}[/dim]")
+    for frame in ev.get("traceback") or []:
+        out.print(f"     [dim]{escape(frame)}[/dim]")
+    if ev.get("output"):
+        text = ev["output"]
+        lines = text.splitlines()
+        shown = "\n".join(lines[:20]) + ("\n     ..." if len(lines) > 20 else "")
+        out.print("     [dim]your code printed:[/dim]")
+        out.print(escape(shown), style="dim")
+
+
+def _print_day_summary(out, result: dict) -> None:
+    s = result["summary"]
+    parts = [f"{s['pass']} passed"]
+    for k in ("fail", "error", "timeout", "crashed", "skipped"):
+        if s[k]:
+            parts.append(f"{s[k]} {'failed' if k == 'fail' else k}")
+    color = "green" if result["status"] == "pass" else "red"
+    out.print(f"[{color}]{' · '.join(parts)}[/{color}]  [dim]({result['duration_s']:.2f} s)[/dim]")
+
+
+# --------------------------------------------------------------------------- progress / lessons
+
+
+def cmd_progress(args) -> int:
+    from tutor.records import session as rsession
+
+    course = _course()
+    ws = _workspace()
+    try:
+        summary, notice = rsession.progress_summary(ws, course)
+    except rsession.RecordsBusy as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    out = _console()
+    if notice:
+        out.print(f"[yellow]{notice}[/yellow]")
+    from rich.table import Table
+
+    for week in summary["weeks"]:
+        table = Table(title=f"Week {week['number']}: {week['title']}", title_justify="left",
+                      expand=False)
+        for col in ("", "Day", "Title", "Active", "Attempts", "Hints", "Mastery", "Gaps"):
+            table.add_column(col)
+        for d in week["days"]:
+            table.add_row(d["status_icon"], d["id"], d["title"], _hours(d["active_seconds"]),
+                          str(d["attempts"]), str(d["hints"]), d["mastery"],
+                          ", ".join(d["gaps"]) or "-")
+        out.print(table)
+    out.print(f"[dim]Tracker: {summary['tracker']}[/dim]")
+    return EXIT_OK
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 60:
+        return "-" if seconds <= 0 else "<1m"
+    h, m = divmod(int(seconds) // 60, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m"
+
+
+def cmd_lessons(args) -> int:
+    from rich.markup import escape
+
+    course = _course()
+    ws = _workspace(required=False)
+    status = {}
+    if ws is not None:
+        from tutor.records import session as rsession
+
+        try:
+            status = rsession.day_icons(ws, course)
+        except rsession.RecordsBusy:
+            status = {}
+    out = _console()
+    out.print(f"[bold]{escape(course.title)}[/bold]  [dim]{course.book}[/dim]")
+    for week in course.weeks:
+        out.print(f"\n[bold]Week {week.number}: {escape(week.title)}[/bold]")
+        for lesson in week.days:
+            icon = status.get(lesson.id, "⬜")
+            out.print(f" {icon} day{lesson.id}  {escape(lesson.title)}")
+    if ws is None:
+        out.print("\n[dim]No workspace here: statuses are not shown. `tiny-llm-tutor init DIR` "
+                  "creates one.[/dim]")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- doctor / init / reset / start
+
+
+def cmd_doctor(args) -> int:
+    from rich.markup import escape
+
+    from tutor.doctor import run_doctor
+
+    out = _console()
+    icons = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]",
+             "missing": "[red]✗[/red]", "info": "[blue]i[/blue]"}
+    findings = run_doctor(_workspace(required=False))
+    for f in findings:
+        line = f" {icons[f.state]} {escape(f.detail)}"
+        if f.fix and f.state != "ok":
+            line += f"\n     [dim]→ {escape(f.fix)}[/dim]"
+        out.print(line)
+    return EXIT_FAIL if any(f.state == "missing" for f in findings) else EXIT_OK
+
+
+def cmd_init(args) -> int:
+    from rich.markup import escape
+
+    from tutor.workspace import WorkspaceError, init_workspace
+
+    target = Path(args.dir)
+    try:
+        made = init_workspace(target)
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"Could not create the workspace: {exc}") from None
+    out = _console()
+    out.print(f"[green]Workspace ready in {escape(str(target.resolve()))}[/green]")
+    for m in made:
+        out.print(f"  {escape(m)}")
+    out.print(f"\nNext: cd {escape(str(target))} && tiny-llm-tutor start week1")
+    return EXIT_OK
+
+
+def cmd_reset(args) -> int:
+    from rich.markup import escape
+
+    from tutor.workspace import reset_day
+
+    course = _course()
+    days = _days(course, args.day)
+    if len(days) != 1:
+        raise UsageError("reset takes one day (e.g. day1.3), not a whole week.")
+    lesson = course.lesson(days[0])
+    ws = _workspace()
+    files = sorted({f"impl/{t.file}" for t in lesson.tasks if t.symbols})
+    out = _console()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("reset asks for confirmation; run it in a terminal or add --yes.")
+        out.print(f"Reset day {lesson.id} ({escape(lesson.title)}): "
+                  f"{', '.join(files)} go back to the stubs for this day's symbols.\n"
+                  "Your current files are copied to backups/ first.")
+        answer = input("Reset? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            out.print("Nothing changed.")
+            return EXIT_OK
+    backup, report = reset_day(ws, lesson)
+    for line in report:
+        out.print(f"  {escape(line)}")
+    out.print(f"[green]Day {lesson.id} reset.[/green] Your previous files are in "
+              f"{escape(str(backup.relative_to(ws)))}/")
+    return EXIT_OK
+
+
+def cmd_start(args) -> int:
+    course = _course()
+    if args.target:
+        _days(course, args.target)  # validates the id
+    out = _console()
+    out.print("The tutor's full-screen app is not here yet. Meanwhile:\n"
+              "  tiny-llm-tutor lessons        the course outline\n"
+              "  tiny-llm-tutor check day1.1   run a day's checks\n"
+              "  tiny-llm-tutor progress       where you are")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tiny-llm-tutor",
+        description="A terminal tutor for the tiny-llm course (LLM serving in a week, Qwen2).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("start", help="open the tutor at a week or day (default: where you left off)")
+    s.add_argument("target", nargs="?", help="week1, day1.3, 1.3 or w1d3")
+    s.set_defaults(func=cmd_start)
+
+    c = sub.add_parser("check", help="run a day's hidden checks on your code")
+    c.add_argument("day", help="day1.3, 1.3, w1d3, or week1 for every day of the week")
+    c.add_argument("--impl", help="package directory to check (default: the workspace's impl/)")
+    c.add_argument("--json", action="store_true", help="print one JSON object (a list for a week)")
+    c.add_argument("--timeout", type=float, help="seconds per day (default: the lesson's)")
+    c.add_argument("-v", "--verbose", action="store_true", help="show evidence and output")
+    c.set_defaults(func=cmd_check)
+
+    g = sub.add_parser("progress", help="your progress table; rewrites progress/tiny-llm-tracker.md")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_progress)
+
+    sub.add_parser("lessons", help="the course outline with your status").set_defaults(func=cmd_lessons)
+    sub.add_parser("doctor", help="is this machine ready for the course?").set_defaults(func=cmd_doctor)
+
+    i = sub.add_parser("init", help="lay out a fresh learner workspace")
+    i.add_argument("dir")
+    i.set_defaults(func=cmd_init)
+
+    r = sub.add_parser("reset", help="put a day's code back to the stubs (after a backup)")
+    r.add_argument("day")
+    r.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    r.set_defaults(func=cmd_reset)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        _console(stderr=True).print(f"[red]{_escape(str(exc))}[/red]")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _console(stderr=True).print("Interrupted.")
+        return 130
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

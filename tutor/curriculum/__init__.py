@@ -1,0 +1,287 @@
+"""The course: ``curriculum/course.yaml`` orders the weeks and days; one YAML file per day.
+
+Every file is validated when it is loaded. A missing field, an unknown key or a wrong type
+is a :class:`CurriculumError` naming file, line and field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tutor import paths
+from tutor.curriculum.schema import (CurriculumError, Field, ListOf, OneOf, Record, Validator,
+                                     compose)
+
+__all__ = ["Course", "Week", "Lesson", "Task", "Concept", "ConceptQuestion", "Pitfall",
+           "CurriculumError", "load_course", "load_lesson"]
+
+HINT_RUNGS = 4
+
+_S = Field(str)
+_STRS = Field(ListOf(str))
+
+LESSON_SCHEMA = Record({
+    "id": _S,
+    "title": _S,
+    "week": Field(int),
+    "slug": _S,
+    "chapter": _S,
+    "timeout_s": Field(OneOf((int, float))),
+    "prerequisites": Field(ListOf(str)),
+    "objectives": Field(ListOf(str), min_items=1),
+    "concepts": Field(ListOf(Record({"name": _S, "explanation": _S})), min_items=1),
+    "tasks": Field(ListOf(Record({
+        "id": Field(int),
+        "title": _S,
+        "file": _S,
+        "symbols": _STRS,
+        "checks": _STRS,
+        "description": _S,
+        "guiding_questions": Field(ListOf(str), min_items=3),
+        "hints": Field(ListOf(str), min_items=HINT_RUNGS, max_items=HINT_RUNGS),
+    })), min_items=1),
+    "concept_questions": Field(ListOf(Record({
+        "id": _S,
+        "when": Field(str, choices=("before", "after")),
+        "kind": Field(str, choices=("shape", "number", "choice")),
+        "prompt": _S,
+        "answer": Field("any"),
+        "tolerance": Field(OneOf((int, float)), required=False),
+        "options": Field(ListOf(str), required=False, min_items=2, max_items=6),
+        "explanation": _S,
+    })), min_items=2),
+    "pitfalls": Field(ListOf(Record({"id": _S, "symptom": _S, "question": _S})), min_items=1),
+})
+
+COURSE_SCHEMA = Record({
+    "title": _S,
+    "book": _S,
+    "weeks": Field(ListOf(Record({
+        "number": Field(int),
+        "title": _S,
+        "days": Field(ListOf(str), min_items=1),
+    })), min_items=1),
+})
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    title: str
+    file: str
+    symbols: tuple[str, ...]
+    checks: tuple[str, ...]
+    description: str
+    guiding_questions: tuple[str, ...]
+    hints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConceptQuestion:
+    id: str
+    when: str
+    kind: str
+    prompt: str
+    answer: Any
+    explanation: str
+    tolerance: float = 1e-6
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pitfall:
+    id: str
+    symptom: str
+    question: str
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: str
+    title: str
+    week: int
+    slug: str
+    chapter: str
+    timeout_s: float
+    prerequisites: tuple[str, ...]
+    objectives: tuple[str, ...]
+    concepts: tuple[Concept, ...]
+    tasks: tuple[Task, ...]
+    concept_questions: tuple[ConceptQuestion, ...]
+    pitfalls: tuple[Pitfall, ...]
+    source: str = ""
+
+    @property
+    def session_filename(self) -> str:
+        return f"day{self.id}-{self.slug}.md"
+
+    @property
+    def pitfall_questions(self) -> dict[str, str]:
+        return {p.id: p.question for p in self.pitfalls}
+
+    def pitfall(self, pid: str) -> Pitfall | None:
+        return next((p for p in self.pitfalls if p.id == pid), None)
+
+    def task(self, tid: int) -> Task | None:
+        return next((t for t in self.tasks if t.id == tid), None)
+
+    def task_of_check(self, check_id: str) -> Task | None:
+        return next((t for t in self.tasks if check_id in t.checks), None)
+
+
+@dataclass(frozen=True)
+class Week:
+    number: int
+    title: str
+    days: tuple[Lesson, ...]
+
+
+@dataclass(frozen=True)
+class Course:
+    title: str
+    book: str
+    weeks: tuple[Week, ...]
+    lessons: tuple[Lesson, ...] = field(default=())
+
+    def lesson(self, day_id: str) -> Lesson:
+        for lesson in self.lessons:
+            if lesson.id == day_id:
+                return lesson
+        raise KeyError(day_id)
+
+    def week(self, number: int) -> Week:
+        for w in self.weeks:
+            if w.number == number:
+                return w
+        raise KeyError(number)
+
+    @property
+    def day_ids(self) -> list[str]:
+        return [lesson.id for lesson in self.lessons]
+
+
+_DAY_ID = re.compile(r"^\d+\.\d+$")
+_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(paths.content_root()))
+    except ValueError:
+        return str(path)
+
+
+def load_lesson(path: Path) -> Lesson:
+    name = _rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CurriculumError(f"{name}: cannot read: {exc.strerror}") from None
+    v = Validator(name)
+    data = v.record(compose(text, name), LESSON_SCHEMA, "")
+
+    def bad(msg: str, line: int | None = None) -> CurriculumError:
+        return CurriculumError(f"{name}:{line or data['__line__']}: {msg}")
+
+    if not _DAY_ID.match(data["id"]):
+        raise bad(f"id: must look like '1.3', not {data['id']!r}")
+    if not _SLUG.match(data["slug"]):
+        raise bad(f"slug: use lowercase words joined by '-', not {data['slug']!r}")
+    if data["timeout_s"] <= 0:
+        raise bad("timeout_s: must be positive")
+    seen_checks: set[str] = set()
+    for i, t in enumerate(data["tasks"]):
+        for c in t["checks"]:
+            if c in seen_checks:
+                raise bad(f"tasks[{i}].checks: check '{c}' is listed twice", t["__line__"])
+            seen_checks.add(c)
+    qids: set[str] = set()
+    for i, q in enumerate(data["concept_questions"]):
+        where = f"concept_questions[{i}]"
+        if q["id"] in qids:
+            raise bad(f"{where}.id: duplicate id '{q['id']}'", q["__line__"])
+        qids.add(q["id"])
+        _check_answer(q, where, lambda m, line=q["__line__"]: bad(m, line))
+    pids = [p["id"] for p in data["pitfalls"]]
+    if len(set(pids)) != len(pids):
+        raise bad("pitfalls: duplicate pitfall id")
+
+    return Lesson(
+        id=data["id"], title=data["title"], week=data["week"], slug=data["slug"],
+        chapter=data["chapter"], timeout_s=float(data["timeout_s"]),
+        prerequisites=tuple(data["prerequisites"]), objectives=tuple(data["objectives"]),
+        concepts=tuple(Concept(c["name"], c["explanation"]) for c in data["concepts"]),
+        tasks=tuple(Task(t["id"], t["title"], t["file"], tuple(t["symbols"]), tuple(t["checks"]),
+                         t["description"], tuple(t["guiding_questions"]), tuple(t["hints"]))
+                    for t in data["tasks"]),
+        concept_questions=tuple(
+            ConceptQuestion(q["id"], q["when"], q["kind"], q["prompt"], q["answer"],
+                            q["explanation"], float(q.get("tolerance", 1e-6)),
+                            tuple(q.get("options", ())))
+            for q in data["concept_questions"]),
+        pitfalls=tuple(Pitfall(p["id"], p["symptom"], p["question"]) for p in data["pitfalls"]),
+        source=name,
+    )
+
+
+def _check_answer(q: dict, where: str, bad) -> None:
+    kind, answer = q["kind"], q["answer"]
+    if kind == "number":
+        if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+            raise bad(f"{where}.answer: a number question needs a numeric answer")
+    elif kind == "shape":
+        if not isinstance(answer, list) or not answer or not all(
+                isinstance(x, (int, str)) and not isinstance(x, bool) for x in answer):
+            raise bad(f"{where}.answer: a shape answer is a list like [N, H, L, D] or [2, 8, 16]")
+    elif kind == "choice":
+        options = q.get("options") or []
+        if len(options) < 2:
+            raise bad(f"{where}.options: a choice question needs at least 2 options")
+        letters = "abcdef"[:len(options)]
+        if not isinstance(answer, str) or answer.lower() not in letters:
+            raise bad(f"{where}.answer: must be one of the option letters {', '.join(letters)}")
+    if kind != "choice" and "options" in q:
+        raise bad(f"{where}.options: only choice questions have options")
+    if kind != "number" and "tolerance" in q:
+        raise bad(f"{where}.tolerance: only number questions have a tolerance")
+
+
+@lru_cache(maxsize=4)
+def load_course(root: Path | None = None) -> Course:
+    root = Path(root) if root else paths.curriculum_dir()
+    course_file = root / "course.yaml"
+    name = _rel(course_file)
+    try:
+        text = course_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CurriculumError(f"{name}: cannot read: {exc.strerror}") from None
+    data = Validator(name).record(compose(text, name), COURSE_SCHEMA, "")
+    weeks, lessons = [], []
+    for w in data["weeks"]:
+        days = []
+        for rel in w["days"]:
+            lesson = load_lesson(root / rel)
+            if lesson.week != w["number"]:
+                raise CurriculumError(f"{lesson.source}:1: week: is {lesson.week} but "
+                                      f"course.yaml lists it under week {w['number']}")
+            days.append(lesson)
+        weeks.append(Week(w["number"], w["title"], tuple(days)))
+        lessons.extend(days)
+    ids = [x.id for x in lessons]
+    for lesson in lessons:
+        if ids.count(lesson.id) > 1:
+            raise CurriculumError(f"{lesson.source}:1: id: day {lesson.id} appears twice")
+        for p in lesson.prerequisites:
+            if p not in ids:
+                raise CurriculumError(f"{lesson.source}:1: prerequisites: unknown day '{p}'")
+    return Course(data["title"], data["book"], tuple(weeks), tuple(lessons))

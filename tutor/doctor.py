@@ -1,0 +1,173 @@
+"""``tiny-llm-tutor doctor``: is this machine ready for the course?
+
+Each finding is a line with a state (ok, warn, missing, info) and, when something is
+missing, what to do about it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tutor import hfcache
+
+CMAKE_MIN = (3, 27)
+
+
+@dataclass
+class Finding:
+    name: str
+    state: str  # ok | warn | missing | info
+    detail: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _run(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout or out.stderr).strip() if out.returncode == 0 else None
+
+
+def python_finding() -> Finding:
+    v = sys.version_info
+    text = f"Python {platform.python_version()} ({sys.executable})"
+    if v < (3, 10):
+        return Finding("python", "missing", text, "Use Python 3.10 or newer.")
+    return Finding("python", "ok", text)
+
+
+def mlx_findings() -> list[Finding]:
+    ver = _version("mlx")
+    if ver is None:
+        fix = "python -m pip install mlx" if sys.platform == "darwin" else \
+            "python -m pip install 'mlx[cpu]'"
+        return [Finding("mlx", "missing", "MLX is not installed", fix)]
+    out = [Finding("mlx", "ok", f"MLX {ver}")]
+    try:
+        import mlx.core as mx
+
+        metal = bool(mx.metal.is_available())
+    except Exception as exc:  # noqa: BLE001 - a broken install is a finding, not a crash
+        return out + [Finding("mlx-backend", "missing", f"MLX does not import: {exc}",
+                              "Reinstall MLX for this platform.")]
+    if metal:
+        out.append(Finding("mlx-backend", "ok", "MLX backend: Metal (Apple GPU)"))
+    else:
+        out.append(Finding("mlx-backend", "info",
+                           "MLX backend: CPU (no Metal here). Python and C++ checks run; "
+                           "Metal kernel checks are reported as skipped."))
+    lm = _version("mlx-lm")
+    out.append(Finding("mlx-lm", "ok", f"mlx-lm {lm}") if lm else
+               Finding("mlx-lm", "missing", "mlx-lm is not installed",
+                       "python -m pip install mlx-lm"))
+    return out
+
+
+def compiler_finding() -> Finding:
+    for cxx in ("c++", "clang++", "g++"):
+        path = shutil.which(cxx)
+        if path:
+            first = (_run([path, "--version"]) or cxx).splitlines()[0]
+            return Finding("compiler", "ok", f"C++ compiler: {first}")
+    fix = ("xcode-select --install" if sys.platform == "darwin"
+           else "install a C++ compiler, e.g. `sudo apt install g++`")
+    return Finding("compiler", "missing", "No C++ compiler found (needed for week 2's kernels)", fix)
+
+
+def cmake_finding() -> Finding:
+    path = shutil.which("cmake")
+    text = _run([path, "--version"]) if path else None
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not m:
+        return Finding("cmake", "missing", "cmake not found (needed for week 2's kernels)",
+                       "python -m pip install cmake")
+    ver = (int(m.group(1)), int(m.group(2)))
+    shown = m.group(0)
+    if ver < CMAKE_MIN:
+        return Finding("cmake", "warn", f"cmake {shown} is older than "
+                       f"{CMAKE_MIN[0]}.{CMAKE_MIN[1]}, which the kernels need",
+                       "python -m pip install cmake  (then make sure it comes first on PATH)")
+    return Finding("cmake", "ok", f"cmake {shown}")
+
+
+def nanobind_finding() -> Finding:
+    ver = _version("nanobind")
+    if ver:
+        return Finding("nanobind", "ok", f"nanobind {ver}")
+    return Finding("nanobind", "warn", "nanobind is not installed (week 2's kernel bindings)",
+                   "python -m pip install nanobind  (the version your mlx was built with)")
+
+
+def weights_findings() -> list[Finding]:
+    out = []
+    for short, repo in hfcache.QWEN2_REPOS.items():
+        snap = hfcache.snapshot(repo)
+        if snap:
+            out.append(Finding(f"weights-{short}", "ok", f"{repo} in the Hugging Face cache"))
+        else:
+            state = "warn" if short == "qwen2-0.5b" else "info"
+            out.append(Finding(f"weights-{short}", state, f"{repo} not in the local cache "
+                               "(the checks that need it are skipped)",
+                               f"hf download {repo}"))
+    return out
+
+
+def llm_finding(workspace: Path | None) -> Finding:
+    from tutor import config
+
+    try:
+        cfg = config.load_llm_config(workspace)
+    except config.ConfigError as exc:
+        return Finding("llm", "warn", str(exc), f"fix {config.CONFIG_HINT}")
+    if cfg.backend == "offline":
+        return Finding("llm", "info", "Coach: offline (scripted Socratic questions; no LLM)",
+                       "to use an LLM, see `[llm]` in tiny-llm-tutor.toml or README's LLM section")
+    if cfg.backend == "anthropic" and not cfg.api_key and not cfg.base_url:
+        return Finding("llm", "missing", f"Coach: Claude ({cfg.model}) but ANTHROPIC_API_KEY is "
+                       "not set", "export ANTHROPIC_API_KEY=...")
+    url = cfg.base_url or "https://api.anthropic.com"
+    ok, why = _reachable(url)
+    desc = f"Coach: {cfg.backend} {cfg.model or ''} at {url}".rstrip()
+    if ok:
+        return Finding("llm", "ok", desc + " (reachable)")
+    return Finding("llm", "warn", f"{desc}: not reachable ({why}); the offline coach answers "
+                   "meanwhile", "start the server or check the URL and network")
+
+
+def _reachable(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    u = urlparse(url)
+    host = u.hostname or "localhost"
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, exc.strerror or str(exc)
+
+
+def run_doctor(workspace: Path | None) -> list[Finding]:
+    findings = [python_finding(), *mlx_findings(), compiler_finding(), cmake_finding(),
+                nanobind_finding(), *weights_findings(), llm_finding(workspace)]
+    if workspace is None:
+        findings.append(Finding("workspace", "info", "No workspace here",
+                                "tiny-llm-tutor init DIR  (then cd DIR)"))
+    else:
+        findings.append(Finding("workspace", "ok", f"Workspace: {workspace}"))
+    return findings

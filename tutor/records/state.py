@@ -1,0 +1,735 @@
+"""The learner's machine state: ``progress/state.json``.
+
+One JSON document, schema-versioned, rewritten atomically (temp file in the same
+directory, fsync, ``os.replace``) on every recorded event. A second tutor on the same
+workspace is refused: :class:`StateStore` takes a non-blocking ``fcntl.flock`` on
+``progress/.lock`` (which holds the owner's PID) and raises :class:`StateLocked`.
+
+A file that is not valid JSON or not our schema is moved aside to
+``progress/state.json.bak`` (``state.json.<UTC stamp>.bak`` when that exists), fresh
+records are started, and :attr:`StateStore.notice` holds one line for the learner.
+
+Layout (schema_version 1)::
+
+    {"schema": "tiny-llm-tutor/state", "schema_version": 1,
+     "created": ISO, "updated": ISO, "current_day": "1.3" | null,
+     "last_activity": ISO | null,           # latest activity event, any day
+     "sessions": [{"start": ISO, "end": ISO | null, "days": ["1.1"], "implicit_end"?: true}],
+     "days": {"1.1": DAY, ...}}
+
+    DAY = {"status": "in_progress", "mastery": "learning",   # derived, refreshed on write
+           "first_activity": ISO, "last_activity": ISO, "active_seconds": int,
+           "attempts_total": int, "fails_before_pass": int, "first_pass": ISO | null,
+           "last_result": "pass" | "fail" | null,
+           "attempts": [{"time", "status", "duration_s", "summary", "failing", "pitfalls"}],
+           "checks": {check_id: {"task", "title", "runs", "fails", "failing", "first_fail",
+                                 "last_fail", "fixed_at", "fixed_after", "last_status",
+                                 "last_message", "pitfalls": {pitfall: n}}},
+           "pitfalls": {pitfall: count},
+           "hints": [{"time", "task", "rung", "final"}], "hints_seen": ["task:rung"],
+           "final_hint": bool,
+           "concept_answers": [{"time", "qid", "answer", "correct"}],
+           "concepts": {qid: {"tries", "first_correct", "last_correct", "first_time", "last_time"}},
+           "questions": [{"time", "text"}], "insights": [{"time", "text"}],
+           "files_changed": {path: ISO}}
+
+Event lists are append-only and capped (oldest dropped, see ``MAX_*``); the counters and
+summaries next to them are never capped, so status and mastery do not drift.
+
+Active time: consecutive activity events (across all days) are paired; the gap between
+them is credited to the later event's day if it is at most 5 minutes (``ACTIVITY_GAP_S``),
+otherwise it is a break and counts nothing. All times are UTC; every recorder takes
+``now`` for tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from tutor.records._util import day_id, parse_iso, to_iso, utc_now
+from tutor.records.atomic import atomic_write_text, temp_files_for
+from tutor.records.mastery import (
+    ACTIVITY_GAP_S,
+    DEFAULT_LADDER_RUNGS,
+    Assessment,
+    Mastery,
+    Status,
+    assess,
+    rules_text,
+)
+
+try:  # POSIX only; the tutor targets macOS and Linux
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "StateStore",
+    "StateError",
+    "StateLocked",
+    "CorruptState",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "empty_state",
+    "new_day",
+    "validate_state",
+    "read_state",
+    "state_path",
+    "rules_text",
+    "Status",
+    "Mastery",
+    "Assessment",
+]
+
+SCHEMA = "tiny-llm-tutor/state"
+SCHEMA_VERSION = 1
+
+MAX_ATTEMPTS = 200
+MAX_HINT_EVENTS = 200
+MAX_ANSWERS = 200
+MAX_QUESTIONS = 200
+MAX_INSIGHTS = 50
+MAX_FILES = 200
+MAX_SESSIONS = 500
+MAX_TEXT = 4000
+MAX_MESSAGE = 300
+
+FAILING_STATUSES = frozenset({"fail", "error", "timeout", "crashed"})
+
+
+class StateError(Exception):
+    """Base class for records errors."""
+
+
+class StateLocked(StateError):
+    """Another tutor holds ``progress/.lock``."""
+
+    def __init__(self, pid: int | None, lock_path: Path):
+        self.pid = pid
+        self.lock_path = Path(lock_path)
+        who = f"PID {pid}" if pid else "PID unknown"
+        super().__init__(
+            f"another tiny-llm-tutor ({who}) is already using these progress records "
+            f"({self.lock_path}); close it and try again"
+        )
+
+
+class CorruptState(StateError):
+    """``state.json`` is not valid JSON or not our schema."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def state_path(workspace: Path | str) -> Path:
+    return Path(workspace) / "progress" / "state.json"
+
+
+def empty_state(now: datetime | None = None) -> dict:
+    t = to_iso(utc_now(now))
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": t,
+        "updated": t,
+        "current_day": None,
+        "last_activity": None,
+        "sessions": [],
+        "days": {},
+    }
+
+
+_DAY_TEMPLATE: dict[str, Any] = {
+    "status": Status.NOT_STARTED.value,
+    "mastery": None,
+    "first_activity": None,
+    "last_activity": None,
+    "active_seconds": 0,
+    "attempts_total": 0,
+    "fails_before_pass": 0,
+    "first_pass": None,
+    "last_result": None,
+    "attempts": [],
+    "checks": {},
+    "pitfalls": {},
+    "hints": [],
+    "hints_seen": [],
+    "final_hint": False,
+    "concept_answers": [],
+    "concepts": {},
+    "questions": [],
+    "insights": [],
+    "files_changed": {},
+}
+
+_TOP_TYPES = {"sessions": list, "days": dict}
+
+
+def new_day() -> dict:
+    return copy.deepcopy(_DAY_TEMPLATE)
+
+
+def _type_name(t: type) -> str:
+    return {list: "a list", dict: "an object", int: "a number", bool: "true/false"}.get(t, t.__name__)
+
+
+def validate_state(data: Any) -> dict:
+    """Check the document's shape; fill in keys a valid older write may lack.
+
+    Returns the (normalised, same object) state. Raises :class:`CorruptState` with a
+    short reason for anything else.
+    """
+    if not isinstance(data, dict):
+        raise CorruptState("not a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise CorruptState(f"unknown schema {data.get('schema')!r}")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CorruptState("schema_version missing")
+    if version > SCHEMA_VERSION:
+        raise CorruptState(f"schema_version {version} is newer than this tutor's {SCHEMA_VERSION}")
+    if version < 1:
+        raise CorruptState(f"schema_version {version} is not a known version")
+    # (future) migrations from older versions go here, one step at a time.
+    for key, typ in _TOP_TYPES.items():
+        if key in data and not isinstance(data[key], typ):
+            raise CorruptState(f"'{key}' is not {_type_name(typ)}")
+    data.setdefault("created", data.get("updated"))
+    data.setdefault("updated", data.get("created"))
+    data.setdefault("current_day", None)
+    data.setdefault("last_activity", None)
+    data.setdefault("sessions", [])
+    data.setdefault("days", {})
+    if data["current_day"] is not None and not isinstance(data["current_day"], str):
+        raise CorruptState("'current_day' is not a day id")
+    for s in data["sessions"]:
+        if not isinstance(s, dict):
+            raise CorruptState("a session entry is not an object")
+        s.setdefault("end", None)
+        if not isinstance(s.setdefault("days", []), list):
+            raise CorruptState("a session's 'days' is not a list")
+    for day, rec in data["days"].items():
+        if not isinstance(rec, dict):
+            raise CorruptState(f"day {day!r} is not an object")
+        for key, default in _DAY_TEMPLATE.items():
+            if key not in rec:
+                rec[key] = copy.deepcopy(default)
+            elif isinstance(default, (list, dict)) and not isinstance(rec[key], type(default)):
+                raise CorruptState(f"day {day}: '{key}' is not {_type_name(type(default))}")
+            elif key in ("active_seconds", "attempts_total", "fails_before_pass") and (
+                not isinstance(rec[key], (int, float)) or isinstance(rec[key], bool)
+            ):
+                raise CorruptState(f"day {day}: '{key}' is not a number")
+    data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
+def _parse(raw: bytes) -> dict:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptState("not UTF-8 text") from None
+    if not text.strip():
+        raise CorruptState("the file is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CorruptState(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    return validate_state(data)
+
+
+def read_state(workspace: Path | str) -> tuple[dict, str | None]:
+    """Read the state without the lock and without changing anything on disk.
+
+    For read-only views (``progress``) that may run while a tutor is open. Returns
+    ``(state, notice)``; a missing file gives an empty state, a corrupt one an empty state
+    and a notice (the file is left where it is -- only :class:`StateStore` moves it).
+    """
+    path = state_path(workspace)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return empty_state(), None
+    try:
+        return _parse(raw), None
+    except CorruptState as e:
+        return empty_state(), f"progress/state.json is unreadable ({e}); showing empty records"
+
+
+def _dumps(state: dict) -> str:
+    return json.dumps(state, indent=2, ensure_ascii=False) + "\n"
+
+
+def _trim(items: list, cap: int) -> None:
+    if len(items) > cap:
+        del items[: len(items) - cap]
+
+
+def _text(value: Any, limit: int = MAX_TEXT) -> str:
+    s = str(value if value is not None else "").strip()
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return _text(value)
+    return value
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class StateStore:
+    """The locked, atomically saved state of one workspace.
+
+    Use as a context manager (or ``open()`` / ``close()``)::
+
+        with StateStore(workspace, course=course) as store:
+            if store.notice:
+                show(store.notice)
+            store.start_session()
+            store.record_check("1.1", result)
+
+    Recorders save immediately (``autosave=True``, the default); with
+    ``autosave=False`` call :meth:`save` yourself (``close`` saves pending changes).
+    ``course`` (optional, see tutor.curriculum) lets mastery use each lesson's concept
+    questions and hint ladders.
+    """
+
+    def __init__(self, workspace: Path | str, *, course: Any = None, autosave: bool = True):
+        self.workspace = Path(workspace)
+        self.progress_dir = self.workspace / "progress"
+        self.path = self.progress_dir / "state.json"
+        self.lock_path = self.progress_dir / ".lock"
+        self.course = course
+        self.autosave = autosave
+        self.state: dict = {}
+        self.notice: str | None = None
+        self._lock_fd: int | None = None
+        self._dirty = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._lock_fd is not None
+
+    def open(self, now: datetime | None = None) -> "StateStore":
+        """Take the lock and load (or create, or rebuild) the state."""
+        if self.is_open:
+            return self
+        self.progress_dir.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        try:
+            for tmp in temp_files_for(self.path):  # left by a writer killed mid-write
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+            self._load(now)
+        except BaseException:
+            self._release_lock()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Save pending changes and release the lock."""
+        if not self.is_open:
+            return
+        try:
+            if self._dirty:
+                self.save()
+        finally:
+            self._release_lock()
+
+    def __enter__(self) -> "StateStore":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save(self) -> None:
+        """Write the state atomically."""
+        self._require_open()
+        atomic_write_text(self.path, _dumps(self.state))
+        self._dirty = False
+
+    # -- lock ---------------------------------------------------------------------------
+    def _acquire_lock(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    os.close(fd)
+                    raise
+                pid = _read_pid(fd)
+                os.close(fd)
+                raise StateLocked(pid, self.lock_path) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:  # pragma: no cover
+            pass
+        finally:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                except OSError:  # pragma: no cover
+                    pass
+            os.close(fd)
+
+    # -- load / corrupt -----------------------------------------------------------------
+    def _load(self, now: datetime | None) -> None:
+        self.notice = None
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            self.state = empty_state(now)
+            self._dirty = False
+            return
+        try:
+            self.state = _parse(raw)
+            self._dirty = False
+        except CorruptState as e:
+            backup = self._move_aside(now)
+            self.state = empty_state(now)
+            self.save()
+            rel = f"progress/{backup.name}"
+            self.notice = (
+                f"Your progress file progress/state.json was unreadable ({e}); "
+                f"it was kept as {rel} and fresh records were started."
+            )
+
+    def _move_aside(self, now: datetime | None) -> Path:
+        backup = self.progress_dir / "state.json.bak"
+        if backup.exists():
+            stamp = utc_now(now).strftime("%Y%m%dT%H%M%SZ")
+            backup = self.progress_dir / f"state.json.{stamp}.bak"
+            n = 1
+            while backup.exists():
+                backup = self.progress_dir / f"state.json.{stamp}-{n}.bak"
+                n += 1
+        os.replace(self.path, backup)
+        return backup
+
+    # -- helpers ------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if not self.is_open:
+            raise StateError("the state store is not open; use `with StateStore(ws) as store:`")
+
+    def _lesson(self, day: str) -> Any:
+        if self.course is None:
+            return None
+        try:
+            return self.course.lesson(day)
+        except Exception:
+            return None
+
+    def day_record(self, day: str) -> dict | None:
+        """The stored record of a day (live dict; treat as read-only), or None."""
+        return self.state.get("days", {}).get(day_id(day))
+
+    def _day(self, day: str) -> dict:
+        return self.state["days"].setdefault(day, new_day())
+
+    def _activity(self, day: str, now: datetime) -> dict:
+        """Register an activity event for ``day`` at ``now`` and return the day record."""
+        self._require_open()
+        rec = self._day(day)
+        t = to_iso(now)
+        last = parse_iso(self.state.get("last_activity"))
+        if last is not None:
+            gap = (now - last).total_seconds()
+            if 0 < gap <= ACTIVITY_GAP_S:
+                rec["active_seconds"] = int(rec.get("active_seconds") or 0) + int(gap)
+        if last is None or now > last:
+            self.state["last_activity"] = t
+        first_day = parse_iso(rec.get("first_activity"))
+        if first_day is None or now < first_day:
+            rec["first_activity"] = t
+        last_day = parse_iso(rec.get("last_activity"))
+        if last_day is None or now > last_day:
+            rec["last_activity"] = t
+        self.state["current_day"] = day
+        session = self._open_session()
+        if session is not None and day not in session["days"]:
+            session["days"].append(day)
+        return rec
+
+    def _changed(self, day: str | None, now: datetime) -> None:
+        if day is not None:
+            rec = self.state["days"][day]
+            a = assess(rec, self._lesson(day))
+            rec["status"] = a.status.value
+            rec["mastery"] = a.mastery.value if a.mastery else None
+        self.state["updated"] = to_iso(now)
+        self._dirty = True
+        if self.autosave:
+            self.save()
+
+    def _open_session(self) -> dict | None:
+        sessions = self.state.get("sessions") or []
+        if sessions and sessions[-1].get("end") is None:
+            return sessions[-1]
+        return None
+
+    def _ladder_rungs(self, day: str, task: Any) -> int | None:
+        lesson = self._lesson(day)
+        for t in getattr(lesson, "tasks", None) or []:
+            if str(getattr(t, "id", None)) == str(task):
+                hints = getattr(t, "hints", None)
+                return len(hints) if hints else None
+        return None
+
+    # -- recorders ----------------------------------------------------------------------
+    def touch(self, day: str, now: datetime | None = None) -> None:
+        """Plain activity on ``day`` (the learner is working on it)."""
+        day, now = day_id(day), utc_now(now)
+        self._activity(day, now)
+        self._changed(day, now)
+
+    def record_check(self, day: str, result: dict, now: datetime | None = None) -> dict:
+        """Log one check run (the check result contract dict); returns the stored attempt."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        t = to_iso(now)
+        checks = [c for c in (result.get("checks") or []) if isinstance(c, dict)]
+        passed = result.get("status") == "pass"
+        failing: list[str] = []
+        pitfalls: list[str] = []
+        for c in checks:
+            cid = str(c.get("id") or "?")
+            status = str(c.get("status") or "")
+            diag = c.get("diagnosis") if isinstance(c.get("diagnosis"), dict) else None
+            pitfall = str(diag["pitfall"]) if diag and diag.get("pitfall") else None
+            if status in FAILING_STATUSES:
+                failing.append(cid)
+            if pitfall and pitfall not in pitfalls:
+                pitfalls.append(pitfall)
+            cr = rec["checks"].setdefault(
+                cid,
+                {
+                    "task": None, "title": "", "runs": 0, "fails": 0, "failing": False,
+                    "first_fail": None, "last_fail": None, "fixed_at": None,
+                    "fixed_after": None, "last_status": None, "last_message": "",
+                    "pitfalls": {},
+                },
+            )
+            cr["task"] = _jsonable(c.get("task", cr.get("task")))
+            cr["title"] = _text(c.get("title") or cr.get("title") or "", 200)
+            cr["runs"] = int(cr.get("runs") or 0) + 1
+            if status in FAILING_STATUSES:
+                cr["fails"] = int(cr.get("fails") or 0) + 1
+                cr["first_fail"] = cr.get("first_fail") or t
+                cr["last_fail"] = t
+                cr["failing"] = True
+                cr["fixed_at"] = None
+                cr["fixed_after"] = None
+                cr["last_message"] = _text(c.get("message") or "", MAX_MESSAGE)
+                if pitfall:
+                    cp = cr.setdefault("pitfalls", {})
+                    cp[pitfall] = int(cp.get(pitfall) or 0) + 1
+            elif status == "pass":
+                if cr.get("failing"):
+                    cr["fixed_at"] = t
+                    cr["fixed_after"] = cr["fails"]
+                cr["failing"] = False
+                cr["last_message"] = ""
+            cr["last_status"] = status or None
+        summary = {
+            str(k): int(v)
+            for k, v in (result.get("summary") or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        try:
+            duration = round(float(result.get("duration_s") or 0.0), 3)
+        except (TypeError, ValueError):
+            duration = 0.0
+        attempt = {
+            "time": t,
+            "status": "pass" if passed else "fail",
+            "duration_s": duration,
+            "summary": summary,
+            "failing": failing,
+            "pitfalls": pitfalls,
+        }
+        rec["attempts"].append(attempt)
+        _trim(rec["attempts"], MAX_ATTEMPTS)
+        rec["attempts_total"] = int(rec.get("attempts_total") or 0) + 1
+        if rec.get("first_pass") is None:
+            if passed:
+                rec["first_pass"] = t
+            else:
+                rec["fails_before_pass"] = int(rec.get("fails_before_pass") or 0) + 1
+        rec["last_result"] = attempt["status"]
+        for p in pitfalls:
+            rec["pitfalls"][p] = int(rec["pitfalls"].get(p) or 0) + 1
+        self._changed(day, now)
+        return attempt
+
+    def record_hint(
+        self,
+        day: str,
+        task: Any,
+        rung: int,
+        now: datetime | None = None,
+        *,
+        rungs: int | None = None,
+    ) -> dict:
+        """Log a hint shown: ``rung`` is 1-based; ``rungs`` is the ladder length (default:
+        the lesson's, else 4). Reaching the last rung is remembered for mastery."""
+        day, now = day_id(day), utc_now(now)
+        rung = int(rung)
+        if rung < 1:
+            raise ValueError(f"hint rungs count from 1, got {rung}")
+        ladder = rungs or self._ladder_rungs(day, task) or DEFAULT_LADDER_RUNGS
+        rec = self._activity(day, now)
+        entry = {"time": to_iso(now), "task": _jsonable(task), "rung": rung, "final": rung >= ladder}
+        rec["hints"].append(entry)
+        _trim(rec["hints"], MAX_HINT_EVENTS)
+        key = f"{task}:{rung}"
+        if key not in rec["hints_seen"]:
+            rec["hints_seen"].append(key)
+        if entry["final"]:
+            rec["final_hint"] = True
+        self._changed(day, now)
+        return entry
+
+    def record_question(self, day: str, text: str, now: datetime | None = None) -> None:
+        """Log a question the learner asked the coach."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        text = _text(text)
+        if text:
+            rec["questions"].append({"time": to_iso(now), "text": text})
+            _trim(rec["questions"], MAX_QUESTIONS)
+        self._changed(day, now)
+
+    def record_concept_answer(
+        self, day: str, qid: str, answer: Any, correct: bool, now: datetime | None = None
+    ) -> None:
+        """Log an answer to a concept question (graded by the caller)."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        t, qid, correct = to_iso(now), str(qid), bool(correct)
+        rec["concept_answers"].append(
+            {"time": t, "qid": qid, "answer": _jsonable(answer), "correct": correct}
+        )
+        _trim(rec["concept_answers"], MAX_ANSWERS)
+        c = rec["concepts"].get(qid)
+        if c is None:
+            c = rec["concepts"][qid] = {"tries": 0, "first_correct": correct, "first_time": t}
+        c["tries"] = int(c.get("tries") or 0) + 1
+        c["last_correct"] = correct
+        c["last_time"] = t
+        self._changed(day, now)
+
+    def record_insight(self, day: str, text: str, now: datetime | None = None) -> None:
+        """Log the learner's own explanation of the day's key idea."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        text = _text(text)
+        if text:
+            rec["insights"].append({"time": to_iso(now), "text": text})
+            _trim(rec["insights"], MAX_INSIGHTS)
+        self._changed(day, now)
+
+    def record_files_changed(
+        self, day: str, paths: Iterable[Path | str], now: datetime | None = None
+    ) -> None:
+        """Log files the learner changed (paths as the caller names them, e.g. impl/x.py)."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        t = to_iso(now)
+        files = rec["files_changed"]
+        for p in paths:
+            key = Path(p).as_posix() if isinstance(p, Path) else str(p)
+            files.pop(key, None)  # re-insert: dict order = least recently changed first
+            files[key] = t
+        while len(files) > MAX_FILES:
+            files.pop(next(iter(files)))
+        self._changed(day, now)
+
+    def start_session(self, now: datetime | None = None) -> dict:
+        """Open a tutoring session; a session left open (a crash) is closed first."""
+        self._require_open()
+        now = utc_now(now)
+        open_s = self._open_session()
+        if open_s is not None:
+            start = parse_iso(open_s.get("start"))
+            last = parse_iso(self.state.get("last_activity"))
+            end = last if (last and start and start <= last <= now) else (start or now)
+            open_s["end"] = to_iso(end)
+            open_s["implicit_end"] = True
+        session = {"start": to_iso(now), "end": None, "days": []}
+        self.state["sessions"].append(session)
+        _trim(self.state["sessions"], MAX_SESSIONS)
+        self._changed(None, now)
+        return session
+
+    def end_session(self, now: datetime | None = None) -> dict | None:
+        """Close the open session (None if there is none)."""
+        self._require_open()
+        now = utc_now(now)
+        session = self._open_session()
+        if session is None:
+            return None
+        session["end"] = to_iso(now)
+        self._changed(None, now)
+        return session
+
+    # -- queries ------------------------------------------------------------------------
+    @property
+    def current_day(self) -> str | None:
+        return self.state.get("current_day")
+
+    @property
+    def sessions(self) -> list[dict]:
+        return self.state.get("sessions", [])
+
+    def assess(self, day: str) -> Assessment:
+        day = day_id(day)
+        return assess(self.day_record(day), self._lesson(day))
+
+    def day_status(self, day: str) -> Status:
+        return self.assess(day).status
+
+    def mastery(self, day: str) -> Mastery | None:
+        return self.assess(day).mastery
+
+    def active_seconds(self, day: str) -> int:
+        rec = self.day_record(day)
+        return int(rec.get("active_seconds") or 0) if rec else 0
+
+    def total_active_seconds(self) -> int:
+        return sum(int(r.get("active_seconds") or 0) for r in self.state.get("days", {}).values())
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        raw = os.pread(fd, 64, 0)
+    except OSError:  # pragma: no cover
+        return None
+    try:
+        pid = int(raw.decode("ascii", "replace").strip() or 0)
+    except ValueError:
+        return None
+    return pid or None
