@@ -134,6 +134,18 @@ def restore_symbols(learner_src: str, stub_src: str, symbols: list[str]) -> str:
     return "".join(lines)
 
 
+def locate_symbol(package: Path, symbol: str) -> str | None:
+    """The file (relative to ``package``) that defines ``symbol`` at top level. A task's
+    symbols may live in more than one file (``linear`` in basics.py for day 1.1)."""
+    for path in sorted(package.glob("*.py")):
+        try:
+            if symbol in _top_level_nodes(path.read_text(encoding="utf-8")):
+                return path.name
+        except (SyntaxError, OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
 def reset_day(workspace: Path, lesson, now: datetime | None = None) -> tuple[Path, list[str]]:
     """Back up the day's files, then restore the day's symbols from the stubs. Work on
     other days in the same files is kept; a file that no longer parses is restored whole
@@ -143,9 +155,10 @@ def reset_day(workspace: Path, lesson, now: datetime | None = None) -> tuple[Pat
     backup = workspace / "backups" / f"{now:%Y-%m-%dT%H-%M-%S}-day{lesson.id}"
     by_file: dict[str, list[str]] = {}
     for task in lesson.tasks:
-        if task.file.startswith("..") or not task.symbols:
-            continue
-        by_file.setdefault(task.file, []).extend(task.symbols)
+        for sym in task.symbols:
+            rel = locate_symbol(paths.stubs_dir(), sym) or task.file
+            if not rel.startswith(".."):
+                by_file.setdefault(rel, []).append(sym)
     report = []
     for rel, symbols in by_file.items():
         src = impl / rel

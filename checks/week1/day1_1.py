@@ -1,0 +1,244 @@
+"""Day 1.1 -- scaled dot-product attention, linear, multi-head attention.
+
+Oracles: mx.fast.scaled_dot_product_attention, mlx.nn.Linear, mlx.nn.MultiHeadAttention.
+Mistake models (the candidates) are small float32 re-computations of the attention with
+one thing done wrong; they are never used as the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ..harness import check, to_np
+
+DAY = "1.1"
+SDPA = "mx.fast.scaled_dot_product_attention"
+F32, F16 = mx.float32, mx.float16
+
+
+def _dt(dtype) -> str:
+    return "float16" if dtype == F16 else "float32"
+
+
+def closest(got, variants):
+    """One candidate standing for several forms of the same mistake: whichever form is
+    nearest to the learner's output (NaN where both have NaN counts as equal)."""
+
+    def pick():
+        g = to_np(got).astype(np.float64)
+        best, best_err = None, None
+        for v in variants:
+            try:
+                c = to_np(v() if callable(v) else v).astype(np.float64)
+            except Exception:  # this form does not apply to these inputs
+                continue
+            if c.shape != g.shape:
+                continue
+            both_nan = np.isnan(g) & np.isnan(c)
+            with np.errstate(invalid="ignore"):
+                d = np.where(both_nan, 0.0, np.abs(g - c))
+            err = float(np.nan_to_num(d, nan=np.inf).max()) if d.size else 0.0
+            if best_err is None or err < best_err:
+                best, best_err = c, err
+        if best is None:
+            raise ValueError("no applicable form")
+        return best
+
+    return pick
+
+
+# --------------------------------------------------------------------------- mistake models
+
+
+def attention_model(q, k, v, scale, mask=None, axis=-1):
+    """softmax(q k^T * scale + mask, axis) v in float32, cast back to q's dtype."""
+    qf, kf, vf = (t.astype(F32) for t in (q, k, v))
+    scores = (qf @ kf.swapaxes(-1, -2)) * scale
+    if mask is not None:
+        scores = scores + mask.astype(F32)
+    return (mx.softmax(scores, axis=axis) @ vf).astype(q.dtype)
+
+
+def _oracle_sdpa(q, k, v, scale, mask=None):
+    """mx.fast SDPA on (1, batch, L, D) views of N.. x L x D inputs."""
+    *b, L, D = q.shape
+    S = k.shape[-2]
+    m = None
+    if mask is not None:
+        m = mx.broadcast_to(mask, (*b, L, S)).reshape(1, -1, L, S).astype(q.dtype)
+    out = mx.fast.scaled_dot_product_attention(
+        q.reshape(1, -1, L, D), k.reshape(1, -1, S, D), v.reshape(1, -1, S, D),
+        scale=scale, mask=m)
+    return out.reshape(*b, L, D)
+
+
+def _qkv(batch, L, S, D, dtype):
+    q = mx.random.normal((*batch, L, D)).astype(dtype)
+    k = mx.random.normal((*batch, S, D)).astype(dtype)
+    v = mx.random.normal((*batch, S, D)).astype(dtype)
+    return q, k, v
+
+
+def _case(batch, L, S, D, dtype, extra=""):
+    return f"batch {tuple(batch)}, L={L}, S={S}, D={D}, {_dt(dtype)}{extra}"
+
+
+def _merge(evs: list[dict]) -> dict:
+    return {"cases": len(evs), "max_abs_err": max(e.get("max_abs_err", 0.0) for e in evs)}
+
+
+# --------------------------------------------------------------------------- task 1
+
+
+@check(DAY, "sdpa-simple", 1, "scaled_dot_product_attention_simple (default scale, no mask)",
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_simple",))
+def sdpa_simple(ctx):
+    fn = ctx.symbol("scaled_dot_product_attention_simple")
+    mx.random.seed(101)
+    evs = []
+    for batch, L, S, D, dtype in [((2,), 3, 5, 5, F32), ((), 4, 4, 8, F32),
+                                  ((2, 3), 3, 7, 5, F16), ((2, 3, 2), 1, 4, 8, F32)]:
+        q, k, v = _qkv(batch, L, S, D, dtype)
+        scale = 1.0 / math.sqrt(D)
+        want = _oracle_sdpa(q, k, v, scale)
+        got = ctx.call(fn, q, k, v)
+        evs.append(ctx.expect_close(got, want, case=_case(batch, L, S, D, dtype), candidates={
+            "attn-missing-scale": lambda: attention_model(q, k, v, 1.0),
+            "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, axis=-2),
+        }))
+    return _merge(evs)
+
+
+@check(DAY, "sdpa-simple-scale-mask", 1,
+       "scaled_dot_product_attention_simple with a given scale and an additive mask",
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_simple",))
+def sdpa_simple_scale_mask(ctx):
+    fn = ctx.symbol("scaled_dot_product_attention_simple")
+    mx.random.seed(102)
+    evs = []
+    # (batch, L, S, D, dtype, scale, mask shape kind)
+    cases = [((2,), 3, 5, 5, F32, 0.7, "full"), ((2, 3), 4, 6, 8, F16, 0.2, "(L, S)"),
+             ((), 3, 7, 5, F32, 1.3, "-inf")]
+    for batch, L, S, D, dtype, scale, kind in cases:
+        q, k, v = _qkv(batch, L, S, D, dtype)
+        if kind == "full":
+            mask = mx.random.uniform(-2.0, 2.0, (*batch, L, S)).astype(dtype)
+        elif kind == "(L, S)":
+            mask = mx.random.uniform(-2.0, 2.0, (L, S)).astype(dtype)
+        else:  # some keys hidden from each query (never a whole row)
+            hide = (mx.random.uniform(shape=(L, S)) < 0.4) & (mx.arange(S)[None, :] > 0)
+            mask = mx.where(hide, -mx.inf, 0.0).astype(dtype)
+        want = _oracle_sdpa(q, k, v, scale, mask)
+        got = ctx.call(fn, q, k, v, scale=scale, mask=mask)
+        case = _case(batch, L, S, D, dtype, f", scale={scale}, mask {kind}")
+        evs.append(ctx.expect_close(got, want, case=case, candidates={
+            "attn-missing-scale": closest(got, [
+                lambda: attention_model(q, k, v, 1.0, mask),
+                lambda: attention_model(q, k, v, 1.0 / math.sqrt(D), mask)]),
+            "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, mask, axis=-2),
+            "attn-mask-ignored": lambda: attention_model(q, k, v, scale),
+        }))
+    return _merge(evs)
+
+
+# --------------------------------------------------------------------------- task 2
+
+
+@check(DAY, "linear", 2, "linear: x @ w.T (+ bias)", symbols=("linear",))
+def linear_check(ctx):
+    fn = ctx.symbol("linear")
+    mx.random.seed(103)
+    evs = []
+    # Square weights first: there x @ w runs and its output names the mistake.
+    cases = [((2, 3), 6, 6, False, F32), ((4,), 6, 6, True, F32), ((2, 3), 6, 5, True, F32),
+             ((10,), 12, 10, True, F16), ((3,), 7, 4, False, F16)]
+    for lead, I, O, with_bias, dtype in cases:
+        x = mx.random.normal((*lead, I)).astype(dtype)
+        w = (mx.random.normal((O, I)) / math.sqrt(I)).astype(dtype)
+        b = mx.random.normal((O,)).astype(dtype) if with_bias else None
+        layer = nn.Linear(I, O, bias=with_bias)
+        layer.weight = w
+        if with_bias:
+            layer.bias = b
+        want = layer(x)
+        got = ctx.call(fn, x, w, b) if with_bias else ctx.call(fn, x, w)
+        case = f"x {(*lead, I)}, w {(O, I)}, {'with' if with_bias else 'no'} bias, {_dt(dtype)}"
+        wrong = (lambda x=x, w=w, b=b: x @ w + (b if b is not None else 0)) if I == O else None
+        evs.append(ctx.expect_close(
+            got, want, case=case,
+            candidates={"linear-weight-not-transposed": wrong} if wrong else None))
+    return _merge(evs)
+
+
+def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", scale=None, axis=-1,
+              use_mask=True):
+    """Multi-head attention in float32 with one thing optionally done wrong.
+
+    heads: "ok" | "reshape" (N,L,H*D) viewed as (N,H,L,D) | "none" (never transposed) |
+    "noback" (transposed in, not back out)."""
+    wq, wk, wv, wo = (w.astype(F32) for w in ws)
+    if w_t:
+        wq, wk, wv, wo = wq.T, wk.T, wv.T, wo.T
+    q, k, v = (x.astype(F32) @ w.T for x, w in ((xq, wq), (xk, wk), (xv, wv)))
+    N, L, E = q.shape
+    D = E // H
+
+    def split(t):
+        n, l, _ = t.shape
+        if heads == "reshape":
+            return t.reshape(n, H, l, D)
+        if heads == "none":
+            return t.reshape(n, l, H, D)
+        return t.reshape(n, l, H, D).transpose(0, 2, 1, 3)
+
+    qh, kh, vh = split(q), split(k), split(v)
+    s = 1.0 / math.sqrt(D) if scale is None else scale
+    out = attention_model(qh, kh, vh, s, mask if use_mask else None, axis=axis)
+    if heads in ("ok",):
+        out = out.transpose(0, 2, 1, 3)
+    out = out.reshape(N, L, E)
+    return (out @ wo.T).astype(xq.dtype)
+
+
+@check(DAY, "mha", 2, "SimpleMultiHeadAttention against mlx.nn.MultiHeadAttention",
+       forbid=(SDPA, "nn.MultiHeadAttention"),
+       symbols=("SimpleMultiHeadAttention", "linear", "scaled_dot_product_attention_simple"))
+def mha(ctx):
+    cls = ctx.symbol("SimpleMultiHeadAttention")
+    mx.random.seed(104)
+    evs = []
+    # (N, L, S, E, H, dtype, mask). L == S with no mask first: every mistake still runs there.
+    cases = [(2, 5, 5, 12, 3, F32, False), (2, 5, 5, 12, 3, F32, True),
+             (3, 3, 6, 15, 3, F32, True), (2, 4, 7, 16, 4, F16, True)]
+    for N, L, S, E, H, dtype, with_mask in cases:
+        xq = mx.random.normal((N, L, E)).astype(dtype)
+        xk = mx.random.normal((N, S, E)).astype(dtype)
+        xv = mx.random.normal((N, S, E)).astype(dtype)
+        ws = [(mx.random.normal((E, E)) / math.sqrt(E)).astype(dtype) for _ in range(4)]
+        mask = mx.random.uniform(-2.0, 2.0, (L, S)).astype(dtype) if with_mask else None
+        oracle = nn.MultiHeadAttention(E, H, bias=False)
+        oracle.query_proj.weight, oracle.key_proj.weight = ws[0], ws[1]
+        oracle.value_proj.weight, oracle.out_proj.weight = ws[2], ws[3]
+        want = oracle(xq, xk, xv, mask=mask)
+        layer = ctx.call(cls, E, H, *ws)
+        got = ctx.call(layer, xq, xk, xv, mask=mask) if with_mask else ctx.call(layer, xq, xk, xv)
+        case = (f"N={N}, L={L}, S={S}, E={E}, H={H}, {_dt(dtype)}, "
+                + ("mask (L, S)" if with_mask else "no mask"))
+        m = dict(mask=mask)
+        cands = {
+            "attn-missing-scale": lambda: mha_model(xq, xk, xv, ws, H, scale=1.0, **m),
+            "attn-softmax-wrong-axis": lambda: mha_model(xq, xk, xv, ws, H, axis=-2, **m),
+            "mha-heads-not-transposed": closest(got, [
+                lambda h=h: mha_model(xq, xk, xv, ws, H, heads=h, **m)
+                for h in ("reshape", "none", "noback")]),
+            "linear-weight-not-transposed": lambda: mha_model(xq, xk, xv, ws, H, w_t=True, **m),
+        }
+        if with_mask:
+            cands["attn-mask-ignored"] = lambda: mha_model(xq, xk, xv, ws, H, use_mask=False,
+                                                           **m)
+        evs.append(ctx.expect_close(got, want, case=case, candidates=cands))
+    return _merge(evs)

@@ -1,0 +1,146 @@
+"""The check runner keeps the learner's code out of the tutor's process and survives
+whatever that code does: endless loops, crashes, floods of output, syntax errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from tutor.checking.runner import OUTPUT_CAP, run_day
+
+SDPA = "scaled_dot_product_attention_simple"
+
+
+def _break(impl, body: str, prelude: str = "") -> None:
+    """Replace the body of the learner's attention function with ``body``."""
+    path = impl / "attention.py"
+    src = path.read_text()
+    start = src.index(f"def {SDPA}(")
+    end = src.index("\ndef ", start + 1) if "\ndef " in src[start + 1:] else len(src)
+    nxt = src.find("\nclass ", start + 1)
+    if nxt != -1 and nxt < end:
+        end = nxt
+    header_end = src.index(":\n", src.index(")", start)) + 2
+    # keep the signature (possibly over several lines), replace the body
+    sig = src[start:header_end]
+    indented = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    path.write_text(prelude + src[:start] + sig + indented + "\n\n" + src[end:])
+
+
+def _by_id(result):
+    return {c["id"]: c for c in result["checks"]}
+
+
+def test_infinite_loop_times_out_and_kills_the_group(stub_impl, tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    _break(stub_impl, f"""
+import subprocess
+p = subprocess.Popen(["sleep", "60"])
+open({str(pidfile)!r}, "w").write(str(p.pid))
+while True:
+    pass
+""")
+    t0 = time.monotonic()
+    result = run_day("1.1", stub_impl, timeout_s=3)
+    took = time.monotonic() - t0
+    assert took < 3 + 2
+    first = result["checks"][0]
+    assert first["status"] == "timeout"
+    assert "3 s" in first["message"]
+    assert result["status"] == "fail"
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("body, expect", [
+    ("import os\nos._exit(3)", "exited with code 3"),
+    ("import ctypes\nctypes.string_at(0)", "SIGSEGV"),
+    ("import os\nos.abort()", "SIGABRT"),
+])
+def test_crash_is_reported_and_other_checks_still_run(stub_impl, body, expect):
+    _break(stub_impl, body)
+    result = run_day("1.1", stub_impl, timeout_s=20)
+    checks = _by_id(result)
+    crashed = [c for c in checks.values() if c["status"] == "crashed"]
+    assert crashed, result
+    assert expect in crashed[0]["message"]
+    # the task-2 checks do not call the broken function first: they ran in a new child
+    assert checks["linear"]["status"] in ("fail", "error")
+    assert "Not implemented" in checks["linear"]["message"]
+
+
+def test_output_flood_is_capped(stub_impl):
+    _break(stub_impl, """
+import sys
+for _ in range(100):
+    sys.stdout.write("x" * 1_000_000)
+raise NotImplementedError("still working on it")
+""")
+    t0 = time.monotonic()
+    result = run_day("1.1", stub_impl, timeout_s=30)
+    assert time.monotonic() - t0 < 30
+    first = result["checks"][0]
+    out = first["evidence"]["output"]
+    assert len(out) <= OUTPUT_CAP + 200
+    assert "not shown" in out
+    assert len(json.dumps(result)) < 200_000
+
+
+def test_syntax_error_names_file_and_line(stub_impl):
+    path = stub_impl / "attention.py"
+    lines = path.read_text().splitlines()
+    lines.insert(3, "def broken(:")
+    path.write_text("\n".join(lines) + "\n")
+    result = run_day("1.1", stub_impl, timeout_s=20)
+    for c in result["checks"]:
+        assert c["status"] == "error"
+        assert "SyntaxError" in c["message"]
+        assert "attention.py, line 4" in c["message"]
+
+
+def test_learner_exception_shows_learner_frames_only(stub_impl):
+    _break(stub_impl, "raise ValueError('shapes do not line up')")
+    result = run_day("1.1", stub_impl, timeout_s=20)
+    first = result["checks"][0]
+    assert first["status"] == "error"
+    assert "ValueError: shapes do not line up" in first["message"]
+    assert "attention.py" in first["message"]
+    text = json.dumps(first)
+    assert "harness" not in text and "_tutor_checks" not in text and "child.py" not in text
+
+
+def test_child_environment_has_no_secrets(stub_impl, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("HARMLESS_SETTING", "kept")
+    dump = tmp_path / "env.json"
+    _break(stub_impl, f"""
+import json, os
+json.dump(dict(os.environ), open({str(dump)!r}, "w"))
+raise NotImplementedError
+""")
+    run_day("1.1", stub_impl, timeout_s=20)
+    env = json.loads(dump.read_text())
+    assert "ANTHROPIC_API_KEY" not in env and "HF_TOKEN" not in env
+    assert "OPENAI_API_KEY" not in env
+    assert env.get("HARMLESS_SETTING") == "kept"
+    assert not any("sk-" in v for v in env.values())
+
+
+def test_cancel_kills_the_run(stub_impl):
+    import threading
+
+    _break(stub_impl, "while True:\n    pass")
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    t0 = time.monotonic()
+    result = run_day("1.1", stub_impl, timeout_s=30, cancel=cancel)
+    assert time.monotonic() - t0 < 5
+    assert all(c["status"] == "skipped" for c in result["checks"])
+    assert result["status"] == "fail"
