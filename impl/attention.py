@@ -25,9 +25,7 @@ def scaled_dot_product_attention_simple(
     to (N.., L, S), or None. scale defaults to 1 / sqrt(D).
     Returns (N.., L, D).
     """
-    raise NotImplementedError(
-        "scaled_dot_product_attention_simple: implement it in lesson day 1.1 (tiny-llm-tutor check day1.1)"
-    )
+    raise NotImplementedError("scaled_dot_product_attention_simple is still a stub (lesson day 1.1)")
 
 
 class SimpleMultiHeadAttention:
@@ -66,9 +64,7 @@ class SimpleMultiHeadAttention:
         attention runs per head on (N, H, L, D) tensors, merge the heads back and
         apply the output projection. Returns (N, L, E).
         """
-        raise NotImplementedError(
-            "SimpleMultiHeadAttention.__call__: implement it in lesson day 1.1 (tiny-llm-tutor check day1.1)"
-        )
+        raise NotImplementedError("SimpleMultiHeadAttention.__call__ is still a stub (lesson day 1.1)")
 
 
 def causal_mask(L: int, S: int, dtype: mx.Dtype) -> mx.array:
@@ -77,7 +73,7 @@ def causal_mask(L: int, S: int, dtype: mx.Dtype) -> mx.array:
     The L queries are the last L positions of the S keys (aligned to the
     bottom-right), so with S > L the first query already sees S - L + 1 keys.
     """
-    raise NotImplementedError("causal_mask: implement it in lesson day 1.3 (tiny-llm-tutor check day1.3)")
+    raise NotImplementedError("causal_mask is still a stub (lesson day 1.3)")
 
 
 def scaled_dot_product_attention_grouped(
@@ -95,6 +91,4 @@ def scaled_dot_product_attention_grouped(
     broadcastable to (N.., H_q, L, S). scale defaults to 1 / sqrt(D).
     Use broadcasting (reshapes), not copies of K/V. Returns (N.., H_q, L, D).
     """
-    raise NotImplementedError(
-        "scaled_dot_product_attention_grouped: implement it in lesson day 1.3 (tiny-llm-tutor check day1.3)"
-    )
+    raise NotImplementedError("scaled_dot_product_attention_grouped is still a stub (lesson day 1.3)")

@@ -26,9 +26,9 @@ def linear(
     x: (N.., I) inputs; w: (O, I) weight, stored output-major like PyTorch/MLX;
     bias: (O,) or None. Returns (N.., O).
     """
-    raise NotImplementedError("linear: implement it in lesson day 1.1 (tiny-llm-tutor check day1.1)")
+    raise NotImplementedError("linear is still a stub (lesson day 1.1)")
 
 
 def silu(x: mx.array) -> mx.array:
     """The SiLU (swish) activation, elementwise; same shape and dtype as ``x``."""
-    raise NotImplementedError("silu: implement it in lesson day 1.4 (tiny-llm-tutor check day1.4)")
+    raise NotImplementedError("silu is still a stub (lesson day 1.4)")

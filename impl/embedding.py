@@ -17,8 +17,8 @@ class Embedding:
 
     def __call__(self, x: mx.array) -> mx.array:
         """Token ids of shape (N..) -> embeddings of shape (N.., embedding_dim)."""
-        raise NotImplementedError("Embedding.__call__: implement it in lesson day 1.5 (tiny-llm-tutor check day1.5)")
+        raise NotImplementedError("Embedding.__call__ is still a stub (lesson day 1.5)")
 
     def as_linear(self, x: mx.array) -> mx.array:
         """Hidden states (N.., embedding_dim) -> logits (N.., vocab_size), reusing the table."""
-        raise NotImplementedError("Embedding.as_linear: implement it in lesson day 1.5 (tiny-llm-tutor check day1.5)")
+        raise NotImplementedError("Embedding.as_linear is still a stub (lesson day 1.5)")

@@ -19,4 +19,4 @@ class RMSNorm:
 
     def __call__(self, x: mx.array) -> mx.array:
         """x: (N.., dim) -> (N.., dim), same dtype as x."""
-        raise NotImplementedError("RMSNorm.__call__: implement it in lesson day 1.4 (tiny-llm-tutor check day1.4)")
+        raise NotImplementedError("RMSNorm.__call__ is still a stub (lesson day 1.4)")

@@ -35,4 +35,4 @@ class RoPE:
         of length L gives them for every batch row, and a list of N slices
         (needed in week 2) gives them row by row.
         """
-        raise NotImplementedError("RoPE.__call__: implement it in lesson day 1.2 (tiny-llm-tutor check day1.2)")
+        raise NotImplementedError("RoPE.__call__ is still a stub (lesson day 1.2)")

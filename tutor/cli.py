@@ -94,11 +94,11 @@ def cmd_check(args) -> int:
 
 def _record_check(ws: Path, course, lesson, result: dict, out) -> None:
     """Log the attempt and refresh the tracker; records trouble never hides the results."""
-    from tutor.records import session as rsession
+    from tutor.records import recorder
 
     try:
-        notice = rsession.record_check(ws, course, lesson, result)
-    except rsession.RecordsBusy as exc:
+        notice = recorder.record_check(ws, course, lesson, result)
+    except recorder.RecordsBusy as exc:
         notice = f"Results not recorded: {exc}"
     if notice and out is not None:
         out.print(f"[yellow]{notice}[/yellow]")
@@ -172,14 +172,11 @@ def _print_day_summary(out, result: dict) -> None:
 
 
 def cmd_progress(args) -> int:
-    from tutor.records import session as rsession
+    from tutor.records import recorder
 
     course = _course()
     ws = _workspace()
-    try:
-        summary, notice = rsession.progress_summary(ws, course)
-    except rsession.RecordsBusy as exc:
-        raise UsageError(str(exc)) from None
+    summary, notice = recorder.progress_summary(ws, course)
     if args.json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         return EXIT_OK
@@ -192,7 +189,8 @@ def cmd_progress(args) -> int:
         table = Table(title=f"Week {week['number']}: {week['title']}", title_justify="left",
                       expand=False)
         for col in ("", "Day", "Title", "Active", "Attempts", "Hints", "Mastery", "Gaps"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col != "Gaps", overflow="ellipsis",
+                             max_width=28 if col == "Title" else None)
         for d in week["days"]:
             table.add_row(d["status_icon"], d["id"], d["title"], _hours(d["active_seconds"]),
                           str(d["attempts"]), str(d["hints"]), d["mastery"],
@@ -216,12 +214,9 @@ def cmd_lessons(args) -> int:
     ws = _workspace(required=False)
     status = {}
     if ws is not None:
-        from tutor.records import session as rsession
+        from tutor.records import recorder
 
-        try:
-            status = rsession.day_icons(ws, course)
-        except rsession.RecordsBusy:
-            status = {}
+        status = recorder.day_icons(ws, course)
     out = _console()
     out.print(f"[bold]{escape(course.title)}[/bold]  [dim]{course.book}[/dim]")
     for week in course.weeks:

@@ -146,6 +146,22 @@ def locate_symbol(package: Path, symbol: str) -> str | None:
     return None
 
 
+def symbols_by_file(lesson) -> dict[str, list[str]]:
+    """The day's symbols grouped by the impl file that defines them."""
+    by_file: dict[str, list[str]] = {}
+    for task in lesson.tasks:
+        for sym in task.symbols:
+            rel = locate_symbol(paths.stubs_dir(), sym) or task.file
+            if not rel.startswith(".."):
+                by_file.setdefault(rel, []).append(sym)
+    return by_file
+
+
+def lesson_files(lesson) -> list[str]:
+    """The impl files (relative to impl/) the day's tasks ask the learner to edit."""
+    return list(symbols_by_file(lesson))
+
+
 def reset_day(workspace: Path, lesson, now: datetime | None = None) -> tuple[Path, list[str]]:
     """Back up the day's files, then restore the day's symbols from the stubs. Work on
     other days in the same files is kept; a file that no longer parses is restored whole
@@ -153,12 +169,7 @@ def reset_day(workspace: Path, lesson, now: datetime | None = None) -> tuple[Pat
     now = now or datetime.now()
     impl = workspace / "impl"
     backup = workspace / "backups" / f"{now:%Y-%m-%dT%H-%M-%S}-day{lesson.id}"
-    by_file: dict[str, list[str]] = {}
-    for task in lesson.tasks:
-        for sym in task.symbols:
-            rel = locate_symbol(paths.stubs_dir(), sym) or task.file
-            if not rel.startswith(".."):
-                by_file.setdefault(rel, []).append(sym)
+    by_file = symbols_by_file(lesson)
     report = []
     for rel, symbols in by_file.items():
         src = impl / rel

@@ -26,7 +26,8 @@ def _dt(dtype) -> str:
 
 def closest(got, variants):
     """One candidate standing for several forms of the same mistake: whichever form is
-    nearest to the learner's output (NaN where both have NaN counts as equal)."""
+    nearest to the learner's output (equal infinities and NaN where both have NaN count
+    as equal)."""
 
     def pick():
         g = to_np(got).astype(np.float64)
@@ -40,7 +41,7 @@ def closest(got, variants):
                 continue
             both_nan = np.isnan(g) & np.isnan(c)
             with np.errstate(invalid="ignore"):
-                d = np.where(both_nan, 0.0, np.abs(g - c))
+                d = np.where(both_nan | (g == c), 0.0, np.abs(g - c))
             err = float(np.nan_to_num(d, nan=np.inf).max()) if d.size else 0.0
             if best_err is None or err < best_err:
                 best, best_err = c, err

@@ -37,7 +37,8 @@ def closest(got, variants):
             if c.shape != g.shape:
                 continue
             with np.errstate(invalid="ignore"):
-                err = float(np.nan_to_num(np.abs(g - c), nan=np.inf).max()) if c.size else 0.0
+                d = np.where((g == c) | (np.isnan(g) & np.isnan(c)), 0.0, np.abs(g - c))
+            err = float(np.nan_to_num(d, nan=np.inf).max()) if d.size else 0.0
             if best_err is None or err < best_err:
                 best, best_err = c, err
         if best is None:

@@ -35,6 +35,12 @@ Levels are recomputed from the records on every read; a later failing run moves 
 back to 📖 Learning until it passes again. The counters behind conditions 2-3 and the
 first-try answers are kept as summaries, so capping the stored event lists never changes
 a level.
+
+Active time
+-----------
+The gaps between consecutive activity events (check runs, hints, questions, answers,
+insights, file saves) are added up and credited to the later event's day; a gap over
+5 minutes (ACTIVITY_GAP_S) is a break and counts nothing.
 """
 
 from __future__ import annotations
@@ -238,7 +244,7 @@ def rules_text() -> str:
             f"  {s[Status.COMPLETED]:<16} the latest check run passed.",
             f"  {s[Status.MASTERED]:<16} the latest check run passed and the level is {m[Mastery.MASTERY]}.",
             "  A run passes when no check fails, errors, times out or crashes and at least one",
-            "  check passed. Skipped checks never count as passed.",
+            "  check passed; skipped checks never count as passed.",
             "",
             "Mastery level",
             f"  {m[Mastery.LEARNING]:<16} started; the latest check run does not pass yet.",

@@ -262,8 +262,25 @@ def read_state(workspace: Path | str) -> tuple[dict, str | None]:
         return empty_state(), f"progress/state.json is unreadable ({e}); showing empty records"
 
 
+_INLINE_WIDTH = 200
+
+
 def _dumps(state: dict) -> str:
-    return json.dumps(state, indent=2, ensure_ascii=False) + "\n"
+    """Indented JSON, with any object or list that fits in 200 characters on one line
+    (one line per attempt, hint, answer...), so the file stays easy to read and diff."""
+    return _dump(state, 0) + "\n"
+
+
+def _dump(obj: Any, level: int) -> str:
+    flat = json.dumps(obj, ensure_ascii=False)
+    if not isinstance(obj, (dict, list)) or not obj or len(flat) + 2 * level <= _INLINE_WIDTH:
+        return flat
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(obj, dict):
+        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_dump(v, level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [f"{inner}{_dump(v, level + 1)}" for v in obj]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
 
 
 def _trim(items: list, cap: int) -> None:

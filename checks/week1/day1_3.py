@@ -1,0 +1,306 @@
+"""Day 1.3 -- grouped-query attention, the causal mask, Qwen2 attention.
+
+Oracles: mx.fast.scaled_dot_product_attention (it pairs query head h with kv head
+h // (H_q // H), and its "causal" mask is aligned bottom-right like the course's), literal
+causal masks built with numpy, and mlx_lm's qwen2.Attention (random init, plain float32
+weights or float16 weights quantized to 4 bits, whose dequantized values the learner gets).
+The mistakes are modelled by small float32 re-computations with one thing done wrong.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ..harness import CheckFailed, check, import_mlx_lm, to_np
+
+DAY = "1.3"
+SDPA = "mx.fast.scaled_dot_product_attention"
+F32, F16, BF16 = mx.float32, mx.float16, mx.bfloat16
+
+
+def _dt(dtype) -> str:
+    return {F16: "float16", BF16: "bfloat16"}.get(dtype, "float32")
+
+
+def closest(got, variants):
+    """One candidate standing for several forms of the same mistake: whichever form is
+    nearest to the learner's output (equal infinities and NaN where both have NaN count
+    as equal)."""
+
+    def pick():
+        g = to_np(got).astype(np.float64)
+        best, best_err = None, None
+        for v in variants:
+            try:
+                c = to_np(v() if callable(v) else v).astype(np.float64)
+            except Exception:
+                continue
+            if c.shape != g.shape:
+                continue
+            both_nan = np.isnan(g) & np.isnan(c)
+            with np.errstate(invalid="ignore"):
+                d = np.where(both_nan | (g == c), 0.0, np.abs(g - c))
+            err = float(np.nan_to_num(d, nan=np.inf).max()) if d.size else 0.0
+            if best_err is None or err < best_err:
+                best, best_err = c, err
+        if best is None:
+            raise ValueError("no applicable form")
+        return best
+
+    return pick
+
+
+def _merge(evs: list[dict]) -> dict:
+    return {"cases": len(evs), "max_abs_err": max(e.get("max_abs_err", 0.0) for e in evs)}
+
+
+# --------------------------------------------------------------------------- models
+
+
+def mask_model(L, S, kind="ok"):
+    """(L, S) additive causal mask as numpy float32: "ok" bottom-right (diagonal offset
+    S - L), "top-left" (offset 0), "flipped" (offset L - S: the alignment shifted the wrong
+    way, which counts as the same misplaced diagonal), "strict" (the diagonal masked too)."""
+    k = {"ok": S - L, "top-left": 0, "flipped": L - S, "strict": S - L - 1}[kind]
+    allowed = np.tril(np.ones((L, S), dtype=bool), k=k)
+    return np.where(allowed, 0.0, -np.inf).astype(np.float32)
+
+
+def gqa_model(q, k, v, scale=None, mask=None, *, head_order="div", causal="ok"):
+    """Grouped attention in float32. head_order "div" pairs query head h with kv head
+    h // n_repeats; "mod" with h % H (the mistake). mask: None, "causal" or an array."""
+    *_, Hq, L, D = q.shape
+    H, S = k.shape[-3], k.shape[-2]
+    rep = Hq // H
+    qf, kf, vf = (t.astype(F32) for t in (q, k, v))
+    if head_order == "div":
+        kf, vf = mx.repeat(kf, rep, axis=-3), mx.repeat(vf, rep, axis=-3)
+    else:
+        reps = [1] * (kf.ndim - 3) + [rep, 1, 1]
+        kf, vf = mx.tile(kf, reps), mx.tile(vf, reps)
+    s = 1.0 / math.sqrt(D) if scale is None else scale
+    scores = (qf @ kf.swapaxes(-1, -2)) * s
+    if isinstance(mask, str):
+        scores = scores + mx.array(mask_model(L, S, causal))
+    elif mask is not None:
+        scores = scores + mask.astype(F32)
+    return (mx.softmax(scores, axis=-1) @ vf).astype(q.dtype)
+
+
+def _oracle_gqa(q, k, v, scale, mask):
+    *b, Hq, L, D = q.shape
+    H, S = k.shape[-3], k.shape[-2]
+    m = mask
+    if mask is not None and not isinstance(mask, str):
+        m = mx.broadcast_to(mask, (*b, Hq, L, S)).reshape(-1, Hq, L, S).astype(q.dtype)
+    out = mx.fast.scaled_dot_product_attention(
+        q.reshape(-1, Hq, L, D), k.reshape(-1, H, S, D), v.reshape(-1, H, S, D),
+        scale=1.0 / math.sqrt(D) if scale is None else scale, mask=m)
+    return out.reshape(*b, Hq, L, D)
+
+
+def _qkv(batch, Hq, H, L, S, D, dtype):
+    q = mx.random.normal((*batch, Hq, L, D)).astype(dtype)
+    k = mx.random.normal((*batch, H, S, D)).astype(dtype)
+    v = mx.random.normal((*batch, H, S, D)).astype(dtype)
+    return q, k, v
+
+
+def _case(batch, Hq, H, L, S, D, dtype, extra=""):
+    return f"batch {tuple(batch)}, H_q={Hq}, H={H}, L={L}, S={S}, D={D}, {_dt(dtype)}{extra}"
+
+
+# --------------------------------------------------------------------------- task 1
+
+
+@check(DAY, "gqa", 1, "scaled_dot_product_attention_grouped (default scale, no mask)",
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped",))
+def gqa(ctx):
+    fn = ctx.symbol("scaled_dot_product_attention_grouped")
+    mx.random.seed(301)
+    evs = []
+    # H_q/H of 3 and 2 first (head order shows), then MQA (H=1) and plain MHA (H_q=H).
+    cases = [((2,), 6, 2, 3, 7, 5, F32), ((), 4, 2, 4, 4, 8, F16),
+             ((2, 3), 4, 1, 3, 5, 5, F32), ((2,), 3, 3, 1, 6, 8, F16)]
+    for batch, Hq, H, L, S, D, dtype in cases:
+        q, k, v = _qkv(batch, Hq, H, L, S, D, dtype)
+        want = _oracle_gqa(q, k, v, None, None)
+        got = ctx.call(fn, q, k, v)
+        evs.append(ctx.expect_close(got, want, case=_case(batch, Hq, H, L, S, D, dtype),
+                                    candidates={"gqa-kv-head-order":
+                                                lambda: gqa_model(q, k, v, head_order="mod")}))
+    return _merge(evs)
+
+
+@check(DAY, "gqa-scale-mask", 1,
+       "scaled_dot_product_attention_grouped with a given scale and an array mask",
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped",))
+def gqa_scale_mask(ctx):
+    fn = ctx.symbol("scaled_dot_product_attention_grouped")
+    mx.random.seed(302)
+    evs = []
+    # (batch, H_q, H, L, S, D, dtype, scale, mask shape)
+    cases = [((2,), 6, 2, 3, 7, 5, F32, 0.8, "full"), ((), 4, 2, 3, 5, 8, F16, 0.3, "(L, S)"),
+             ((2, 3), 6, 3, 2, 5, 5, F32, 0.8, "(1, H_q, L, S)")]
+    for batch, Hq, H, L, S, D, dtype, scale, kind in cases:
+        q, k, v = _qkv(batch, Hq, H, L, S, D, dtype)
+        shape = {"full": (*batch, Hq, L, S), "(L, S)": (L, S), "(1, H_q, L, S)": (1, Hq, L, S)}
+        mask = mx.random.uniform(-2.0, 2.0, shape[kind]).astype(dtype)
+        want = _oracle_gqa(q, k, v, scale, mask)
+        got = ctx.call(fn, q, k, v, scale=scale, mask=mask)
+        case = _case(batch, Hq, H, L, S, D, dtype, f", scale={scale}, mask {kind}")
+        evs.append(ctx.expect_close(got, want, case=case, candidates={
+            "gqa-kv-head-order": lambda: gqa_model(q, k, v, scale, mask, head_order="mod")}))
+    return _merge(evs)
+
+
+# --------------------------------------------------------------------------- task 2
+
+
+@check(DAY, "causal-mask", 2, "causal_mask(L, S, dtype): exact values, shape and dtype",
+       symbols=("causal_mask",))
+def causal_mask_check(ctx):
+    fn = ctx.symbol("causal_mask")
+    evs = []
+    # L < S first: there the alignment and the diagonal both show.
+    for L, S, dtype in [(3, 5, F32), (2, 6, F16), (4, 4, F32), (1, 4, F32), (5, 7, BF16)]:
+        case = f"L={L}, S={S}, {_dt(dtype)}"
+        got = ctx.call(fn, L, S, dtype)
+        want = mask_model(L, S)
+        if hasattr(got, "shape") and list(got.shape) == [L, S]:
+            g = to_np(got).astype(np.float64)
+            blocked = np.isinf(want)
+            finite_block = blocked & np.isfinite(g) & (g < -1e3)
+            if finite_block.any() and np.all(g[~blocked] == 0):
+                raise CheckFailed(
+                    f"[{case}] masked entries hold {g[finite_block][0]:.4g}, expected -inf. "
+                    "A large negative number only approximates -inf; use -inf so masked "
+                    "keys get exactly zero weight in any dtype.",
+                    {"case": case, "got_masked_value": float(g[finite_block][0])})
+        evs.append(ctx.expect_close(
+            got, mx.array(want).astype(dtype), case=case, rtol=0.0, atol=0.0,
+            expect_dtype=_dt(dtype),
+            candidates={"causal-mask-top-left": closest(got, [mask_model(L, S, "top-left"),
+                                                              mask_model(L, S, "flipped")]),
+                        "causal-mask-diagonal-masked": mask_model(L, S, "strict")}))
+    return {"cases": len(evs)}
+
+
+@check(DAY, "gqa-causal", 2, 'scaled_dot_product_attention_grouped with mask="causal"',
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped", "causal_mask"))
+def gqa_causal(ctx):
+    fn = ctx.symbol("scaled_dot_product_attention_grouped")
+    mx.random.seed(303)
+    evs = []
+    cases = [((2,), 6, 2, 3, 7, 5, F32, None), ((2, 3), 4, 1, 2, 6, 8, F16, 0.5),
+             ((), 4, 2, 5, 5, 8, F32, None)]
+    for batch, Hq, H, L, S, D, dtype, scale in cases:
+        q, k, v = _qkv(batch, Hq, H, L, S, D, dtype)
+        want = _oracle_gqa(q, k, v, scale, "causal")
+        got = ctx.call(fn, q, k, v, scale=scale, mask="causal")
+        case = _case(batch, Hq, H, L, S, D, dtype, f", scale={scale}, mask \"causal\"")
+        evs.append(ctx.expect_close(got, want, case=case, candidates={
+            "causal-mask-top-left": closest(got, [
+                lambda c=c: gqa_model(q, k, v, scale, "causal", causal=c)
+                for c in ("top-left", "flipped")]),
+            "causal-mask-diagonal-masked": lambda: gqa_model(q, k, v, scale, "causal",
+                                                             causal="strict"),
+            "gqa-kv-head-order": lambda: gqa_model(q, k, v, scale, "causal", head_order="mod"),
+        }))
+    return _merge(evs)
+
+
+# --------------------------------------------------------------------------- task 3
+
+
+def qwen_model(x, w, Hq, H, theta, mask, *, traditional=False, no_bias=(), head_order="div",
+               causal="ok"):
+    """Qwen2 self-attention in float32 from the weights the learner gets."""
+    B, L, E = x.shape
+    D = E // Hq
+    xf = x.astype(F32)
+
+    def proj(name, heads):
+        y = xf @ w["w" + name].astype(F32).T
+        if name not in no_bias:
+            y = y + w["b" + name].astype(F32)
+        y = y.reshape(B, L, heads, D).transpose(0, 2, 1, 3)
+        return y
+
+    q, k, v = proj("q", Hq), proj("k", H), proj("v", H)
+    q = mx.fast.rope(q, D, traditional=traditional, base=theta, scale=1.0, offset=0)
+    k = mx.fast.rope(k, D, traditional=traditional, base=theta, scale=1.0, offset=0)
+    out = gqa_model(q, k, v, 1.0 / math.sqrt(D), mask, head_order=head_order, causal=causal)
+    out = out.transpose(0, 2, 1, 3).reshape(B, L, Hq * D)
+    return out @ w["wo"].astype(F32).T
+
+
+@check(DAY, "qwen2-attention", 3,
+       "Qwen2MultiHeadAttention against mlx_lm's qwen2.Attention",
+       forbid=(SDPA, "mx.fast.rope", "nn.RoPE"),
+       symbols=("qwen2_week1.Qwen2MultiHeadAttention",))
+def qwen2_attention(ctx):
+    cls = ctx.symbol("qwen2_week1.Qwen2MultiHeadAttention")
+    qwen2 = import_mlx_lm("mlx_lm.models.qwen2")
+    mx.random.seed(304)
+    E, Hq, H = 32, 4, 2
+    # (x dtype, weights, mask, B, L, theta, max_seq_len)
+    #   "f32": random-init float32 weights with biases (like the book's test);
+    #   "q4-f16": float16 weights quantized to 4 bits (group 32), learner gets them dequantized.
+    cases = [(F32, "f32", None, 2, 5, 10000, 64), (F32, "f32", "causal", 2, 5, 10000, 64),
+             (F16, "f32", "causal", 1, 4, 10000, 64),
+             (F16, "q4-f16", "causal", 2, 7, 1000000, 128),
+             (F32, "f32", "array", 1, 6, 1000000, 32768)]
+    evs = []
+    for dtype, wkind, mkind, B, L, theta, max_len in cases:
+        args = qwen2.ModelArgs(
+            model_type="qwen2", hidden_size=E, num_hidden_layers=1, intermediate_size=64,
+            num_attention_heads=Hq, num_key_value_heads=H, rms_norm_eps=1e-6, vocab_size=100,
+            rope_theta=theta, rope_traditional=False, max_position_embeddings=max_len)
+        attn = qwen2.Attention(args)
+        if wkind == "q4-f16":
+            attn.set_dtype(F16)
+            nn.quantize(attn, group_size=32, bits=4)
+
+        def dense(lin):
+            if isinstance(lin, nn.QuantizedLinear):
+                return mx.dequantize(lin.weight, lin.scales, lin.biases,
+                                     group_size=lin.group_size, bits=lin.bits)
+            return lin.weight
+
+        w = {"wq": dense(attn.q_proj), "wk": dense(attn.k_proj), "wv": dense(attn.v_proj),
+             "wo": dense(attn.o_proj), "bq": attn.q_proj.bias, "bk": attn.k_proj.bias,
+             "bv": attn.v_proj.bias}
+        x = mx.random.uniform(-1.0, 1.0, (B, L, E)).astype(dtype)
+        mask = mkind
+        if mkind == "array":
+            mask = mx.random.uniform(-2.0, 2.0, (L, L)).astype(dtype)
+        want = attn(x, mask=mask, cache=None)
+        layer = ctx.call(cls, hidden_size=E, num_heads=Hq, num_kv_heads=H, **w,
+                         max_seq_len=max_len, theta=theta)
+        got = ctx.call(layer, x, mask=mask) if mask is not None else ctx.call(layer, x)
+        case = (f"B={B}, L={L}, E={E}, H_q={Hq}, H={H}, x {_dt(dtype)}, "
+                + ("float32 weights" if wkind == "f32" else "4-bit weights dequantized to float16")
+                + f", theta={theta}, max_seq_len={max_len}, mask "
+                + {None: "None", "causal": '"causal"', "array": "(L, L) array"}[mkind])
+
+        def model(**kw):
+            return qwen_model(x, w, Hq, H, theta, mask, **kw).astype(want.dtype)
+
+        cands = {
+            "qwen-attn-traditional-rope": lambda: model(traditional=True),
+            "qwen-attn-missing-bias": closest(got, [
+                lambda nb=nb: model(no_bias=nb) for nb in ("qkv", "q", "k", "v", "qk")]),
+            "gqa-kv-head-order": lambda: model(head_order="mod"),
+        }
+        if mkind == "causal":
+            cands["causal-mask-diagonal-masked"] = lambda: model(causal="strict")
+        # With float32 weights and float16 x the oracle computes in float32 (the weights
+        # promote it), but the input has float16 precision and a learner may well compute in
+        # x's dtype: float16 tolerance, as in the book's test.
+        evs.append(ctx.expect_close(got, want, case=case, dtype=_dt(dtype), candidates=cands))
+    return _merge(evs)

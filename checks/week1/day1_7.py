@@ -1,0 +1,413 @@
+"""Day 1.7 -- sampling: ``make_sampler(temp, top_p, top_k)`` returns ``sample(logprobs)``.
+
+Statistical checks, made deterministic with fixed seeds (``mx.random.seed``, and numpy's and
+Python's in case the learner draws with those). Each check draws thousands of tokens in one
+call, as a batch (N, V) of identical rows; a sampler that only handles one row is called
+row by row instead (fewer draws, same tests).
+
+* Distributions are compared with a chi-square goodness-of-fit test (numpy only; the critical
+  value comes from the Wilson-Hilferty approximation, slightly conservative for small df) at
+  ALPHA = 1e-5: a correct sampler
+  fails by chance about once in 100 000 seeds, while every mistake below is off by hundreds
+  of standard deviations with these sample sizes.
+* Supports (which tokens can come out at all) are compared as sets. Every token a rule keeps
+  has renormalized probability >= 0.08 here, so with >= 300 draws a kept token that never
+  appears is impossible in practice (0.92**300 ~ 1e-11).
+
+The logits are designed so that each mistake predicts a different outcome (see the comments
+at each design); tokens are placed at permuted vocabulary positions, so that a sampler that
+confuses sorted positions with token ids fails too.
+
+Top-p: the nucleus is the smallest set of most likely tokens whose probability reaches top_p
+(it includes the token that crosses top_p). The book's variant that keeps tokens while the
+running sum, including the token itself, is below top_p (always keeping the most likely one)
+drops that crossing token; it is accepted as well.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+
+from ..harness import CheckFailed, LearnerError, check
+
+DAY = "1.7"
+SYMBOLS = ("make_sampler",)
+SEED = 1234
+ALPHA = 1e-5
+Z_ALPHA = 4.264890793922602  # the standard normal quantile of 1 - ALPHA
+N_BATCH = 4000   # draws in one batched call
+N_ROWS = 300     # draws when the sampler must be called one row at a time
+
+
+def chi2_critical(df: int) -> float:
+    """Upper ALPHA critical value of chi-square with ``df`` degrees of freedom
+    (Wilson-Hilferty: (X/df)**(1/3) is close to normal with mean 1 - 2/(9 df))."""
+    c = 2.0 / (9.0 * df)
+    return df * (1.0 - c + Z_ALPHA * math.sqrt(c)) ** 3
+
+
+def chi2_test(counts: np.ndarray, probs: np.ndarray) -> dict:
+    """Goodness of fit of ``counts`` to ``probs``. A count where the probability is 0 fails
+    outright; cells with an expected count below 5 are pooled."""
+    n = counts.sum()
+    if np.any(counts[probs <= 0] > 0):
+        return {"fits": False, "chi2": float("inf"), "critical": None,
+                "impossible_tokens": [int(i) for i in np.nonzero((probs <= 0) & (counts > 0))[0]]}
+    keep = probs > 0
+    c, p = counts[keep].astype(np.float64), probs[keep] / probs[keep].sum()
+    exp = n * p
+    small = exp < 5
+    if small.any():
+        c = np.append(c[~small], c[small].sum())
+        exp = np.append(exp[~small], exp[small].sum())
+        if exp[-1] == 0:
+            c, exp = c[:-1], exp[:-1]
+    df = len(c) - 1
+    if df <= 0:  # a single possible outcome: the impossible-token test above decides
+        return {"fits": True, "chi2": 0.0, "critical": 0.0, "df": 0}
+    stat = float(((c - exp) ** 2 / exp).sum())
+    crit = chi2_critical(df)
+    return {"fits": stat <= crit, "chi2": round(stat, 2), "critical": round(crit, 2), "df": df}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _logprobs(sorted_logits, perm) -> np.ndarray:
+    """Vocabulary-order log-probabilities: token ``perm[r]`` has the r-th largest logit."""
+    v = len(sorted_logits)
+    out = np.empty(v)
+    out[np.asarray(perm)] = np.asarray(sorted_logits, dtype=np.float64)
+    return out - np.log(np.exp(out - out.max()).sum()) - out.max()
+
+
+def _from_probs(sorted_probs, perm) -> np.ndarray:
+    return _logprobs(np.log(np.asarray(sorted_probs, dtype=np.float64)), perm)
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _seed():
+    import mlx.core as mx
+
+    mx.random.seed(SEED)
+    np.random.seed(SEED)
+    random.seed(SEED)
+
+
+def _ids(out, n: int, v: int, case: str) -> np.ndarray | None:
+    """Token ids from a sampler's output, or None if it does not hold n ids."""
+    import mlx.core as mx
+
+    if out is None:
+        raise CheckFailed(f"[{case}] sample(logprobs) returned None, expected an mx.array of "
+                          "token ids.", {"case": case})
+    if isinstance(out, mx.array):
+        a = np.array(out)
+    else:
+        try:
+            a = np.asarray(out)
+        except Exception:
+            return None
+    if a.size != n:
+        return None
+    if not (np.issubdtype(a.dtype, np.integer) or np.all(np.mod(a, 1) == 0)):
+        raise CheckFailed(f"[{case}] sample(logprobs) returned non-integer values "
+                          f"({a.dtype}), expected token ids.", {"case": case})
+    a = a.reshape(-1).astype(np.int64)
+    if a.min() < 0 or a.max() >= v:
+        bad = int(a[(a < 0) | (a >= v)][0])
+        raise CheckFailed(f"[{case}] sample(logprobs) returned token id {bad}, outside the "
+                          f"vocabulary [0, {v}).", {"case": case, "token": bad})
+    return a
+
+
+def draw(ctx, sample, logprobs: np.ndarray, case: str) -> tuple[np.ndarray, str]:
+    """Token counts from sampling ``logprobs`` (V,) many times: one call on an (N, V) batch of
+    identical rows, or, if the sampler cannot take a batch, N_ROWS calls on (1, V)."""
+    import mlx.core as mx
+
+    v = logprobs.shape[-1]
+    row = mx.array(logprobs.astype(np.float32))
+    batch = mx.tile(row[None], (N_BATCH, 1))
+    _seed()
+    try:
+        ids = _ids(ctx.call(sample, batch), N_BATCH, v, case)
+    except LearnerError:
+        ids = None
+    mode = f"one call on a ({N_BATCH}, {v}) batch"
+    if ids is None:
+        _seed()
+        one = row[None]
+        got = []
+        for _ in range(N_ROWS):
+            r = _ids(ctx.call(sample, one), 1, v, case)
+            if r is None:
+                raise CheckFailed(
+                    f"[{case}] sample(logprobs) on logprobs of shape (1, {v}) should return one "
+                    "token id (shape (1,)).", {"case": case})
+            got.append(int(r[0]))
+        ids = np.array(got)
+        mode = f"{N_ROWS} calls on (1, {v})"
+    return np.bincount(ids, minlength=v), mode
+
+
+def _make(ctx, temp, top_p, top_k):
+    make_sampler = ctx.symbol("make_sampler")
+    sample = ctx.call(make_sampler, temp, top_p, top_k)
+    if not callable(sample):
+        raise CheckFailed(f"make_sampler({temp}, {top_p}, {top_k}) returned "
+                          f"{type(sample).__name__}, expected a function sample(logprobs).",
+                          {"returned": type(sample).__name__})
+    return sample
+
+
+def _support(counts: np.ndarray) -> set[int]:
+    return {int(i) for i in np.nonzero(counts)[0]}
+
+
+def _ranked(logprobs: np.ndarray) -> list[int]:
+    return [int(i) for i in np.argsort(-logprobs, kind="stable")]
+
+
+def _restricted(logprobs: np.ndarray, kept, temp: float = 1.0) -> np.ndarray:
+    p = np.zeros_like(logprobs)
+    kept = sorted(kept)
+    p[kept] = _softmax(logprobs[kept] / temp)
+    return p
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@check(DAY, "sampler-greedy", 1, "temp 0 picks the most likely token of every row",
+       symbols=SYMBOLS)
+def sampler_greedy(ctx):
+    import mlx.core as mx
+
+    key = mx.random.key(17)
+    cases = [
+        ((0.0, None, None), (5, 11), mx.float32),
+        ((0.0, None, None), (2, 3, 11), mx.float16),
+        ((0, 0.5, 3), (4, 9), mx.float32),    # filters given but temp 0: still argmax
+    ]
+    n = 0
+    for (temp, top_p, top_k), shape, dtype in cases:
+        key, sub = mx.random.split(key)
+        logits = mx.random.normal(shape, key=sub) * 3.0
+        logprobs = (logits - mx.logsumexp(logits, axis=-1, keepdims=True)).astype(dtype)
+        case = (f"make_sampler({temp}, {top_p}, {top_k}), logprobs {tuple(shape)} "
+                f"{str(dtype).split('.')[-1]}")
+        sample = _make(ctx, temp, top_p, top_k)
+        _seed()
+        got = ctx.call(sample, logprobs)
+        want = np.argmax(np.array(logprobs.astype(mx.float32)), axis=-1)
+        if got is None:
+            raise CheckFailed(f"[{case}] sample returned None, expected token ids.",
+                              {"case": case})
+        g = np.asarray(np.array(got) if isinstance(got, mx.array) else got)
+        if g.shape != want.shape:
+            raise CheckFailed(f"[{case}] sample returned shape {g.shape}, expected "
+                              f"{want.shape} (one token id per row).",
+                              {"case": case, "shape": list(g.shape),
+                               "expected_shape": list(want.shape)})
+        if not np.array_equal(g.astype(np.int64), want):
+            raise CheckFailed(f"[{case}] with temp 0 every row must give its argmax: got "
+                              f"{g.reshape(-1).tolist()}, expected {want.reshape(-1).tolist()}.",
+                              {"case": case, "got": g.tolist(), "expected": want.tolist()})
+        n += want.size
+    return {"cases": len(cases), "rows": n}
+
+
+# Temperature: 6 tokens, logits spread over 2.8 nats. softmax(l / T), softmax(l * T) and
+# softmax(l) are far apart for T = 0.5 and T = 2 (and l * 0.5 is NOT l / 0.5).
+TEMP_LOGITS = _logprobs([1.6, 0.8, 0.4, 0.0, -0.4, -1.2], [2, 0, 5, 3, 1, 4])
+
+
+@check(DAY, "sampler-temperature", 1, "temperature T samples from softmax(logprobs / T)",
+       symbols=SYMBOLS)
+def sampler_temperature(ctx):
+    lp = TEMP_LOGITS
+    evidence = []
+    for temp in (0.5, 2.0):
+        case = f"make_sampler({temp}, None, None), V={len(lp)}"
+        sample = _make(ctx, temp, None, None)
+        counts, mode = draw(ctx, sample, lp, case)
+        right = chi2_test(counts, _softmax(lp / temp))
+        if right["fits"]:
+            evidence.append({"case": case, "draws": mode, **right})
+            continue
+        ev = {"case": case, "draws": mode, "counts": counts.tolist(),
+              "expected_probs": np.round(_softmax(lp / temp), 4).tolist(), **right}
+        if chi2_test(counts, _softmax(lp * temp))["fits"]:
+            raise CheckFailed(
+                f"[{case}] the token frequencies fit softmax(logprobs * {temp}), not "
+                f"softmax(logprobs / {temp}) (chi-square {right['chi2']} > {right['critical']}).",
+                ev, pitfall="sampler-temp-multiplied")
+        if chi2_test(counts, _softmax(lp))["fits"]:
+            raise CheckFailed(
+                f"[{case}] the token frequencies fit temperature 1: the temperature is not "
+                f"applied (chi-square against softmax(logprobs / {temp}) {right['chi2']} > "
+                f"{right['critical']}).", ev)
+        if len(_support(counts)) == 1:
+            raise CheckFailed(f"[{case}] every draw gave token {int(np.argmax(counts))}: "
+                              "the sampler is not random.", ev)
+        raise CheckFailed(
+            f"[{case}] the token frequencies do not fit softmax(logprobs / {temp}): "
+            f"chi-square {right['chi2']} > {right['critical']} (df {right['df']}).", ev)
+    return {"cases": evidence}
+
+
+# Top-k: 9 tokens whose logits fall slowly, so the k-th and (k+1)-th most likely tokens both
+# keep >= 8% of the mass after renormalization: keeping k-1 (one missing) or k+1 (one extra)
+# shows at once. Run at temp 1 so that only the filter is under test.
+TOPK_LOGITS = _logprobs([1.0, 0.8, 0.6, 0.45, 0.3, 0.15, 0.0, -0.3, -0.6],
+                        [4, 7, 1, 8, 0, 3, 6, 2, 5])
+
+
+@check(DAY, "sampler-top-k", 1, "top-k keeps exactly the k most likely tokens",
+       symbols=SYMBOLS)
+def sampler_top_k(ctx):
+    lp = TOPK_LOGITS
+    ranked = _ranked(lp)
+    evidence = []
+    for k in (3, 6):
+        case = f"make_sampler(1.0, None, {k}), V={len(lp)}"
+        sample = _make(ctx, 1.0, None, k)
+        counts, mode = draw(ctx, sample, lp, case)
+        got = _support(counts)
+        want = set(ranked[:k])
+        ev = {"case": case, "draws": mode, "counts": counts.tolist(),
+              "top_k_tokens": ranked[:k], "sampled_tokens": sorted(got)}
+        if got != want:
+            outside = sorted(got - want)
+            missing = sorted(want - got)
+            if got == set(ranked[:k - 1]) or got == set(ranked[:k + 1]):
+                kept = len(got)
+                raise CheckFailed(
+                    f"[{case}] {kept} different tokens came out, the {kept} most likely: top-k "
+                    f"with k={k} must keep exactly {k}.", ev, pitfall="sampler-topk-wrong-count")
+            if outside:
+                raise CheckFailed(
+                    f"[{case}] token(s) {outside} came out but are not among the {k} most "
+                    f"likely {ranked[:k]}.", ev)
+            raise CheckFailed(
+                f"[{case}] token(s) {missing} are among the {k} most likely but never came "
+                f"out in {counts.sum()} draws.", ev)
+        fit = chi2_test(counts, _restricted(lp, want))
+        ev.update(fit)
+        if not fit["fits"]:
+            raise CheckFailed(
+                f"[{case}] the right {k} tokens come out, but not in proportion to their "
+                f"probabilities (chi-square {fit['chi2']} > {fit['critical']}).", ev)
+        evidence.append({"case": case, "draws": mode, **fit})
+    return {"cases": evidence}
+
+
+# Top-p. Case "spread": sorted probabilities with running sums .30 .52 .70 .82 .90 .95 .98 1;
+# top_p = 0.6 -> the nucleus is 3 tokens (the 3rd crosses 0.6); the book's variant keeps 2;
+# one-too-many keeps 4; sorting the wrong way keeps the least likely tokens (the 0.02 one
+# comes out, which no correct rule allows). Case "peaked": p_max = 0.55 > top_p = 0.4 -> only
+# the most likely token may come out (both conventions); a rule that can drop it keeps
+# nothing and the draw lands elsewhere; one-too-many keeps 2. Token 0 is a middling token in
+# both designs, where an all -inf row's draw lands.
+TOPP_CASES = (
+    ("spread", 0.6, _from_probs([0.30, 0.22, 0.18, 0.12, 0.08, 0.05, 0.03, 0.02],
+                                [3, 6, 1, 7, 0, 5, 2, 4])),
+    ("peaked", 0.4, _from_probs([0.55, 0.15, 0.10, 0.08, 0.06, 0.03, 0.02, 0.01],
+                                [5, 2, 7, 0, 1, 6, 4, 3])),
+)
+
+
+def _nucleus(lp: np.ndarray, top_p: float) -> int:
+    """Size of the smallest most-likely prefix whose probability reaches top_p."""
+    csum = np.cumsum(np.sort(np.exp(lp))[::-1])
+    return int(np.searchsorted(csum, top_p) + 1)
+
+
+@check(DAY, "sampler-top-p", 1, "top-p keeps the nucleus, always including the top token",
+       symbols=SYMBOLS)
+def sampler_top_p(ctx):
+    results = []
+    for name, top_p, lp in TOPP_CASES:
+        case = f"make_sampler(1.0, {top_p}, None), {name} probabilities, V={len(lp)}"
+        sample = _make(ctx, 1.0, top_p, None)
+        counts, mode = draw(ctx, sample, lp, case)
+        results.append((name, top_p, lp, case, counts, mode))
+
+    # Diagnose with all cases in view: sorting the wrong way also loses the top token in the
+    # peaked case, so the tail evidence of the spread case decides first.
+    for name, top_p, lp, case, counts, mode in results:
+        ranked = _ranked(lp)
+        got = _support(counts)
+        if ranked[-1] in got and _nucleus(lp, top_p) < len(lp) - 1:
+            raise CheckFailed(
+                f"[{case}] the least likely token ({ranked[-1]}, p={np.exp(lp[ranked[-1]]):.2f})"
+                f" came out although it is far outside the nucleus {ranked[:_nucleus(lp, top_p)]}"
+                ": the kept tokens are taken from the wrong end.",
+                _ev(case, mode, counts, lp, top_p), pitfall="sampler-topp-keeps-tail")
+    # Dropping the top token shows when p_max > top_p (nothing is left to keep); it is that
+    # mistake, not a broken filter, when the other cases keep a plausible set.
+    with_top = [(lp, top_p, counts) for name, top_p, lp, case, counts, mode in results
+                if counts[_ranked(lp)[0]] > 0]
+    plausible = bool(with_top) and all(_support(counts) in _sets(lp, top_p)
+                                       for lp, top_p, counts in with_top)
+    for name, top_p, lp, case, counts, mode in results:
+        ranked = _ranked(lp)
+        if counts[ranked[0]] == 0:
+            raise CheckFailed(
+                f"[{case}] the most likely token ({ranked[0]}, p={np.exp(lp[ranked[0]]):.2f}) "
+                f"never came out in {counts.sum()} draws: top-p must always keep it, even when "
+                f"its probability alone exceeds top_p={top_p}.",
+                _ev(case, mode, counts, lp, top_p),
+                pitfall="sampler-topp-drops-top-token" if plausible else None)
+    evidence = []
+    for name, top_p, lp, case, counts, mode in results:
+        ranked = _ranked(lp)
+        m = _nucleus(lp, top_p)
+        got = _support(counts)
+        accepted = {"nucleus": ranked[:m], "book": ranked[:max(m - 1, 1)]}
+        ev = _ev(case, mode, counts, lp, top_p)
+        match = next((conv for conv, kept in accepted.items() if got == set(kept)), None)
+        if match is None:
+            if got == set(ranked[:m + 1]):
+                raise CheckFailed(
+                    f"[{case}] {m + 1} tokens came out: one more than the nucleus "
+                    f"{ranked[:m]} (the smallest set of most likely tokens reaching "
+                    f"{top_p}).", ev, pitfall="sampler-topp-off-by-one")
+            outside = sorted(got - set(ranked[:m]))
+            if outside:
+                raise CheckFailed(
+                    f"[{case}] token(s) {outside} came out but are outside the nucleus "
+                    f"{ranked[:m]}.", ev)
+            raise CheckFailed(
+                f"[{case}] token(s) {sorted(set(ranked[:max(m - 1, 1)]) - got)} are in the "
+                f"nucleus {ranked[:m]} but never came out.", ev)
+        fit = chi2_test(counts, _restricted(lp, accepted[match]))
+        ev.update(fit)
+        if not fit["fits"]:
+            raise CheckFailed(
+                f"[{case}] the right tokens come out, but not in proportion to their "
+                f"probabilities (chi-square {fit['chi2']} > {fit['critical']}).", ev)
+        evidence.append({"case": case, "draws": mode, "convention": match, **fit})
+    return {"cases": evidence}
+
+
+def _sets(lp: np.ndarray, top_p: float) -> list[set[int]]:
+    """Supports of the accepted conventions and of the off-by-one mistake."""
+    ranked, m = _ranked(lp), _nucleus(lp, top_p)
+    return [set(ranked[:m]), set(ranked[:max(m - 1, 1)]), set(ranked[:m + 1])]
+
+
+def _ev(case, mode, counts, lp, top_p) -> dict:
+    ranked = _ranked(lp)
+    return {"case": case, "draws": mode, "top_p": top_p, "counts": counts.tolist(),
+            "tokens_by_probability": ranked,
+            "probabilities": np.round(np.exp(lp), 3).tolist(),
+            "nucleus": ranked[:_nucleus(lp, top_p)]}

@@ -1,0 +1,156 @@
+"""tutor.records.mastery: every status and mastery rule, and the printed rules."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tutor.records import mastery as mastery_mod
+from tutor.records.mastery import (
+    COMPETENT_MAX_FAILED_RUNS,
+    COMPETENT_MAX_HINTS,
+    Mastery,
+    Status,
+    assess,
+    rules_text,
+)
+from tutor.records.state import new_day
+
+
+def day(**over) -> dict:
+    """A started day that passed cleanly, with no concept answers yet."""
+    rec = new_day()
+    rec.update(
+        first_activity="2025-03-01T09:00:00Z",
+        last_activity="2025-03-01T09:30:00Z",
+        attempts_total=1,
+        last_result="pass",
+        first_pass="2025-03-01T09:30:00Z",
+    )
+    rec.update(over)
+    return rec
+
+
+def answers(**qs) -> dict:
+    """qid=(first_correct, last_correct)"""
+    return {q: {"tries": 1 if f == l else 2, "first_correct": f, "last_correct": l} for q, (f, l) in qs.items()}
+
+
+LESSON = SimpleNamespace(
+    id="1.1",
+    concept_questions=[
+        SimpleNamespace(id="before-1", when="before"),
+        SimpleNamespace(id="after-1", when="after"),
+        SimpleNamespace(id="after-2", when="after"),
+    ],
+)
+INSIGHT = [{"time": "2025-03-01T09:31:00Z", "text": "my words"}]
+
+
+def test_not_started():
+    for rec in (None, {}, new_day()):
+        a = assess(rec)
+        assert (a.status, a.mastery, a.passing) == (Status.NOT_STARTED, None, False)
+
+
+def test_learning_when_started_without_checks():
+    a = assess(day(attempts_total=0, last_result=None, first_pass=None))
+    assert (a.status, a.mastery) == (Status.IN_PROGRESS, Mastery.LEARNING)
+    assert "run the day's checks" in a.missing[0]
+
+
+def test_learning_when_latest_run_fails_even_after_an_earlier_pass():
+    rec = day(attempts_total=3, last_result="fail",
+              attempts=[{"status": "fail", "failing": ["mha"]}],
+              concepts=answers(q=(True, True)), insights=INSIGHT)
+    a = assess(rec)
+    assert (a.status, a.mastery, a.passing) == (Status.IN_PROGRESS, Mastery.LEARNING, False)
+    assert "`mha`" in a.missing[0]
+
+
+def test_implementing_without_concept_answers_when_lesson_unknown():
+    a = assess(day())
+    assert (a.status, a.mastery) == (Status.COMPLETED, Mastery.IMPLEMENTING)
+    assert a.missing == ("answer the after-coding concept questions",)
+
+
+def test_competent_with_lesson_unknown_uses_answered_questions():
+    assert assess(day(concepts=answers(q=(False, True)))).mastery is Mastery.COMPETENT
+    a = assess(day(concepts=answers(q=(True, False))))
+    assert a.mastery is Mastery.IMPLEMENTING and "`q`" in a.missing[0]
+
+
+@pytest.mark.parametrize(
+    "over, needle",
+    [
+        ({"final_hint": True}, "last (pseudo-code) hint"),
+        ({"hints_seen": [f"1:{r}" for r in range(1, COMPETENT_MAX_HINTS + 2)]}, f"at most {COMPETENT_MAX_HINTS} hints"),
+        ({"fails_before_pass": COMPETENT_MAX_FAILED_RUNS + 1}, f"within {COMPETENT_MAX_FAILED_RUNS} failing"),
+        ({"concepts": answers(**{"after-1": (True, True)})}, "`after-2`"),
+        ({"concepts": answers(**{"after-1": (True, True), "after-2": (False, False)})}, "right: `after-2`"),
+    ],
+)
+def test_each_competent_condition_keeps_implementing(over, needle):
+    base = {"concepts": answers(**{"after-1": (True, True), "after-2": (True, True)})}
+    base.update(over)
+    a = assess(day(**base), LESSON)
+    assert (a.status, a.mastery) == (Status.COMPLETED, Mastery.IMPLEMENTING)
+    assert any(needle in m for m in a.missing), a.missing
+
+
+def test_competent_at_the_limits():
+    rec = day(
+        hints_seen=[f"1:{r}" for r in range(1, COMPETENT_MAX_HINTS + 1)],
+        fails_before_pass=COMPETENT_MAX_FAILED_RUNS,
+        concepts=answers(**{"after-1": (True, True), "after-2": (False, True)}),
+    )
+    a = assess(rec, LESSON)
+    assert (a.status, a.mastery) == (Status.COMPLETED, Mastery.COMPETENT)
+    # before-coding questions do not gate Competent, but Mastery wants them all
+    assert any("`before-1`" in m for m in a.missing)
+
+
+def test_lesson_without_after_questions_is_vacuous_for_competent():
+    lesson = SimpleNamespace(concept_questions=[SimpleNamespace(id="b", when="before")])
+    assert assess(day(), lesson).mastery is Mastery.COMPETENT
+    assert assess(day(insights=INSIGHT), SimpleNamespace(concept_questions=[])).mastery is Mastery.MASTERY
+
+
+def test_mastery_needs_insight_and_all_first_try():
+    all_right = answers(**{"before-1": (True, True), "after-1": (True, True), "after-2": (True, True)})
+    a = assess(day(concepts=all_right, insights=INSIGHT), LESSON)
+    assert (a.status, a.mastery, a.missing) == (Status.MASTERED, Mastery.MASTERY, ())
+
+    a = assess(day(concepts=all_right), LESSON)
+    assert (a.status, a.mastery) == (Status.COMPLETED, Mastery.COMPETENT)
+    assert a.missing == ("explain the key idea in your own words (record an insight)",)
+
+    second_try = dict(all_right, **answers(**{"before-1": (False, True)}))
+    a = assess(day(concepts=second_try, insights=INSIGHT), LESSON)
+    assert a.mastery is Mastery.COMPETENT and "`before-1`" in a.missing[0]
+
+    unanswered = answers(**{"after-1": (True, True), "after-2": (True, True)})
+    a = assess(day(concepts=unanswered, insights=INSIGHT), LESSON)
+    assert a.mastery is Mastery.COMPETENT and "answer every concept question: `before-1`" in a.missing[0]
+
+
+def test_mastery_with_lesson_unknown():
+    a = assess(day(concepts=answers(q=(True, True)), insights=INSIGHT))
+    assert a.mastery is Mastery.MASTERY and a.status is Status.MASTERED
+
+
+def test_icons_and_labels():
+    assert [s.icon for s in Status] == ["⬜", "🟡", "✅", "⭐"]
+    assert [str(m) for m in Mastery] == ["📖 Learning", "💻 Implementing", "✅ Competent", "⭐ Mastery"]
+    assert Status("completed") is Status.COMPLETED and Mastery.MASTERY.rank == 3
+
+
+def test_rules_are_documented_in_both_places():
+    text = rules_text()
+    doc = mastery_mod.__doc__
+    for needle in ("Learning", "Implementing", "Competent", "Mastery", "insight", "first try",
+                   "Not started", "In progress", "Completed", "Mastered", "skipped",
+                   f"{COMPETENT_MAX_HINTS}", f"{COMPETENT_MAX_FAILED_RUNS}", "5 minutes"):
+        assert needle in text, needle
+        assert needle in doc, needle

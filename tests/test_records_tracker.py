@@ -1,0 +1,134 @@
+"""tutor.records.tracker: the tracker markdown rendered from state + course."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+from tutor.records.state import StateStore
+from tutor.records.tracker import knowledge_gaps, recent_activity, render_tracker, tracker_path, write_tracker
+
+T0 = datetime(2025, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def lesson(id, title, slug, week=1, questions=()):
+    return SimpleNamespace(
+        id=id, title=title, week=week, slug=slug, session_filename=f"day{id}-{slug}.md",
+        chapter="https://example.invalid/ch", objectives=[], concepts=[], tasks=[],
+        concept_questions=[SimpleNamespace(id=q, when=w) for q, w in questions], pitfalls=[],
+    )
+
+
+def course_of(*weeks):
+    ws = [SimpleNamespace(number=n, title=t, days=list(ds)) for n, t, ds in weeks]
+    lessons = [l for w in ws for l in w.days]
+    by_id = {l.id: l for l in lessons}
+    return SimpleNamespace(weeks=ws, lessons=lessons, lesson=lambda d: by_id[d])
+
+
+def result(ok: bool, pitfall: str | None = None) -> dict:
+    st = "pass" if ok else "fail"
+    return {
+        "day": "x", "impl": "impl", "status": "pass" if ok else "fail", "duration_s": 0.5,
+        "checks": [{"id": "c1", "task": 1, "title": "t", "status": st, "message": "",
+                    "evidence": None, "diagnosis": {"pitfall": pitfall, "question": "?"} if pitfall else None,
+                    "skip_reason": None}],
+        "summary": {"pass": int(ok), "fail": int(not ok), "error": 0, "timeout": 0, "crashed": 0, "skipped": 0},
+    }
+
+
+COURSE = course_of(
+    (1, "From Matmul to Text", [
+        lesson("1.1", "Attention | heads", "attention", questions=[("q-after", "after")]),
+        lesson("1.2", "RoPE", "rope"),
+        lesson("1.3", "GQA", "gqa"),
+    ]),
+    (2, "Tiny vLLM", [lesson("2.1", "KV cache", "kv-cache", week=2)]),
+)
+
+
+def populated(tmp_path):
+    store = StateStore(tmp_path, course=COURSE).open()
+    store.start_session(now=at(0))
+    store.record_check("1.1", result(False, "attn-missing-scale"), now=at(1))
+    store.record_hint("1.1", 1, 1, now=at(2))
+    store.record_check("1.1", result(False, "attn-missing-scale"), now=at(3))
+    store.record_check("1.1", result(True), now=at(4))
+    store.record_concept_answer("1.1", "q-after", "7", False, now=at(5))
+    store.record_concept_answer("1.1", "q-after", "8", True, now=at(6))
+    store.record_insight("1.1", "scale keeps softmax soft", now=at(7))
+    store.record_question("1.2", "what is theta?", now=at(8))
+    store.touch("1.2", now=at(70))
+    store.touch("9.9", now=at(71))  # a day no longer in the course
+    store.end_session(now=at(72))
+    return store
+
+
+def test_render_tracker(tmp_path):
+    store = populated(tmp_path)
+    md = render_tracker(store.state, COURSE)
+    store.close()
+    lines = md.splitlines()
+    assert lines[0] == "# tiny-llm progress tracker"
+    summary = next(l for l in lines if l.startswith("**Summary:**"))
+    assert "1/4 days completed (0 ⭐ mastered)" in summary
+    assert "2 🟡 in progress" in summary  # 1.2 and the stray 9.9
+    # 1.1: events at minutes 1..7 (6m); 1.2: 7->8 (1m); 8->70 is a break; 9.9: 70->71 (1m)
+    assert "8m active" in summary and "3 check runs" in summary and "1 hints" in summary
+    assert "current: day 9.9" in summary
+    assert "## Week 1: From Matmul to Text" in md and "## Week 2: Tiny vLLM" in md
+    row11 = next(l for l in lines if l.startswith("| ✅ | 1.1 |"))
+    assert "[Attention \\| heads](../sessions/week1/day1.1-attention.md)" in row11
+    cells = [c.strip() for c in row11.strip("|").split(" | ")]
+    # passes, 1 hint, 2 failing runs, q-after right on the 2nd try, an insight: Competent, not
+    # Mastery (q-after was not right on the first try)
+    assert cells[3:7] == ["6m", "3", "1", "✅ Competent"]
+    assert "attn-missing-scale ×2" in cells[7] and "missed questions: q-after" in cells[7]
+    row12 = next(l for l in lines if l.startswith("| 🟡 | 1.2 |"))
+    assert "| 📖 Learning |" in row12 and "RoPE](../sessions/week1/day1.2-rope.md)" in row12
+    row13 = next(l for l in lines if "| 1.3 |" in l)
+    assert row13 == "| ⬜ | 1.3 | GQA | — | 0 | 0 | — | — |"
+    assert "## Other recorded days" in md and "| 🟡 | 9.9 |" in md
+    recent = md.split("## Recent activity", 1)[1]
+    assert recent.index("session ended after 1h 12m") < recent.index("day 1.2: asked “what is theta?”")
+    assert "✅ day 1.1: checks passed" in recent and "❌ day 1.1: checks failed (1 failing; diagnosed attn-missing-scale)" in recent
+
+
+def test_mastered_day_shows_star(tmp_path):
+    with StateStore(tmp_path, course=COURSE) as s:
+        s.record_check("1.2", result(True), now=at(0))
+        s.record_insight("1.2", "rotation by position", now=at(1))
+        md = render_tracker(s, COURSE)
+    assert "| ⭐ | 1.2 |" in md and "| ⭐ Mastery |" in md
+    assert "1/4 days completed (1 ⭐ mastered)" in md
+
+
+def test_empty_state_renders(tmp_path):
+    with StateStore(tmp_path) as s:
+        md = render_tracker(s, COURSE)
+    assert "0/4 days completed" in md
+    assert md.count("| ⬜ |") == 4
+    assert "_Nothing yet" in md
+
+
+def test_write_tracker_is_atomic_and_returns_path(tmp_path):
+    store = populated(tmp_path)
+    path = write_tracker(tmp_path, store.state, COURSE)
+    store.close()
+    assert path == tracker_path(tmp_path) == tmp_path / "progress" / "tiny-llm-tracker.md"
+    assert path.read_text(encoding="utf-8") == render_tracker(store.state, COURSE)
+    assert [p.name for p in path.parent.glob(".*.tmp")] == []
+
+
+def test_knowledge_gaps_and_recent_limit(tmp_path):
+    store = populated(tmp_path)
+    store.close()
+    pitfalls, missed = knowledge_gaps(store.state["days"]["1.1"])
+    assert pitfalls == [("attn-missing-scale", 2)] and missed == ["q-after"]
+    assert knowledge_gaps(None) == ([], [])
+    events = recent_activity(store.state, limit=3)
+    assert len(events) == 3 and events[0][0] >= events[1][0] >= events[2][0]

@@ -1,0 +1,91 @@
+"""What the interfaces do with the records after an event: log it, then regenerate the
+tracker and the day's session doc. One place, so the CLI and the TUI agree."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tutor.records.mastery import assess
+from tutor.records.sessions import write_session_doc
+from tutor.records.state import StateLocked, StateStore, read_state
+from tutor.records.tracker import knowledge_gaps, tracker_path, write_tracker
+
+RecordsBusy = StateLocked
+
+
+def changed_files(workspace: Path, lesson, since: datetime | None) -> list[str]:
+    """The day's impl files that differ from the stubs and were saved since ``since``."""
+    from tutor import paths
+    from tutor.workspace import lesson_files
+
+    out = []
+    for rel in lesson_files(lesson):
+        p = workspace / "impl" / rel
+        try:
+            mtime = datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc)
+            if since is not None and mtime <= since:
+                continue
+            if p.read_bytes() == (paths.stubs_dir() / rel).read_bytes():
+                continue
+        except OSError:
+            continue
+        out.append(f"impl/{rel}")
+    return out
+
+
+def refresh_documents(workspace: Path, store: StateStore, course, lesson) -> None:
+    write_tracker(workspace, store, course)
+    write_session_doc(workspace, lesson, store, course=course)
+
+
+def record_check(workspace: Path, course, lesson, result: dict) -> str | None:
+    """Log a check run of ``lesson``'s day; returns a notice for the learner, if any.
+    Raises :class:`RecordsBusy` when another tutor holds the records."""
+    with StateStore(workspace, course=course) as store:
+        rec = store.day_record(lesson.id) or {}
+        last = rec.get("last_activity")
+        since = datetime.fromisoformat(last) if last else None
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        files = changed_files(workspace, lesson, since)
+        if files:
+            store.record_files_changed(lesson.id, files)
+        store.record_check(lesson.id, result)
+        refresh_documents(workspace, store, course, lesson)
+        return store.notice
+
+
+def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
+    """The progress table as plain data (for ``progress --json`` and the table), after
+    rewriting the tracker. Reads without the lock, so it works while a tutor is open."""
+    state, notice = read_state(workspace)
+    write_tracker(workspace, state, course)
+    days_state = state.get("days", {})
+    weeks = []
+    for week in course.weeks:
+        rows = []
+        for lesson in week.days:
+            rec = days_state.get(lesson.id)
+            a = assess(rec, lesson)
+            pitfalls, missed = knowledge_gaps(rec)
+            rows.append({
+                "id": lesson.id, "title": lesson.title,
+                "status": a.status.value, "status_icon": a.status.icon,
+                "mastery": f"{a.mastery.icon} {a.mastery.label}" if a.mastery else "-",
+                "mastery_level": a.mastery.value if a.mastery else None,
+                "active_seconds": (rec or {}).get("active_seconds", 0),
+                "attempts": (rec or {}).get("attempts_total", 0),
+                "hints": len((rec or {}).get("hints_seen", [])),
+                "gaps": [p for p, _ in pitfalls] + [f"concept:{q}" for q in missed],
+            })
+        weeks.append({"number": week.number, "title": week.title, "days": rows})
+    return ({"workspace": str(workspace), "current_day": state.get("current_day"),
+             "tracker": str(tracker_path(workspace)), "weeks": weeks}, notice)
+
+
+def day_icons(workspace: Path, course) -> dict[str, str]:
+    state, _ = read_state(workspace)
+    days_state = state.get("days", {})
+    return {lesson.id: assess(days_state.get(lesson.id), lesson).status.icon
+            for lesson in course.lessons}
