@@ -183,14 +183,15 @@ def cmd_progress(args) -> int:
     out = _console()
     if notice:
         out.print(f"[yellow]{notice}[/yellow]")
+    from rich import box
     from rich.table import Table
 
     for week in summary["weeks"]:
         table = Table(title=f"Week {week['number']}: {week['title']}", title_justify="left",
-                      expand=False)
-        for col in ("", "Day", "Title", "Active", "Attempts", "Hints", "Mastery", "Gaps"):
-            table.add_column(col, no_wrap=col != "Gaps", overflow="ellipsis",
-                             max_width=28 if col == "Title" else None)
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("", "Day", "Title", "Active", "Runs", "Hints", "Mastery", "Gaps"):
+            table.add_column(col, no_wrap=col not in ("Title", "Gaps"), min_width=len(col),
+                             max_width=26 if col == "Title" else None)
         for d in week["days"]:
             table.add_row(d["status_icon"], d["id"], d["title"], _hours(d["active_seconds"]),
                           str(d["attempts"]), str(d["hints"]), d["mastery"],

@@ -95,22 +95,39 @@ def _merge(evs: list[dict]) -> dict:
 # --------------------------------------------------------------------------- task 1
 
 
-@check(DAY, "sdpa-simple", 1, "scaled_dot_product_attention_simple (default scale, no mask)",
-       forbid=(SDPA,), symbols=("scaled_dot_product_attention_simple",))
+@check(DAY, "sdpa-simple", 1,
+       "scaled_dot_product_attention_simple (default scale, no mask) and basics.softmax",
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_simple", "softmax"))
 def sdpa_simple(ctx):
     fn = ctx.symbol("scaled_dot_product_attention_simple")
     mx.random.seed(101)
     evs = []
-    for batch, L, S, D, dtype in [((2,), 3, 5, 5, F32), ((), 4, 4, 8, F32),
-                                  ((2, 3), 3, 7, 5, F16), ((2, 3, 2), 1, 4, 8, F32)]:
+    # (batch, L, S, D, dtype, input magnitude). The last case has scores up to about 30:
+    # exp overflows float16 above 11, so a softmax without the max-subtraction gives NaN.
+    for batch, L, S, D, dtype, mag in [((2,), 3, 5, 5, F32, 1), ((), 4, 4, 8, F32, 1),
+                                       ((2, 3), 3, 7, 5, F16, 1), ((2, 3, 2), 1, 4, 8, F32, 1),
+                                       ((2,), 4, 6, 8, F16, 3)]:
         q, k, v = _qkv(batch, L, S, D, dtype)
+        q, k = q * mag, k * mag
         scale = 1.0 / math.sqrt(D)
         want = _oracle_sdpa(q, k, v, scale)
         got = ctx.call(fn, q, k, v)
-        evs.append(ctx.expect_close(got, want, case=_case(batch, L, S, D, dtype), candidates={
+        case = _case(batch, L, S, D, dtype, ", large scores" if mag > 1 else "")
+        evs.append(ctx.expect_close(got, want, case=case, candidates={
             "attn-missing-scale": lambda: attention_model(q, k, v, 1.0),
             "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, axis=-2),
         }))
+    # softmax is provided, but a learner may write their own: it must honour any axis and
+    # survive large inputs.
+    sm = ctx.symbol("softmax")
+    for shape, axis, dtype, mag in [((3, 4, 5), -1, F32, 1), ((3, 4, 5), 0, F32, 1),
+                                    ((3, 4, 5), 1, F16, 1), ((4, 6), -1, F16, 20)]:
+        x = (mx.random.normal(shape) * mag).astype(dtype)
+        got = ctx.call(sm, x, axis)
+        evs.append(ctx.expect_close(
+            got, mx.softmax(x.astype(F32), axis=axis).astype(dtype), what="softmax output",
+            case=f"softmax(x, axis={axis}), x {shape} {_dt(dtype)}"
+                 + (f", values up to about {4 * mag}" if mag > 1 else "")))
     return _merge(evs)
 
 
@@ -175,12 +192,13 @@ def linear_check(ctx):
     return _merge(evs)
 
 
-def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", scale=None, axis=-1,
-              use_mask=True):
+def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", back=True, scale=None,
+              axis=-1, use_mask=True):
     """Multi-head attention in float32 with one thing optionally done wrong.
 
-    heads: "ok" | "reshape" (N,L,H*D) viewed as (N,H,L,D) | "none" (never transposed) |
-    "noback" (transposed in, not back out)."""
+    heads: "ok" (reshape to (N,L,H,D), transpose), "reshape" ((N,L,H*D) viewed straight as
+    (N,H,L,D)) or "none" (never transposed); back: whether the (N,H,L,D)-shaped output is
+    transposed before the reshape to (N,L,H*D)."""
     wq, wk, wv, wo = (w.astype(F32) for w in ws)
     if w_t:
         wq, wk, wv, wo = wq.T, wk.T, wv.T, wo.T
@@ -199,7 +217,7 @@ def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", scale=None
     qh, kh, vh = split(q), split(k), split(v)
     s = 1.0 / math.sqrt(D) if scale is None else scale
     out = attention_model(qh, kh, vh, s, mask if use_mask else None, axis=axis)
-    if heads in ("ok",):
+    if back:
         out = out.transpose(0, 2, 1, 3)
     out = out.reshape(N, L, E)
     return (out @ wo.T).astype(xq.dtype)
@@ -234,8 +252,9 @@ def mha(ctx):
             "attn-missing-scale": lambda: mha_model(xq, xk, xv, ws, H, scale=1.0, **m),
             "attn-softmax-wrong-axis": lambda: mha_model(xq, xk, xv, ws, H, axis=-2, **m),
             "mha-heads-not-transposed": closest(got, [
-                lambda h=h: mha_model(xq, xk, xv, ws, H, heads=h, **m)
-                for h in ("reshape", "none", "noback")]),
+                lambda h=h, b=b: mha_model(xq, xk, xv, ws, H, heads=h, back=b, **m)
+                for h, b in (("reshape", True), ("reshape", False), ("none", False),
+                             ("none", True), ("ok", False))]),
             "linear-weight-not-transposed": lambda: mha_model(xq, xk, xv, ws, H, w_t=True, **m),
         }
         if with_mask:

@@ -7,7 +7,8 @@
     logits = qwen2_forward(m, ids, final_norm=False)  # the oracle with one piece changed
 
 The weights are random but not mlx's default init: the embedding (and an untied lm_head)
-have unit-scale rows, so logits are spread over several nats and a mistake in the head or
+have entries of std ``embed_scale`` (0.7, not 1/sqrt(hidden)), so logits are spread over
+tens of nats and a mistake in the head or
 the final norm moves log-probabilities far beyond float16 noise; every RMSNorm weight is
 drawn from [0.5, 1.5) (not ones), so a norm whose weight is skipped or swapped changes the
 output. Quantization (``nn.quantize``, group_size 32, 4 bits by default) runs after that,

@@ -1,0 +1,219 @@
+"""The installed console script, driven as a learner would, in workspaces made by `init`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tutor import paths
+
+EXE = Path(sys.executable).parent / "tiny-llm-tutor"
+if not EXE.exists():  # pragma: no cover - a non-venv install
+    EXE = Path(shutil.which("tiny-llm-tutor") or "tiny-llm-tutor")
+
+DAYS = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
+
+
+def tutor(*args, cwd: Path, input: str | None = None, env: dict | None = None):
+    full_env = {**os.environ, "COLUMNS": "100", **(env or {})}
+    full_env.pop("TINY_LLM_TUTOR_WORKSPACE", None)
+    return subprocess.run([str(EXE), *args], cwd=cwd, capture_output=True, text=True,
+                          input=input, env=full_env, timeout=120)
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    r = tutor("init", "ws", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "ws"
+
+
+def test_init_lays_out_a_workspace(ws):
+    for name in ("impl/__init__.py", "impl/attention.py", "CLAUDE.md", "AGENTS.md",
+                 "SESSION-TEMPLATE.md", "tiny-llm-tutor.toml", "kernels"):
+        assert (ws / name).exists(), name
+    assert (ws / "sessions").is_dir() and not any((ws / "sessions").iterdir())
+    assert (ws / "progress").is_dir() and not any((ws / "progress").iterdir())
+    assert (ws / "curriculum" / "course.yaml").is_file()
+    # the hidden checks and the answer key never reach a workspace
+    assert not (ws / "checks").exists()
+    assert not list(ws.rglob("answer_key"))
+
+
+def test_init_refuses_to_overwrite(ws):
+    (ws / "impl" / "attention.py").write_text("# my work\n")
+    r = tutor("init", str(ws), cwd=ws.parent)
+    assert r.returncode == 2
+    assert "already holds a workspace" in r.stderr
+    assert (ws / "impl" / "attention.py").read_text() == "# my work\n"
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_check_on_stubs_fails_cleanly_with_json(ws, day):
+    r = tutor("check", f"day{day}", "--json", cwd=ws)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["day"] == day and result["status"] == "fail"
+    assert set(result) == {"day", "impl", "status", "duration_s", "checks", "summary"}
+    assert result["checks"]
+    for c in result["checks"]:
+        assert set(c) == {"id", "task", "title", "status", "message", "evidence",
+                          "diagnosis", "skip_reason"}
+        if c["status"] == "skipped":
+            assert c["skip_reason"]
+            continue
+        assert c["status"] in ("fail", "error"), c
+        assert "stub" in c["message"] or "not implemented" in c["message"].lower(), c
+
+
+def test_check_human_output_has_no_traceback(ws):
+    r = tutor("check", "1.2", cwd=ws)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "Day 1.2" in r.stdout and "rope-traditional" in r.stdout
+
+
+def test_check_week_prints_a_list_in_order(ws):
+    r = tutor("check", "week1", "--json", cwd=ws)
+    assert r.returncode == 1
+    results = json.loads(r.stdout)
+    assert [x["day"] for x in results] == DAYS
+
+
+def test_answer_key_passes_through_impl_flag(ws):
+    r = tutor("check", "w1d3", "--impl", str(paths.answer_key_dir()), "--json", cwd=ws)
+    assert r.returncode == 0, r.stdout
+    assert json.loads(r.stdout)["status"] == "pass"
+    # checking another package is not the learner's attempt: nothing is recorded
+    assert not (ws / "progress" / "state.json").exists()
+
+
+@pytest.mark.parametrize("day", ["day1.9", "dya1.3", "week7", "banana"])
+def test_unknown_day_exits_2_with_suggestions(ws, day):
+    r = tutor("check", day, cwd=ws)
+    assert r.returncode == 2
+    assert "Unknown day" in r.stderr and "Valid ids: day1.1" in r.stderr
+    if day == "dya1.3":
+        assert "Did you mean 'day1.3'" in r.stderr
+
+
+def test_bad_usage_exits_2(ws):
+    assert tutor("check", cwd=ws).returncode == 2
+    assert tutor("check", "1.1", "--timeout", "soon", cwd=ws).returncode == 2
+    r = tutor("check", "1.1", "--impl", str(ws / "nowhere"), cwd=ws)
+    assert r.returncode == 2 and "not a Python package" in r.stderr
+
+
+def test_check_outside_a_workspace_needs_impl(tmp_path):
+    r = tutor("check", "1.1", cwd=tmp_path)
+    assert r.returncode == 2 and "init" in r.stderr
+
+
+def test_check_records_progress_tracker_and_session(ws):
+    tutor("check", "1.1", cwd=ws)
+    state = json.loads((ws / "progress" / "state.json").read_text())
+    assert state["days"]["1.1"]["attempts_total"] == 1
+    tracker = (ws / "progress" / "tiny-llm-tracker.md").read_text()
+    assert "1.1" in tracker and "🟡" in tracker
+    doc = ws / "sessions" / "week1" / "day1.1-attention.md"
+    assert doc.is_file() and "sdpa-simple" in doc.read_text()
+
+
+def test_progress_json_and_table(ws):
+    tutor("check", "1.1", cwd=ws)
+    r = tutor("progress", "--json", cwd=ws)
+    assert r.returncode == 0
+    data = json.loads(r.stdout)
+    day = data["weeks"][0]["days"][0]
+    assert day["id"] == "1.1" and day["status"] == "in_progress" and day["attempts"] == 1
+    r = tutor("progress", cwd=ws)
+    assert r.returncode == 0 and "1.1" in r.stdout and "📖" in r.stdout
+
+
+def test_corrupt_state_is_moved_aside_and_reported(ws):
+    (ws / "progress" / "state.json").write_text("{not json")
+    r = tutor("check", "1.1", cwd=ws)
+    assert r.returncode == 1
+    assert "state.json" in r.stdout
+    assert (ws / "progress" / "state.json.bak").read_text() == "{not json"
+    assert json.loads((ws / "progress" / "state.json").read_text())["days"]["1.1"]
+
+
+def test_lessons_outline(ws):
+    r = tutor("lessons", cwd=ws)
+    assert r.returncode == 0
+    for day in DAYS:
+        assert f"day{day}" in r.stdout
+
+
+def test_doctor_reports_each_part(ws):
+    r = tutor("doctor", cwd=ws)
+    assert r.returncode in (0, 1)
+    out = r.stdout
+    for needle in ("Python", "MLX", "backend", "cmake", "Qwen2-0.5B", "Coach"):
+        assert needle in out, needle
+    if "Metal" not in out.split("backend", 1)[1].splitlines()[0]:
+        assert "CPU" in out
+
+
+def test_reset_backs_up_and_keeps_other_days(ws):
+    attention = ws / "impl" / "attention.py"
+    src = attention.read_text()
+    # learner work for day 1.1 and day 1.3 in the same file
+    src = src.replace("def scaled_dot_product_attention_simple(",
+                      "# day 1.1 work\ndef scaled_dot_product_attention_simple(", 1)
+    src = src.replace("def causal_mask(", "# day 1.3 work\ndef causal_mask(", 1)
+    src += "\n\ndef my_helper():\n    return 42\n"
+    attention.write_text(src)
+    r = tutor("reset", "day1.3", "--yes", cwd=ws)
+    assert r.returncode == 0, r.stderr
+    new = attention.read_text()
+    assert "# day 1.1 work" in new and "my_helper" in new
+    backups = list((ws / "backups").glob("*-day1.3/impl/attention.py"))
+    assert len(backups) == 1 and backups[0].read_text() == src
+
+
+def test_reset_asks_for_confirmation(ws):
+    attention = ws / "impl" / "attention.py"
+    attention.write_text(attention.read_text() + "\n# mine\n")
+    r = tutor("reset", "1.1", cwd=ws, input="y\n")
+    assert r.returncode == 2 and "--yes" in r.stderr  # no terminal: refuses to guess
+    assert "# mine" in attention.read_text()
+
+
+def test_start_validates_its_target(ws):
+    assert tutor("start", "week1", cwd=ws).returncode == 0
+    r = tutor("start", "day9.9", cwd=ws)
+    assert r.returncode == 2 and "Unknown day" in r.stderr
+
+
+@pytest.mark.parametrize("body, status", [
+    ("while True:\n        pass", "timeout"),
+    ("import os\n    os._exit(7)", "crashed"),
+    ("import sys\n    for _ in range(120):\n        sys.stdout.write('x' * 1_000_000)\n"
+     "    raise NotImplementedError", "fail"),
+])
+def test_misbehaving_code_is_reported_and_records_survive(ws, body, status):
+    tutor("check", "1.1", cwd=ws)  # a first, ordinary attempt
+    path = ws / "impl" / "attention.py"
+    src = path.read_text()
+    marker = "def scaled_dot_product_attention_simple("
+    start = src.index(marker)
+    body_start = src.index('"""', src.index('"""', start) + 3) + 3  # after the docstring
+    end = src.index("\n\n\n", body_start)
+    path.write_text(src[:body_start] + "\n    " + body + src[end:])
+    r = tutor("check", "1.1", "--timeout", "4", cwd=ws)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stdout + r.stderr
+    assert len(r.stdout) < 5000
+    state = json.loads((ws / "progress" / "state.json").read_text())
+    attempts = state["days"]["1.1"]["attempts"]
+    assert len(attempts) == 2
+    assert status in json.dumps(attempts[-1]) or status == "fail"
