@@ -82,6 +82,7 @@ class CharTokenizer:
             else:  # no printable character left: the id cannot appear in text
                 self._id_to_char[i] = None
         self._char_to_id = {c: i for i, c in self._id_to_char.items() if c}
+        self.eos_token = "<eos>"  # its text, as TokenizerWrapper.eos_token (not an id)
         self.eos_token_ids = {self.eos_token_id}
         self.all_special_ids = [self.eos_token_id]
         self.bos_token_id = None
