@@ -321,6 +321,44 @@ def import_mlx_lm(modname: str):
     return importlib.import_module(modname)
 
 
+def install_light_tokenizer_utils() -> None:
+    """Let ``from mlx_lm.tokenizer_utils import TokenizerWrapper`` -- a type-hint import the
+    book's own ``generate.py`` stub has -- cost nothing. The real module imports
+    transformers (about a second, on every day's check); it is loaded only if the
+    learner's code uses anything else from it, or builds a TokenizerWrapper itself."""
+    name = "mlx_lm.tokenizer_utils"
+    if name in sys.modules:
+        return
+    try:
+        import_mlx_lm("mlx_lm")
+    except Skip:
+        return
+
+    def load_real():
+        import importlib.util
+
+        sys.modules.pop(name, None)
+        spec = importlib.util.find_spec(name)
+        real = importlib.util.module_from_spec(spec)
+        sys.modules[name] = real
+        spec.loader.exec_module(real)
+        return real
+
+    class TokenizerWrapper:  # stand-in for annotations
+        def __new__(cls, *args, **kwargs):
+            return load_real().TokenizerWrapper(*args, **kwargs)
+
+    class _Lazy(types.ModuleType):
+        def __getattr__(self, attr):
+            if attr == "TokenizerWrapper":
+                return TokenizerWrapper
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            return getattr(load_real(), attr)
+
+    sys.modules[name] = _Lazy(name)
+
+
 def hf_snapshot(repo_id: str) -> Path | None:
     """The local snapshot directory of a Hugging Face repo, if it is fully in the cache."""
     from tutor.hfcache import snapshot

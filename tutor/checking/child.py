@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     load_checks_package(Path(args.checks))
     harness = importlib.import_module(f"{CHECKS_PKG}.harness")
     harness.install_tripwires()
+    harness.install_light_tokenizer_utils()
     importlib.import_module(day_module(args.day))
     specs = harness.REGISTRY.get(args.day, [])
     only = [s for s in args.only.split(",") if s]
