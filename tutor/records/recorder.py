@@ -34,6 +34,13 @@ def changed_files(workspace: Path, lesson, since: datetime | None) -> list[str]:
     return out
 
 
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 def refresh_documents(workspace: Path, store: StateStore, course, lesson) -> None:
     write_tracker(workspace, store, course)
     write_session_doc(workspace, lesson, store, course=course)
@@ -44,11 +51,7 @@ def record_check(workspace: Path, course, lesson, result: dict) -> str | None:
     Raises :class:`RecordsBusy` when another tutor holds the records."""
     with StateStore(workspace, course=course) as store:
         rec = store.day_record(lesson.id) or {}
-        last = rec.get("last_activity")
-        since = datetime.fromisoformat(last) if last else None
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
-        files = changed_files(workspace, lesson, since)
+        files = changed_files(workspace, lesson, parse_time(rec.get("last_activity")))
         if files:
             store.record_files_changed(lesson.id, files)
         store.record_check(lesson.id, result)

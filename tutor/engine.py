@@ -1,0 +1,179 @@
+"""A tutoring session: the current lesson, its check runs, hints, concept answers and
+insights, and the records they leave. The TUI and the CLI's coach commands sit on top
+of it; it never imports a UI.
+
+Thread-safe: the TUI runs checks in a worker thread while the learner keeps using the
+app, so every records operation takes the session's lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable
+
+from tutor import dayids
+from tutor.coach import ladder
+from tutor.grading import Grade, grade
+from tutor.records.mastery import Status, assess
+from tutor.records.recorder import changed_files, parse_time, refresh_documents
+from tutor.records.state import StateStore
+
+
+class TutorSession:
+    def __init__(self, workspace: Path, course=None, impl: Path | None = None):
+        if course is None:
+            from tutor.curriculum import load_course
+
+            course = load_course()
+        self.workspace = Path(workspace)
+        self.course = course
+        self.impl = Path(impl) if impl else self.workspace / "impl"
+        self.store = StateStore(self.workspace, course=course)
+        self.lock = threading.RLock()
+        self.lesson = course.lessons[0]
+        self.latest: dict[str, dict] = {}  # day -> latest check result of this session
+        self.notice: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self, target: str | None = None) -> "TutorSession":
+        """Take the records (raises StateLocked if another tutor has them) and go to
+        ``target`` (a week or day id) or where the learner left off."""
+        self.store.open()
+        self.notice = self.store.notice
+        self.store.start_session()
+        self.go_to(self.resolve(target))
+        return self
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.store.is_open:
+                return
+            self.save_documents()
+            self.store.end_session()
+            refresh_documents(self.workspace, self.store, self.course, self.lesson)
+            self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ navigation
+
+    def resolve(self, target: str | None) -> str:
+        """``week1`` -> its first unfinished day; ``day1.3`` -> that day; nothing -> the
+        day the learner was last on (or the first unfinished one)."""
+        ids = self.course.day_ids
+        if target:
+            days = dayids.parse(target, ids)
+            if len(days) == 1:
+                return days[0]
+            return self._first_unfinished(days)
+        current = self.store.current_day
+        if current in ids:
+            return current
+        return self._first_unfinished(ids)
+
+    def _first_unfinished(self, days: list[str]) -> str:
+        for d in days:
+            if self.status(d) not in (Status.COMPLETED, Status.MASTERED):
+                return d
+        return days[-1]
+
+    def go_to(self, day: str) -> None:
+        with self.lock:
+            self.lesson = self.course.lesson(day)
+            self.store.touch(day)
+
+    def step(self, delta: int) -> bool:
+        ids = self.course.day_ids
+        i = ids.index(self.lesson.id) + delta
+        if 0 <= i < len(ids):
+            self.go_to(ids[i])
+            return True
+        return False
+
+    # ------------------------------------------------------------------ queries
+
+    def day_record(self, day: str | None = None) -> dict | None:
+        return self.store.day_record(day or self.lesson.id)
+
+    def status(self, day: str | None = None) -> Status:
+        day = day or self.lesson.id
+        return assess(self.store.day_record(day), self.course.lesson(day)).status
+
+    def assessment(self, day: str | None = None):
+        day = day or self.lesson.id
+        return assess(self.store.day_record(day), self.course.lesson(day))
+
+    def latest_result(self) -> dict | None:
+        return self.latest.get(self.lesson.id)
+
+    def current_task(self):
+        return ladder.current_task(self.lesson, self.latest_result(), self.day_record())
+
+    # ------------------------------------------------------------------ actions
+
+    def run_checks(self, on_event: Callable[[dict], None] | None = None,
+                   cancel: threading.Event | None = None, timeout_s: float | None = None) -> dict:
+        """Run the current day's checks in a child process and record the attempt."""
+        from tutor.checking.results import with_questions
+        from tutor.checking.runner import run_day
+
+        lesson = self.lesson
+        result = run_day(lesson.id, self.impl, timeout_s or lesson.timeout_s,
+                         on_event=on_event, cancel=cancel)
+        with_questions(result, lesson.pitfall_questions)
+        if cancel is not None and cancel.is_set():
+            return result  # a cancelled run is not an attempt
+        with self.lock:
+            self.latest[lesson.id] = result
+            rec = self.store.day_record(lesson.id) or {}
+            files = changed_files(self.workspace, lesson, parse_time(rec.get("last_activity")))
+            if files:
+                self.store.record_files_changed(lesson.id, files)
+            self.store.record_check(lesson.id, result)
+            refresh_documents(self.workspace, self.store, self.course, lesson)
+        return result
+
+    def hint(self, task=None) -> ladder.HintStep | None:
+        """Climb one rung of the current task's ladder (None at the top)."""
+        with self.lock:
+            task = task or self.current_task()
+            step = ladder.next_hint(self.lesson, self.day_record(), task)
+            if step is not None:
+                self.store.record_hint(self.lesson.id, step.task, step.rung, rungs=step.rungs)
+            return step
+
+    def concept_questions(self, when: str | None = None, unanswered: bool = False):
+        rec = self.day_record() or {}
+        answered = set((rec.get("concepts") or {}))
+        return [q for q in self.lesson.concept_questions
+                if (when is None or q.when == when) and not (unanswered and q.id in answered)]
+
+    def answer(self, qid: str, text: str) -> Grade:
+        q = next(q for q in self.lesson.concept_questions if q.id == qid)
+        g = grade(q, text)
+        with self.lock:
+            self.store.record_concept_answer(self.lesson.id, qid, text, g.correct)
+        return g
+
+    def insight(self, text: str) -> None:
+        with self.lock:
+            self.store.record_insight(self.lesson.id, text)
+            refresh_documents(self.workspace, self.store, self.course, self.lesson)
+
+    def question(self, text: str) -> None:
+        with self.lock:
+            self.store.record_question(self.lesson.id, text)
+
+    def save_documents(self) -> None:
+        """Rewrite the tracker and the session doc (also done periodically by the TUI,
+        so a killed terminal loses at most a minute)."""
+        with self.lock:
+            if self.store.is_open:
+                refresh_documents(self.workspace, self.store, self.course, self.lesson)
+
