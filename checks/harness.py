@@ -25,7 +25,6 @@ import ast
 import functools
 import inspect
 import linecache
-import os
 import sys
 import threading
 import traceback
@@ -384,6 +383,17 @@ def dtype_name(x) -> str:
     return str(np.asarray(x).dtype)
 
 
+def dtype_str(dtype) -> str:
+    """"float16" for mx.float16, and so on (for case descriptions and tolerances)."""
+    return str(dtype).replace("mlx.core.", "")
+
+
+def merge_evidence(evs: list[dict]) -> dict:
+    """The evidence of a check that passed several cases."""
+    return {"cases": len(evs), "max_abs_err": max((e.get("max_abs_err", 0.0) for e in evs),
+                                                   default=0.0)}
+
+
 def _shape(x) -> list[int]:
     return list(getattr(x, "shape", np.shape(x)))
 
@@ -592,6 +602,22 @@ def _compare(g: np.ndarray, w: np.ndarray, rtol: float, atol: float) -> tuple[bo
     return not bad.any(), stats
 
 
+def _variants(cand):
+    """The outputs of one catalogued mistake. A list or tuple holds several forms of the
+    same mistake (either residual missing, heads mixed up in one of several ways); each
+    form may be an array or a zero-argument function, and a form that does not apply to
+    these inputs (it raises) is left out."""
+    try:
+        c = cand() if callable(cand) else cand
+    except Exception:
+        return
+    for v in (c if isinstance(c, (list, tuple)) else [c]):
+        try:
+            yield to_np(v() if callable(v) else v).astype(np.float64)
+        except Exception:
+            continue
+
+
 def _match_candidates(g: np.ndarray, candidates: dict[str, Any] | None, rtol: float,
                       atol: float) -> str | None:
     """The catalogued mistake whose output the learner's output matches, if any."""
@@ -599,15 +625,7 @@ def _match_candidates(g: np.ndarray, candidates: dict[str, Any] | None, rtol: fl
         return None
     best, best_err = None, None
     for pitfall, cand in candidates.items():
-        try:
-            c = cand() if callable(cand) else cand
-            # A list/tuple holds several variants of the same mistake (e.g. either residual
-            # missing); any one of them matching names the pitfall.
-            variants = list(c) if isinstance(c, (list, tuple)) else [c]
-            variants = [to_np(v).astype(np.float64) for v in variants]
-        except Exception:  # a mistake's model may not apply to these inputs
-            continue
-        for c in variants:
+        for c in _variants(cand):
             if c.shape != g.shape:
                 continue
             ok, stats = _compare(g, c, rtol, atol)

@@ -1,0 +1,318 @@
+"""LLM backends for the coach: one interface, ``stream(system, messages)``, yielding the
+reply's text deltas.
+
+- :class:`AnthropicBackend`: the Messages API through the ``anthropic`` SDK (Claude with
+  ``ANTHROPIC_API_KEY``, or any Anthropic-compatible server by ``base_url``).
+- :class:`OpenAIBackend`: OpenAI-compatible ``/chat/completions`` with ``stream: true``
+  (``mlx_lm.server``, Ollama, llama.cpp, vLLM), spoken with the standard library.
+
+Every failure -- missing key, refused key, rate limit, overload, timeout, no network, a
+stream cut midway -- becomes one :class:`BackendError` carrying a one-line notice for the
+learner and the text received so far. Notices are built from our own words, the HTTP
+status and the server's host only: never from a server's or library's message, so a key
+can never travel through them. One attempt per question: no retries.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from typing import Iterator, Protocol
+from urllib.parse import urlsplit
+
+from tutor.config import LLMConfig, server_host
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+class BackendError(Exception):
+    """A reply failed. ``notice`` is one key-free line; ``partial`` the text streamed
+    before the failure ("" when nothing arrived)."""
+
+    def __init__(self, notice: str, partial: str = ""):
+        super().__init__(notice)
+        self.notice = notice
+        self.partial = partial
+
+
+class Backend(Protocol):
+    name: str
+
+    def stream(self, system: str, messages: list[dict]) -> Iterator[str]: ...
+
+
+def make_backend(config: LLMConfig) -> Backend | None:
+    """The backend of ``config``; None for the offline coach."""
+    if config.backend == "anthropic":
+        return AnthropicBackend(config)
+    if config.backend == "openai":
+        return OpenAIBackend(config)
+    return None
+
+
+def clean_messages(messages: list[dict]) -> list[dict]:
+    """``role``/``content`` only, starting with a user turn and alternating (consecutive
+    turns of one role are joined), as both APIs expect."""
+    out: list[dict] = []
+    for m in messages:
+        role, content = m.get("role"), str(m.get("content") or "")
+        if role not in ("user", "assistant") or not content.strip():
+            continue
+        if not out and role != "user":
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"] += "\n\n" + content
+        else:
+            out.append({"role": role, "content": content})
+    return out
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {c.__name__ for c in type(exc).__mro__}
+
+
+def _transport_notice(exc: BaseException, who: str, partial: str, timeout: float) -> str:
+    """A notice for a network-level failure, judged by exception class names so that it
+    works with httpx, httpx2 and the standard library alike."""
+    names = _class_names(exc)
+    if names & {"TimeoutException", "APITimeoutError", "TimeoutError", "timeout", "ReadTimeout",
+                "ConnectTimeout"}:
+        if partial:
+            return f"{who} stopped sending midway (no data for {timeout:g} s); the reply was cut off."
+        return f"{who} did not answer within {timeout:g} s."
+    if partial:
+        return f"The connection to {who} broke midway; the reply was cut off."
+    if names & {"ConnectionRefusedError"}:
+        return f"{who} refused the connection (is the server running?)."
+    if names & {"gaierror"}:
+        return f"{who} cannot be reached (no network, or the host name is wrong)."
+    return f"{who} cannot be reached (network down or wrong base_url)."
+
+
+# --------------------------------------------------------------------------- Anthropic
+
+
+class AnthropicBackend:
+    """Claude through the ``anthropic`` SDK's Messages streaming API."""
+
+    name = "anthropic"
+
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        self.who = "Claude" if not config.base_url else \
+            f"The Anthropic-compatible server at {server_host(config.base_url)}"
+        self._client = None
+
+    def _make_client(self):
+        import anthropic  # heavy: only when a reply is actually wanted
+
+        cfg = self.config
+        kwargs = dict(
+            # Always pass the key explicitly so the SDK never goes looking for other
+            # credentials (profiles, token files) on its own.
+            api_key=cfg.api_key or "no-key",
+            max_retries=0,
+            timeout=anthropic.Timeout(cfg.timeout_s, connect=min(CONNECT_TIMEOUT_S, cfg.timeout_s)),
+        )
+        if cfg.base_url:
+            kwargs["base_url"] = cfg.base_url
+        return anthropic.Anthropic(**kwargs)
+
+    def stream(self, system: str, messages: list[dict]) -> Iterator[str]:
+        cfg = self.config
+        if not cfg.api_key and not cfg.base_url:
+            raise BackendError("Claude is not set up: ANTHROPIC_API_KEY is not set.")
+        partial = ""
+        try:
+            import anthropic
+        except ImportError:
+            raise BackendError("The anthropic package is not installed "
+                               "(python -m pip install anthropic).") from None
+        try:
+            if self._client is None:
+                self._client = self._make_client()
+            finished = False
+            with self._client.messages.stream(
+                model=cfg.model, max_tokens=cfg.max_tokens, system=system,
+                messages=clean_messages(messages),
+            ) as events:
+                for event in events:
+                    etype = getattr(event, "type", "")
+                    if etype == "content_block_delta":
+                        delta = getattr(event, "delta", None)
+                        if getattr(delta, "type", "") == "text_delta" and delta.text:
+                            partial += delta.text
+                            yield delta.text
+                    elif etype == "message_stop":
+                        finished = True
+            if not finished:
+                raise BackendError(f"The connection to {self.who} broke midway; the reply "
+                                   "was cut off.", partial)
+        except BackendError:
+            raise
+        except anthropic.APIStatusError as exc:
+            raise BackendError(self._status_notice(exc), partial) from None
+        except anthropic.APITimeoutError as exc:
+            raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s),
+                               partial) from None
+        except anthropic.APIConnectionError as exc:
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise BackendError(_transport_notice(cause, self.who, partial, cfg.timeout_s),
+                               partial) from None
+        except Exception as exc:  # noqa: BLE001 - transport errors mid-stream, bad data
+            raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s)
+                               if partial or _is_transport(exc) else
+                               f"{self.who} sent a reply the tutor could not read "
+                               f"({type(exc).__name__}).", partial) from None
+
+    def _status_notice(self, exc) -> str:
+        status = getattr(exc, "status_code", 0) or 0
+        etype = getattr(exc, "type", None) or ""
+        who = self.who
+        if status in (401, 403) or etype in ("authentication_error", "permission_error"):
+            return (f"{who} refused the API key ({status}); check ANTHROPIC_API_KEY."
+                    if not self.config.base_url else f"{who} refused the API key ({status}).")
+        if status == 429 or etype == "rate_limit_error":
+            return f"{who} is rate-limiting requests (429); try again in a minute."
+        if status == 529 or etype == "overloaded_error":
+            return f"{who} is overloaded right now (529); try again in a minute."
+        if status in (400, 404) or etype in ("invalid_request_error", "not_found_error"):
+            return (f"{who} rejected the request ({status}); check the model name "
+                    f"{self.config.model!r} and the base_url.")
+        if status >= 500:
+            return f"{who} had a server error ({status})."
+        if status == 200:  # an error event inside the stream
+            return f"{who} reported an error midway ({etype or 'unknown'}); the reply was cut off."
+        return f"{who} answered with HTTP {status}."
+
+
+def _is_transport(exc: BaseException) -> bool:
+    return bool(_class_names(exc) & {"TransportError", "NetworkError", "TimeoutException",
+                                     "OSError", "HTTPException"})
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+class OpenAIBackend:
+    """``POST {base_url}/chat/completions`` with ``stream: true``; Server-Sent Events of
+    ``chat.completion.chunk`` objects, ended by ``data: [DONE]``."""
+
+    name = "openai"
+
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        self.who = f"The local model server at {server_host(config.base_url)}" \
+            if config.base_url else "The OpenAI-compatible server"
+
+    def _url(self):
+        u = urlsplit(self.config.base_url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise BackendError("llm.base_url is not an http(s) URL; the offline coach answers.")
+        path = (u.path.rstrip("/") or "") + "/chat/completions"
+        return u, path
+
+    def stream(self, system: str, messages: list[dict]) -> Iterator[str]:
+        cfg = self.config
+        u, path = self._url()
+        body = {"messages": [{"role": "system", "content": system}, *clean_messages(messages)],
+                "stream": True, "max_tokens": cfg.max_tokens}
+        if cfg.model:
+            body["model"] = cfg.model
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if cfg.api_key:
+            headers["Authorization"] = f"Bearer {cfg.api_key}"
+        port = u.port or (443 if u.scheme == "https" else 80)
+        connect_timeout = min(CONNECT_TIMEOUT_S, cfg.timeout_s)
+        if u.scheme == "https":
+            conn = http.client.HTTPSConnection(u.hostname, port, timeout=connect_timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(u.hostname, port, timeout=connect_timeout)
+        partial = ""
+        try:
+            try:
+                conn.connect()
+                conn.sock.settimeout(cfg.timeout_s)
+                conn.request("POST", path + (f"?{u.query}" if u.query else ""),
+                             body=json.dumps(body).encode("utf-8"), headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise BackendError(_transport_notice(exc, self.who, "", cfg.timeout_s)) from None
+            if resp.status != 200:
+                raise BackendError(self._status_notice(resp.status))
+            finished = False
+            try:
+                for data in _sse_data(resp):
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    try:
+                        obj = json.loads(data)
+                    except ValueError:
+                        raise BackendError(f"{self.who} sent a reply the tutor could not read.",
+                                           partial) from None
+                    if isinstance(obj, dict) and obj.get("error"):
+                        raise BackendError(f"{self.who} reported an error midway; the reply "
+                                           "was cut off." if partial else
+                                           f"{self.who} reported an error.", partial)
+                    for choice in (obj.get("choices") or [])[:1]:
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
+                        if isinstance(text, str) and text:
+                            partial += text
+                            yield text
+                        if choice.get("finish_reason"):
+                            finished = True
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s),
+                                   partial) from None
+            if not finished:
+                raise BackendError(f"The connection to {self.who} broke midway; the reply was "
+                                   "cut off." if partial else
+                                   f"{self.who} closed the connection without a reply.", partial)
+        finally:
+            conn.close()
+
+    def _status_notice(self, status: int) -> str:
+        who = self.who
+        if status in (401, 403):
+            return f"{who} refused the API key ({status}); check OPENAI_API_KEY."
+        if status == 404:
+            return (f"{who} has no chat completions endpoint or model here (404); check "
+                    "base_url (it usually ends in /v1) and the model name.")
+        if status == 429:
+            return f"{who} is rate-limiting requests (429); try again in a minute."
+        if status in (503, 529):
+            return f"{who} is busy or still loading the model ({status}); try again shortly."
+        if status >= 500:
+            return f"{who} had a server error ({status})."
+        return f"{who} answered with HTTP {status}."
+
+
+def _sse_data(resp) -> Iterator[str]:
+    """The ``data`` payloads of a Server-Sent Events stream (multi-line data joined;
+    comments, ``event:`` and ``id:`` lines skipped)."""
+    buf: list[str] = []
+    while True:
+        raw = resp.readline(1 << 20)
+        if not raw:
+            if buf:
+                yield "\n".join(buf)
+            return
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if buf:
+                yield "\n".join(buf)
+                buf = []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            buf.append(value[1:] if value.startswith(" ") else value)
+
+
+__all__ = ["Backend", "BackendError", "AnthropicBackend", "OpenAIBackend", "make_backend",
+           "clean_messages"]
