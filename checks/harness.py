@@ -536,11 +536,13 @@ class Ctx:
         if ok:
             return ev
         pit = _match_candidates(g, candidates, rtol, atol)
-        msg = (f"{_case(case)}{what} differs from the reference: max abs error "
-               f"{stats['max_abs_err']:.3g}, {stats['mismatched']} of {stats['of']} values "
-               f"outside tolerance.")
+        first = stats["first_mismatch"]
+        where = (f"first at index {tuple(first['index'])}: got {first['got']:.4g}, "
+                 f"expected {first['expected']:.4g}")
+        msg = (f"{_case(case)}{what} differs from the reference: {stats['mismatched']} of "
+               f"{stats['of']} values outside tolerance ({where}).")
         if stats.get("nan"):
-            msg = f"{_case(case)}{what} contains NaN or inf where the reference has finite values."
+            msg += " It has NaN or inf where the reference is finite."
         raise CheckFailed(msg, ev, pitfall=pit)
 
     def fail(self, message: str, evidence: dict | None = None, pitfall: str | None = None):
@@ -586,7 +588,8 @@ def _compare(g: np.ndarray, w: np.ndarray, rtol: float, atol: float) -> tuple[bo
     nan = bool(np.any(~np.isfinite(g) & finite_w))
     with np.errstate(invalid="ignore", divide="ignore"):
         d = np.where(finite_w & np.isfinite(g), diff, 0.0)
-        rel = np.where(finite_w & np.isfinite(g), diff / np.maximum(np.abs(w), atol), 0.0)
+        rel = np.where(finite_w & np.isfinite(g),
+                       diff / np.maximum(np.abs(w), max(atol, 1e-30)), 0.0)
     stats = {
         "max_abs_err": float(d.max()) if d.size else 0.0,
         "max_rel_err": float(rel.max()) if rel.size else 0.0,

@@ -1,0 +1,51 @@
+"""Messages the workers post to the app. Workers never touch widgets: they post one of
+these (``post_message`` is thread-safe) and the app's handlers own all UI state."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class CheckEvent(Message):
+    """A plan/start/result event of a running check (for the live progress view)."""
+
+    def __init__(self, day: str, event: dict) -> None:
+        super().__init__()
+        self.day = day
+        self.event = event
+
+
+class ChecksDone(Message):
+    def __init__(self, day: str, result: dict, cancelled: bool, coach_text: str | None,
+                 was_passing: bool) -> None:
+        super().__init__()
+        self.day = day
+        self.result = result
+        self.cancelled = cancelled
+        self.coach_text = coach_text
+        self.was_passing = was_passing
+
+
+class CoachReply(Message):
+    """A piece of the coach's streamed answer (a Reply of kind text, notice or done)."""
+
+    def __init__(self, reply) -> None:
+        super().__init__()
+        self.reply = reply
+
+
+class HintShown(Message):
+    def __init__(self, reply) -> None:
+        super().__init__()
+        self.reply = reply  # None: the ladder is at the top
+
+
+class Notice(Message):
+    def __init__(self, text: str, severity: str = "information") -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+
+
+class Saved(Message):
+    """The session doc and tracker were written (periodic save)."""
