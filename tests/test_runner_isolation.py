@@ -157,3 +157,10 @@ def test_cancel_kills_the_run(stub_impl):
     assert time.monotonic() - t0 < 5
     assert all(c["status"] == "skipped" for c in result["checks"])
     assert result["status"] == "fail"
+
+
+def test_a_day_without_checks_is_skipped_not_passed(stub_impl):
+    result = run_day("9.9", stub_impl, timeout_s=20)
+    assert result["status"] == "fail"
+    assert [c["status"] for c in result["checks"]] == ["skipped"]
+    assert "not available" in result["checks"][0]["skip_reason"]
