@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,9 +16,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tutor import hfcache
-
-CMAKE_MIN = (3, 27)
-
 
 @dataclass
 class Finding:
@@ -81,38 +76,38 @@ def mlx_findings() -> list[Finding]:
 
 
 def compiler_finding() -> Finding:
-    for cxx in ("c++", "clang++", "g++"):
-        path = shutil.which(cxx)
-        if path:
-            first = (_run([path, "--version"]) or cxx).splitlines()[0]
-            return Finding("compiler", "ok", f"C++ compiler: {first}")
-    fix = ("xcode-select --install" if sys.platform == "darwin"
-           else "install a C++ compiler, e.g. `sudo apt install g++`")
-    return Finding("compiler", "missing", "No C++ compiler found (needed for week 2's kernels)", fix)
+    from tutor import kernels_build as kb
+
+    try:
+        cxx = kb.find_compiler()
+    except kb.BuildSetupError as exc:
+        return Finding("compiler", "missing", "No C++ compiler (needed for week 2's kernels)",
+                       str(exc))
+    first = (_run([cxx.split()[0], "--version"]) or cxx).splitlines()[0]
+    return Finding("compiler", "ok", f"C++ compiler: {first}")
 
 
 def cmake_finding() -> Finding:
-    path = shutil.which("cmake")
-    text = _run([path, "--version"]) if path else None
-    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    if not m:
-        return Finding("cmake", "missing", "cmake not found (needed for week 2's kernels)",
-                       "python -m pip install cmake")
-    ver = (int(m.group(1)), int(m.group(2)))
-    shown = m.group(0)
-    if ver < CMAKE_MIN:
-        return Finding("cmake", "warn", f"cmake {shown} is older than "
-                       f"{CMAKE_MIN[0]}.{CMAKE_MIN[1]}, which the kernels need",
-                       "python -m pip install cmake  (then make sure it comes first on PATH)")
-    return Finding("cmake", "ok", f"cmake {shown}")
+    from tutor import kernels_build as kb
+
+    try:
+        path, ver = kb.find_cmake()
+    except kb.BuildSetupError as exc:
+        return Finding("cmake", "missing", "No CMake >= 3.27 (needed for week 2's kernels)",
+                       str(exc))
+    return Finding("cmake", "ok", f"cmake {'.'.join(map(str, ver))} ({path})")
 
 
 def nanobind_finding() -> Finding:
-    ver = _version("nanobind")
-    if ver:
-        return Finding("nanobind", "ok", f"nanobind {ver}")
-    return Finding("nanobind", "warn", "nanobind is not installed (week 2's kernel bindings)",
-                   "python -m pip install nanobind  (the version your mlx was built with)")
+    from tutor import kernels_build as kb
+
+    try:
+        kb.check_nanobind()
+    except kb.BuildSetupError as exc:
+        return Finding("nanobind", "warn", "nanobind does not match MLX (week 2's kernels)",
+                       str(exc))
+    return Finding("nanobind", "ok", f"nanobind {_version('nanobind')} matches MLX "
+                   f"{_version('mlx')}")
 
 
 def weights_findings() -> list[Finding]:

@@ -1,0 +1,4 @@
+// Day 2.5: the flash attention Metal kernel goes here (compiled only on Apple GPUs).
+// One threadgroup per (head, block of queries); keep the running max, the running sum
+// and the output accumulator per query row, and use simd_max / simd_sum for row reductions.
+#include "mlx/backend/metal/kernels/utils.h"
