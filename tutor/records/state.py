@@ -31,7 +31,11 @@ Layout (schema_version 1)::
            "concept_answers": [{"time", "qid", "answer", "correct"}],
            "concepts": {qid: {"tries", "first_correct", "last_correct", "first_time", "last_time"}},
            "questions": [{"time", "text"}], "insights": [{"time", "text"}],
-           "files_changed": {path: ISO}}
+           "files_changed": {path: ISO},
+           "coach": {"asked": [question id]}}   # the offline coach's questions asked, in order
+
+A coach question id is ``"<task>:gq:<index>"`` (a task's guiding question, 0-based) or
+``"pitfall:<id>"`` (a diagnosis question); see :mod:`tutor.coach.offline`.
 
 Event lists are append-only and capped (oldest dropped, see ``MAX_*``); the counters and
 summaries next to them are never capped, so status and mastery do not drift.
@@ -99,6 +103,7 @@ MAX_FILES = 200
 MAX_SESSIONS = 500
 MAX_TEXT = 4000
 MAX_MESSAGE = 300
+MAX_COACH_ASKED = 500
 
 FAILING_STATUSES = frozenset({"fail", "error", "timeout", "crashed"})
 
@@ -166,6 +171,7 @@ _DAY_TEMPLATE: dict[str, Any] = {
     "questions": [],
     "insights": [],
     "files_changed": {},
+    "coach": {"asked": []},
 }
 
 _TOP_TYPES = {"sessions": list, "days": dict}
@@ -639,6 +645,33 @@ class StateStore:
             rec["questions"].append({"time": to_iso(now), "text": text})
             _trim(rec["questions"], MAX_QUESTIONS)
         self._changed(day, now)
+
+    def record_coach_asked(self, day: str, items: Iterable[Any], now: datetime | None = None) -> list[str]:
+        """Remember the coach questions asked on ``day`` (ids such as ``"1:gq:2"`` or
+        ``"pitfall:attn-missing-scale"``): appended in order, without duplicates, capped at
+        ``MAX_COACH_ASKED`` (oldest dropped). Not an activity event: the question that
+        prompted them is logged by :meth:`record_question`. Returns the stored list."""
+        day, now = day_id(day), utc_now(now)
+        self._require_open()
+        rec = self._day(day)
+        coach = rec.get("coach")
+        if not isinstance(coach, dict):
+            coach = rec["coach"] = {"asked": []}
+        asked = coach.get("asked")
+        if not isinstance(asked, list):
+            asked = coach["asked"] = []
+        if isinstance(items, (str, int)):
+            items = [items]
+        added = False
+        for item in items or ():
+            key = _text(item, 200)
+            if key and key not in asked:
+                asked.append(key)
+                added = True
+        _trim(asked, MAX_COACH_ASKED)
+        if added:
+            self._changed(day, now)
+        return list(asked)
 
     def record_concept_answer(
         self, day: str, qid: str, answer: Any, correct: bool, now: datetime | None = None

@@ -1,0 +1,541 @@
+"""The offline coach: Socratic replies built from the lesson YAML, with no LLM and no
+network, in well under a millisecond.
+
+    coach = OfflineCoach()
+    r = coach.reply(ctx, "why do we divide by sqrt(D)?")   # -> OfflineReply(text, asked, kind)
+    OfflineCoach.remember(store, day, r.asked)              # persist what it asked
+    coach.on_result(ctx)                                    # one line after a check run
+    coach.hint_text(step)                                   # "Hint 2 of 4 for task 1 (...): ..."
+    should_offer_hint(day_record, "sdpa-simple")            # same check failed 3 runs in a row?
+
+What it says, in order of precedence (``reply``):
+
+1. An explicit request for the solution: a refusal that points at the hint ladder (the
+   rung reached and how to climb), plus a question. Once the ladder is exhausted
+   (``ctx.ladder_exhausted``) it points at rung 4's pseudo-code instead and asks the
+   learner to turn it into code themselves. Never code, in either case.
+2. The latest check run carries a diagnosis whose question has not been asked yet: that
+   pitfall's question first.
+3. "I'm stuck", "hint", "help", "no idea"...: the next guiding question of the task not
+   asked yet (the best match for the message's words, else the next in order); when all
+   were asked, a pointer to the next rung of the ladder.
+4. "why", "what is", "explain"... about a concept of the lesson: the concept's short
+   explanation, then a question back.
+5. A message naming something of the lesson ("mask", "NaN", "transpose"...): the concept
+   it belongs to and the best-matching question.
+6. "It passes", "done": the explain-back prompt. A message about an error while checks
+   fail: the latest result's nudge. Anything else: "what did you expect, what did you
+   see?" and the next question.
+
+**Remembering.** Each reply lists the question ids it used in ``OfflineReply.asked``:
+``"<task>:gq:<i>"`` for guiding question ``i`` (0-based) of a task, ``"pitfall:<id>"``
+for a diagnosis question. The caller persists them with :meth:`OfflineCoach.remember`
+(``StateStore.record_coach_asked``), which keeps them in
+``day_record["coach"]["asked"]``; the coach also honours ``asked`` ids found in
+``ctx.history`` messages (the chat file), so nothing is asked twice either way. The rung
+reached is the ladder's own record (``hints_seen``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from tutor.coach import ladder
+
+__all__ = ["OfflineCoach", "OfflineReply", "should_offer_hint", "asked_ids", "FAIL_STREAK"]
+
+FAIL_STREAK = 3  # the same check failing this many runs in a row offers a hint
+FAILING = ("fail", "error", "timeout", "crashed")
+
+
+@dataclass
+class OfflineReply:
+    """A reply of the offline coach.
+
+    ``text``: what the learner sees (plain text with `code spans` for identifiers only).
+    ``asked``: ids of the questions this reply asked, for the caller to persist.
+    ``kind``: "refusal", "ladder-top", "diagnosis", "stuck", "ladder", "concept", "topic",
+    "results", "explain-back" or "open".
+    """
+    text: str
+    asked: list[str] = field(default_factory=list)
+    kind: str = "open"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# --------------------------------------------------------------------------- state
+
+
+def asked_ids(day_record: dict | None, history: list[dict] | None = None) -> list[str]:
+    """The question ids already asked on a day: the state's ``coach.asked`` plus any
+    ``asked`` stored with the conversation's messages."""
+    out: list[str] = []
+    coach = (day_record or {}).get("coach")
+    items = coach.get("asked") if isinstance(coach, dict) else None
+    for x in items if isinstance(items, list) else ():
+        if str(x) not in out:
+            out.append(str(x))
+    for m in history or ():
+        a = m.get("asked") if isinstance(m, dict) else None
+        for x in ([a] if isinstance(a, (str, int)) else a if isinstance(a, list) else ()):
+            if str(x) not in out:
+                out.append(str(x))
+    return out
+
+
+def fail_streak(day_record: dict | None, check_id: str) -> int:
+    """How many of the latest recorded runs in a row had ``check_id`` failing."""
+    n = 0
+    for attempt in reversed((day_record or {}).get("attempts") or []):
+        failing = attempt.get("failing") if isinstance(attempt, dict) else None
+        if isinstance(failing, list) and check_id in failing:
+            n += 1
+        else:
+            break
+    return n
+
+
+def should_offer_hint(day_record: dict | None, check_id: str, *, lesson=None,
+                      streak: int = FAIL_STREAK) -> bool:
+    """True when ``check_id`` has just failed ``streak`` runs in a row (and again at
+    2×, 3×... so the offer is not repeated after every run), unless ``lesson`` is given
+    and the ladder of the check's task is already exhausted."""
+    n = fail_streak(day_record, check_id)
+    if streak < 1 or n < streak or n % streak:
+        return False
+    if lesson is not None:
+        task = lesson.task_of_check(check_id)
+        if task is not None and ladder.next_hint(lesson, day_record, task) is None:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- matching
+
+_STOP = set("""a an the and or but if then so of to in on at by for with from into onto as is
+    are was were be been being am do does did doing done have has had i me my mine you your
+    we our it its this that these those there here what which who whom whose why how when
+    where can could should would will shall may might must not no yes just only also very
+    too more most some any all each every one two get got make made use used using need
+    want know think see look like really still again please thanks thank ok okay hi hello
+    hey about after before than then them they their he she his her up down out over under
+    same other another because while until let lets im ive dont doesnt didnt cant isnt whats
+    way thing things something anything code function implement implementation work working
+    doesn wrong right help step part""".split())
+
+_SYNONYMS = {
+    "masking": "mask", "masked": "mask", "masks": "mask", "causal": "causal mask",
+    "transpose": "swap transpose", "transposed": "swap transpose", "swapaxes": "swap",
+    "swapped": "swap", "scaling": "scale", "scaled": "scale", "sqrt": "scale spread √d",
+    "rotary": "rope rotate", "rotation": "rotate", "rotating": "rotate", "rotated": "rotate",
+    "epsilon": "eps", "kv": "key value", "gqa": "group grouped", "grouping": "group",
+    "heads": "head", "nan": "nan softmax", "nans": "nan", "inf": "inf", "infinity": "inf",
+    "fp16": "float16", "half": "float16 half", "fp32": "float32", "dtype": "float16 float32",
+    "overflow": "overflow float16", "logit": "logits", "temperature": "temp temperature",
+    "nucleus": "top_p nucleus", "topk": "top_k", "topp": "top_p", "eos": "eos end",
+    "residual": "residual add", "norm": "norm normalise", "normalize": "normalise",
+    "normalization": "normalise", "normalisation": "normalise", "embed": "embedding",
+    "frequencies": "frequency", "freq": "frequency", "angles": "angle", "offsets": "offset",
+    "broadcasting": "broadcast", "reshaping": "reshape", "weights": "weight",
+    "matmul": "product matrix", "dot": "product", "variance": "spread variance",
+    "softmax": "softmax normalise weight sum", "axes": "axis", "sum": "sum",
+}
+
+
+def _stem(w: str) -> str:
+    if len(w) > 5 and w.endswith("ing"):
+        return w[:-3]
+    if len(w) > 4 and w.endswith("ed"):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("es") and not w.endswith("ses"):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def _words(text: str, *, expand: bool = False) -> set[str]:
+    raw = re.findall(r"[a-z_0-9√]+", text.lower().replace("−", "-"))
+    out = set()
+    for w in raw:
+        if w in _STOP or len(w) < 2 and w not in ("l", "s", "d", "e", "h"):
+            continue
+        out.add(_stem(w))
+        if expand and w in _SYNONYMS:
+            out |= {_stem(x) for x in _SYNONYMS[w].split()}
+        if "_" in w:
+            out |= {_stem(p) for p in w.split("_") if p and p not in _STOP}
+    return out
+
+
+@dataclass(frozen=True)
+class _Item:
+    kind: str  # "concept" | "question" | "pitfall"
+    key: str  # concept index, "<task>:gq:<i>" or "pitfall:<id>"
+    words: frozenset
+    title: frozenset = frozenset()  # words weighted more (a concept's name)
+
+
+@dataclass(frozen=True)
+class _Index:
+    items: tuple
+    idf: dict
+
+
+_INDEXES: dict[int, tuple[object, _Index]] = {}
+
+
+def _index(lesson) -> _Index:
+    """The lesson's match index, built once per lesson object (lessons hold lists, so
+    they are not hashable; the cache is keyed by identity and keeps the lesson alive)."""
+    hit = _INDEXES.get(id(lesson))
+    if hit is not None and hit[0] is lesson:
+        return hit[1]
+    index = _build_index(lesson)
+    if len(_INDEXES) > 64:
+        _INDEXES.clear()
+    _INDEXES[id(lesson)] = (lesson, index)
+    return index
+
+
+def _build_index(lesson) -> _Index:
+    items = []
+    for i, c in enumerate(lesson.concepts):
+        items.append(_Item("concept", str(i), frozenset(_words(c.name + " " + c.explanation)),
+                           frozenset(_words(c.name))))
+    for t in lesson.tasks:
+        for i, q in enumerate(t.guiding_questions):
+            items.append(_Item("question", f"{t.id}:gq:{i}", frozenset(_words(q))))
+    for p in lesson.pitfalls:
+        items.append(_Item("pitfall", f"pitfall:{p.id}",
+                           frozenset(_words(p.symptom + " " + p.question + " " + p.id.replace("-", " ")))))
+    df: dict[str, int] = {}
+    for it in items:
+        for w in it.words | it.title:
+            df[w] = df.get(w, 0) + 1
+    n = len(items)
+    return _Index(tuple(items), {w: math.log(1 + n / c) for w, c in df.items()})
+
+
+def _score(index: _Index, item: _Item, words: set[str]) -> float:
+    return (sum(index.idf.get(w, 0.0) for w in words & item.words)
+            + 2 * sum(index.idf.get(w, 0.0) for w in words & item.title))
+
+
+# --------------------------------------------------------------------------- intents
+
+_SOLUTION_RE = [re.compile(p, re.I) for p in (
+    r"\b(show|give|tell|write|send|paste|post|provide|reveal|share|spell out)\b(\s+(me|us))?"
+    r"(\s+(the|a|your))?(\s+(full|complete|whole|working|correct|actual|final|entire|right))?"
+    r"\s+(solution|answer|implementation|code|fix|function|class)\b",
+    r"\b(what('s| is)|can i (see|have|get)|i (want|need))\s+(the\s+|a\s+)?"
+    r"(full\s+|complete\s+|whole\s+|working\s+|correct\s+|actual\s+)?(solution|answer|implementation)\b",
+    r"\b(just|please)\s+(write|implement|solve|code|do)\s+(it|this|that)\b",
+    r"\b(write|implement|solve|code|do)\s+(it|this|that|the function|the class|the method)\s+for me\b",
+    r"\bdo (my|the) (homework|task|exercise)\b",
+    r"\b(full|complete|whole|working)\s+(code|solution|implementation)\b",
+    r"\bcopy[- ]?paste\b",
+)]
+_STUCK_RE = re.compile(
+    r"\b(stuck|hint|hints|help|clue|lost|confused|no idea|don'?t know|dont understand|"
+    r"don'?t get|where (do|should) i (start|begin)|what now|what next|next step|"
+    r"how do i (start|begin|proceed)|give up|nudge)\b", re.I)
+_CONCEPT_RE = re.compile(
+    r"\b(why|what is|what are|what's|whats|what does|what do|explain|meaning|means|"
+    r"how does|how do|how is|difference|purpose|point of|understand)\b", re.I)
+_DONE_RE = re.compile(r"\b(it passes|passes now|all (checks )?pass|passed|all green|done|"
+                      r"solved|it works|works now|got it|finished)\b", re.I)
+_ERROR_RE = re.compile(r"\b(error|exception|traceback|fails?|failing|failed|mismatch|"
+                       r"crash\w*|timeout|timed out|hangs?|nan|inf|wrong|broken)\b", re.I)
+
+
+def is_solution_request(message: str) -> bool:
+    return any(r.search(message or "") for r in _SOLUTION_RE)
+
+
+def _first_sentences(text: str, limit: int = 420) -> str:
+    """The explanation's first paragraph, cut at a sentence end near ``limit``."""
+    para = re.split(r"\n\s*\n", text.strip())[0]
+    flat = " ".join(para.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind(": "))
+    return (cut[:end + 1] if end > 80 else cut.rstrip() + " ...").strip()
+
+
+def _check_label(c: dict) -> str:
+    title = (c.get("title") or "").strip()
+    cid = c.get("id") or "?"
+    return f"`{cid}` ({title})" if title and title != cid else f"`{cid}`"
+
+
+# --------------------------------------------------------------------------- the coach
+
+
+class OfflineCoach:
+    """Scripted Socratic coaching from the lesson; stateless (all state is in the
+    context and the records), so one instance serves every day."""
+
+    # -- state -------------------------------------------------------------------------
+    @staticmethod
+    def remember(store, day: str, asked) -> list[str]:
+        """Persist question ids a reply used (``OfflineReply.asked``) in the day's state,
+        ``day_record["coach"]["asked"]``. Returns the stored list."""
+        if not asked:
+            rec = store.day_record(day) or {}
+            return asked_ids(rec)
+        return store.record_coach_asked(day, list(asked) if not isinstance(asked, str) else [asked])
+
+    should_offer_hint = staticmethod(should_offer_hint)
+
+    # -- replies -----------------------------------------------------------------------
+    def reply(self, ctx, message: str) -> OfflineReply:
+        """A Socratic answer to ``message`` in the context ``ctx`` (a CoachContext)."""
+        message = (message or "").strip()
+        lesson, task = ctx.lesson, ctx.task
+        asked = asked_ids(ctx.day_record, ctx.history)
+        words = _words(message, expand=True)
+        diag = ctx.diagnosis()
+        pit_key = f"pitfall:{diag.get('pitfall')}" if diag and diag.get("pitfall") else None
+
+        if not message:
+            q, ids = self._next_question(lesson, task, asked, words)
+            return OfflineReply(f"What would you like to look at? Here's a place to start: {q}",
+                                ids, "open")
+
+        if is_solution_request(message):
+            return self._refusal(ctx, asked, words, diag, pit_key)
+
+        if diag and pit_key and pit_key not in asked:
+            return self._diagnosis_reply(ctx, diag, pit_key)
+
+        if _STUCK_RE.search(message):
+            return self._stuck(ctx, asked, words)
+
+        if _DONE_RE.search(message) and self._all_pass(ctx):
+            return OfflineReply(self._explain_back(lesson), [], "explain-back")
+
+        concept, cscore = self._best(lesson, "concept", words)
+        if _CONCEPT_RE.search(message) and concept is not None and cscore > 0:
+            c = lesson.concepts[int(concept.key)]
+            q, ids = self._next_question(lesson, task, asked, words | set(concept.title))
+            text = (f"{c.name}: {_first_sentences(c.explanation)}\n\n"
+                    f"Now a question back to you: {q}")
+            return OfflineReply(text, ids, "concept")
+
+        if _ERROR_RE.search(message) and ctx.failing_checks():
+            r = self.result_reply(ctx, asked=asked)
+            return OfflineReply(r.text, r.asked, "results")
+
+        pit, pscore = self._best(lesson, "pitfall", words)
+        question, qscore = self._best(lesson, "question", words, task=task, skip=asked)
+        if max(cscore, pscore, qscore) > 0:
+            if pit is not None and pscore > max(cscore, qscore) * 1.2 and pit.key not in asked:
+                p = lesson.pitfall(pit.key.split(":", 1)[1])
+                return OfflineReply(f"That sounds like a classic trap of this lesson. {p.question}",
+                                    [pit.key], "topic")
+            q, ids = self._next_question(lesson, task, asked, words)
+            lead = f"That's about {lesson.concepts[int(concept.key)].name.lower()}. " \
+                if concept is not None and cscore > 0 else ""
+            return OfflineReply(f"{lead}Let's reason it out together. {q}", ids, "topic")
+
+        q, ids = self._next_question(lesson, task, asked, words)
+        return OfflineReply("Start from what you expect: what should your code produce here, "
+                            "and what do you actually see (a shape, a value, an error)? "
+                            f"While you check, think about this: {q}", ids, "open")
+
+    def _refusal(self, ctx, asked, words, diag, pit_key) -> OfflineReply:
+        task, lesson = ctx.task, ctx.lesson
+        n = len(task.hints)
+        if ctx.ladder_exhausted:
+            text = (f"You've climbed the whole hint ladder for task {task.id}, so let's walk "
+                    "through it -- in words, not code; writing the lines is the part that "
+                    f"makes it yours. Here is rung {n} again:\n\n{task.hints[-1].strip()}\n\n"
+                    "Turn each numbered step into one line of your own, run the checks, and "
+                    "tell me which step does not behave as you expect. Afterwards, explain "
+                    "the solution back to me in your own words.")
+            return OfflineReply(text, [], "ladder-top")
+        rung = min(ctx.rung, n)
+        where = (f"you've seen hint {rung} of {n}" if rung else f"you haven't opened any of the {n} hints yet")
+        text = (f"I won't write the solution for you -- finding it yourself is what makes it "
+                f"stick. For task {task.id} {where}: ask for the next one "
+                f"(`tiny-llm-tutor hint day{lesson.id}`, or `h` in the tutor) and we'll climb one "
+                "rung at a time; the last rung is the whole plan in plain-language pseudo-code.")
+        if diag and pit_key:
+            question, ids = self._pitfall_question(lesson, diag), [pit_key]
+        else:
+            question, ids = self._next_question(lesson, task, asked, words)
+        return OfflineReply(f"{text}\n\nMeanwhile: {question}", ids, "refusal")
+
+    def _diagnosis_reply(self, ctx, diag, pit_key) -> OfflineReply:
+        c = next((c for c in ctx.failing_checks() if c.get("diagnosis")), {})
+        q = self._pitfall_question(ctx.lesson, diag)
+        lead = (f"Before anything else: {_check_label(c)} failed, and its output matches a "
+                "mistake I know.") if c else "Your last check run matches a mistake I know."
+        return OfflineReply(f"{lead} {q}", [pit_key], "diagnosis")
+
+    def _stuck(self, ctx, asked, words) -> OfflineReply:
+        lesson, task = ctx.lesson, ctx.task
+        q, ids = self._next_question(lesson, task, asked, words, only_unasked=True)
+        if q is not None:
+            return OfflineReply(f"Being stuck is part of it -- let's take one small step. {q}",
+                                ids, "stuck")
+        step = ladder.next_hint(lesson, ctx.day_record, task)
+        if step is not None:
+            text = (f"We've been through all my questions for task {task.id}. Time for the "
+                    f"hint ladder: hint {step.rung} of {step.rungs} is waiting "
+                    f"(`tiny-llm-tutor hint day{lesson.id}`, or `h` in the tutor). After "
+                    "reading it, tell me what you'd try first.")
+            return OfflineReply(text, [], "ladder")
+        text = (f"You've seen every hint for task {task.id}, including the pseudo-code. Take "
+                "its steps one at a time: write the first step, print its shape on a tiny "
+                "input, and compare it with the shape the pseudo-code names. Which step is the "
+                "first one whose shape surprises you?")
+        return OfflineReply(text, [], "ladder")
+
+    # -- after a check run -------------------------------------------------------------
+    def on_result(self, ctx) -> str:
+        """What the coach says after a check run (the text of :meth:`result_reply`)."""
+        return self.result_reply(ctx).text
+
+    def result_reply(self, ctx, *, asked: list[str] | None = None) -> OfflineReply:
+        """The diagnosis question when a check carries one; a nudge naming the failing
+        check's message otherwise; a question about loops and kernels on a timeout or a
+        crash; encouragement and an explain-back prompt when everything passes."""
+        lesson, task = ctx.lesson, ctx.task
+        result = ctx.latest_result
+        asked = asked if asked is not None else asked_ids(ctx.day_record, ctx.history)
+        if not result:
+            return OfflineReply(f"No check run yet for day {lesson.id}. Run the checks "
+                                f"(`tiny-llm-tutor check day{lesson.id}`) and we'll look at "
+                                "what they say together.", [], "results")
+        checks = [c for c in result.get("checks") or [] if isinstance(c, dict)]
+        failing = [c for c in checks if c.get("status") in FAILING]
+        if not failing:
+            if any(c.get("status") == "pass" for c in checks):
+                return OfflineReply(self._praise(ctx, checks) + " " + self._explain_back(lesson),
+                                    [], "explain-back")
+            reasons = {c.get("skip_reason") for c in checks if c.get("skip_reason")}
+            why = f" ({'; '.join(sorted(r for r in reasons if r))})" if reasons else ""
+            return OfflineReply(f"Nothing could run on this machine{why}. A skipped check never "
+                                "counts as passed, so this day isn't done here yet.", [], "results")
+        more = f" ({len(failing)} checks fail; let's take them one at a time.)" if len(failing) > 1 else ""
+        diag_c = next((c for c in failing if isinstance(c.get("diagnosis"), dict)
+                       and c["diagnosis"].get("pitfall")), None)
+        if diag_c is not None:
+            d = diag_c["diagnosis"]
+            return OfflineReply(f"{_check_label(diag_c)} failed, and the output matches a "
+                                f"mistake I know.{more} {self._pitfall_question(lesson, d)}",
+                                [f"pitfall:{d['pitfall']}"], "diagnosis")
+        c = failing[0]
+        status, msg = c.get("status"), " ".join(str(c.get("message") or "").split())
+        if len(msg) > 240:
+            msg = msg[:239] + "…"
+        check_task = lesson.task_of_check(c.get("id") or "") or task
+        if status in ("timeout", "crashed"):
+            what = "ran out of time" if status == "timeout" else "crashed the check process"
+            text = (f"{_check_label(c)} {what}.{more} That usually means a loop that never "
+                    "stops, a computation far larger than intended, or (in a kernel) an index "
+                    "that runs past the end of a buffer. Which loop or kernel in your code "
+                    "decides when to stop, and what tells it to stop?")
+            return OfflineReply(text, [], "results")
+        words = _words(f"{c.get('title', '')} {msg}", expand=True)
+        if status == "error" and "notimplementederror" in msg.lower().replace(" ", ""):
+            q, ids = self._next_question(lesson, check_task, asked, set(), only_unasked=False)
+            return OfflineReply(f"{_check_label(c)} reached code that is still the stub.{more} "
+                                f"A first question for task {check_task.id}: {q}", ids, "results")
+        q, ids = self._next_question(lesson, check_task, asked, words)
+        if msg and msg[-1] not in ".!?…":
+            msg += "."
+        said = f" It says: {msg}" if msg else ""
+        verb = "could not run your code" if status == "error" else "failed"
+        return OfflineReply(f"{_check_label(c)} {verb}.{said}{more} Which part of your code "
+                            f"produces what that message talks about? {q}", ids, "results")
+
+    def _praise(self, ctx, checks) -> str:
+        n = sum(1 for c in checks if c.get("status") == "pass")
+        skipped = sum(1 for c in checks if c.get("status") == "skipped")
+        rec = ctx.day_record or {}
+        fails = int(rec.get("fails_before_pass") or 0)
+        s = (f"All {n} checks pass" if n > 1 else "The check passes") + \
+            (f" ({skipped} skipped here)" if skipped else "") + "."
+        if fails >= 3:
+            s += f" That took {fails} failing runs first -- sticking with it is exactly how this gets learned."
+        else:
+            s += " Well done."
+        return s
+
+    def _explain_back(self, lesson) -> str:
+        obj = next((o for o in lesson.objectives if o.lower().startswith("explain")), None)
+        if obj:
+            idea = obj[0].lower() + obj[1:]
+            return f"Before you move on, put the key idea in your own words: {idea}"
+        cq = next((q for q in lesson.concept_questions if q.when == "after"), None)
+        if cq:
+            return f"Before you move on, one question to check the idea behind it: {cq.prompt}"
+        return "Before you move on, explain in your own words what today's code does and why."
+
+    # -- hints -------------------------------------------------------------------------
+    def hint_text(self, step: ladder.HintStep) -> str:
+        """A rung, formatted: "Hint 2 of 4 for task 1 (title): ..."."""
+        body = step.text.strip()
+        sep = "\n" if "\n" in body else " "
+        text = f"Hint {step.rung} of {step.rungs} for task {step.task} ({step.task_title}):{sep}{body}"
+        if step.is_last:
+            text += ("\n\nThat is the last rung: the plan in plain words. Write each step "
+                     "yourself, then run the checks.")
+        else:
+            text += "\n\nTry it first; ask for the next hint only if you're still stuck."
+        return text
+
+    # -- helpers -----------------------------------------------------------------------
+    def _pitfall_question(self, lesson, diag: dict) -> str:
+        pid = diag.get("pitfall")
+        p = lesson.pitfall(pid) if pid else None
+        return (p.question if p else None) or diag.get("question") or \
+            "Which assumption in your code does this output contradict?"
+
+    def _best(self, lesson, kind: str, words: set[str], *, task=None, skip=()):
+        index = _index(lesson)
+        best, best_score = None, 0.0
+        prefix = f"{task.id}:gq:" if task is not None else None
+        for it in index.items:
+            if it.kind != kind or it.key in skip:
+                continue
+            if prefix and not it.key.startswith(prefix):
+                continue
+            s = _score(index, it, words)
+            if s > best_score:
+                best, best_score = it, s
+        return best, best_score
+
+    def _next_question(self, lesson, task, asked, words, *, only_unasked: bool = False):
+        """The task's guiding question best matching ``words`` among those not asked yet
+        (the next in order when none matches). When all were asked: None if
+        ``only_unasked``, else the best match among all of them (a reminder)."""
+        questions = list(task.guiding_questions)
+        if not questions:
+            return ("What do you expect this step to produce?", []) if not only_unasked else (None, [])
+        keys = [f"{task.id}:gq:{i}" for i in range(len(questions))]
+        open_ = [i for i, k in enumerate(keys) if k not in asked]
+        if not open_:
+            if only_unasked:
+                return None, []
+            it, s = self._best(lesson, "question", words, task=task)
+            i = int(it.key.rsplit(":", 1)[1]) if it is not None else 0
+            return questions[i], [keys[i]]
+        it, s = self._best(lesson, "question", words, task=task, skip=set(asked))
+        i = int(it.key.rsplit(":", 1)[1]) if it is not None and s > 0 else open_[0]
+        return questions[i], [keys[i]]
+
+    @staticmethod
+    def _all_pass(ctx) -> bool:
+        r = ctx.latest_result
+        if r:
+            return r.get("status") == "pass"
+        return (ctx.day_record or {}).get("last_result") == "pass"
