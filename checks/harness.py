@@ -57,6 +57,10 @@ class CheckSpec:
 
 REGISTRY: dict[str, list[CheckSpec]] = {}
 
+# The C++ extension the package under test uses, loaded by the child before the package:
+# {"module": the imported extension} or {"error": why it could not be imported}.
+EXTENSION: dict[str, Any] = {}
+
 
 def check(day: str, id: str, task: int, title: str, forbid: tuple[str, ...] = (),
           symbols: tuple[str, ...] = ()):
@@ -448,6 +452,16 @@ class Ctx:
             f"`{dotted}` calls {', '.join(hits)}. This lesson is about building that yourself "
             "from basic MLX operations, so the library's own version does not count.",
             {"forbidden_calls": hits})
+
+    def extension(self):
+        """The learner's built C++ extension (``tiny_llm_ext``), or a failed check saying
+        how to build it."""
+        if EXTENSION.get("module") is not None:
+            return EXTENSION["module"]
+        why = EXTENSION.get("error") or "no kernels folder was given to the checks"
+        raise CheckFailed(f"Your C++ extension is not available ({why}). Build it with "
+                          "`tiny-llm-tutor build-kernels` in your workspace.",
+                          {"extension": why}, status="error")
 
     # ---- calling learner code
 

@@ -1,4 +1,5 @@
-"""Scaled dot-product attention (plain and grouped), multi-head attention, causal mask."""
+"""Scaled dot-product attention (plain and grouped), multi-head attention, causal mask,
+and (week 2) flash attention through your extension."""
 
 import mlx.core as mx
 
@@ -9,6 +10,7 @@ __all__ = [
     "SimpleMultiHeadAttention",
     "causal_mask",
     "scaled_dot_product_attention_grouped",
+    "flash_attention",
 ]
 
 
@@ -92,3 +94,25 @@ def scaled_dot_product_attention_grouped(
     Use broadcasting (reshapes), not copies of K/V. Returns (N.., H_q, L, D).
     """
     raise NotImplementedError("scaled_dot_product_attention_grouped is still a stub (lesson day 1.3)")
+
+
+def flash_attention(
+    query: mx.array,
+    key: mx.array,
+    value: mx.array,
+    scale: float | None = None,
+    mask: mx.array | str | None = None,
+) -> mx.array:
+    """Grouped attention computed by your extension's ``flash_attention`` kernel (day 2.4).
+
+    query: (B.., H_q, L, E); key, value: (B.., H, S, E); mask: None, "causal" or an
+    additive array that broadcasts to (B.., H_q, L, S). scale defaults to 1 / sqrt(E).
+    Returns (B.., H_q, L, E).
+
+    The kernel only knows 3-D float32 tensors: queries (N, L, E) with N = B..*H_q,
+    keys/values (B..*H, S, E), and a float32 mask of shape (N, L, S) that is always
+    passed (zeros when there is none); ``is_causal=True`` lets it skip work. Import the
+    extension inside this function (``from tiny_llm_ext import flash_attention``) so that
+    the package still imports when the extension is not built.
+    """
+    raise NotImplementedError("flash_attention is still a stub (lesson day 2.4)")

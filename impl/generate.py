@@ -1,4 +1,4 @@
-"""Text generation without a KV cache."""
+"""Text generation: without a KV cache (day 1.6) and with one (day 2.1)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ if TYPE_CHECKING:  # importing mlx_lm is slow; only type checkers need the name
     from mlx_lm.tokenizer_utils import TokenizerWrapper
 
     from .qwen2_week1 import Qwen2ModelWeek1
+    from .qwen2_week2 import Qwen2ModelWeek2
 
-__all__ = ["simple_generate"]
+__all__ = ["simple_generate", "simple_generate_with_kv_cache", "speculative_generate"]
 
 
 def simple_generate(
@@ -31,3 +32,30 @@ def simple_generate(
     without the prompt and without EOS.
     """
     raise NotImplementedError("simple_generate is still a stub (lesson day 1.6)")
+
+
+def simple_generate_with_kv_cache(
+    model: Qwen2ModelWeek2, tokenizer: TokenizerWrapper, prompt: str
+) -> str:
+    """Greedy generation with a KV cache (day 2.1).
+
+    Make the caches with ``model.create_kv_cache()``. Run the whole prompt once
+    (prefill, starting at position 0); after that, feed the model only the newest token,
+    with its position, and let the caches supply the past (decode). Pick the next token
+    greedily from the last position's logits, stop at ``tokenizer.eos_token_id``, and
+    stream the text through ``tokenizer.detokenizer`` as in ``simple_generate``. Return
+    the generated text (without the prompt and without EOS). Release the caches when
+    you are done.
+    """
+    raise NotImplementedError("simple_generate_with_kv_cache is still a stub (lesson day 2.1)")
+
+
+def speculative_generate(
+    draft_model: Qwen2ModelWeek2,
+    model: Qwen2ModelWeek2,
+    draft_tokenizer: TokenizerWrapper,
+    tokenizer: TokenizerWrapper,
+    prompt: str,
+) -> str:
+    """Speculative decoding. The book lists it for later; this course does not cover it."""
+    raise NotImplementedError("speculative_generate is not part of this course")

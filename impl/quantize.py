@@ -1,10 +1,11 @@
-"""Helpers for the int4 weights shipped in MLX checkpoints. PROVIDED: nothing to implement here."""
+"""The int4 weights shipped in MLX checkpoints. PROVIDED: dequantize_linear and
+QuantizedWeights. Yours (day 2.2): quantized_matmul and quantized_linear."""
 
 from typing import Any
 
 import mlx.core as mx
 
-__all__ = ["dequantize_linear", "QuantizedWeights"]
+__all__ = ["dequantize_linear", "QuantizedWeights", "quantized_matmul", "quantized_linear"]
 
 
 def dequantize_linear(mx_layer: Any) -> mx.array:
@@ -55,3 +56,36 @@ class QuantizedWeights:
             bits=mlx_layer.bits,
             weight=mlx_layer.weight,
         )
+
+
+def quantized_matmul(
+    scales: mx.array,
+    biases: mx.array,
+    group_size: int,
+    bits: int,
+    a: mx.array,
+    b: mx.array,
+    transpose_b: bool = False,
+) -> mx.array:
+    """Multiply activations by a packed quantized matrix with your extension (day 2.2).
+
+    a: (N.., D) activations; b: the packed uint32 weight with its ``scales`` and
+    ``biases`` (one pair per group of ``group_size`` values, ``bits`` bits per value).
+    With ``transpose_b`` the result is a @ dequantize(b).T, shape (N.., K).
+
+    The extension's ``quantized_matmul`` (same arguments) takes a 2-D, row-contiguous
+    ``a``: flatten the leading axes, call it, and restore them. Import it inside this
+    function (``from tiny_llm_ext import quantized_matmul``) so that the package still
+    imports when the extension is not built.
+    """
+    raise NotImplementedError("quantized_matmul is still a stub (lesson day 2.2)")
+
+
+def quantized_linear(
+    x: mx.array,
+    w: QuantizedWeights,
+    bias: mx.array | None = None,
+) -> mx.array:
+    """A linear layer whose (O, I) weight is quantized: x (N.., I) -> (N.., O), plus
+    ``bias`` (O,) if given. Like ``linear``, the weight is stored output-major (day 2.2)."""
+    raise NotImplementedError("quantized_linear is still a stub (lesson day 2.2)")

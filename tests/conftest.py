@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -18,8 +19,97 @@ def stub_impl(tmp_path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def answer_key_ext(tmp_path_factory) -> Path:
+    """The answer key's C++ extension, built once per test session (about half a minute
+    on two cores). TINY_LLM_KEY_EXT_DIR reuses a build between sessions."""
+    from tutor.kernels_build import build_answer_key
+
+    dest = Path(os.environ.get("TINY_LLM_KEY_EXT_DIR") or
+                tmp_path_factory.mktemp("answer_key_ext"))
+    result = build_answer_key(dest)
+    if not result.ok:
+        pytest.fail("the answer key's extension did not build:\n" + "\n".join(result.messages))
+    return dest
+
+
 @pytest.fixture
 def answer_key_copy(tmp_path) -> Path:
     dest = tmp_path / "key" / "answer_key"
     shutil.copytree(paths.answer_key_dir(), dest, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+# --------------------------------------------------------------------------- no network
+# Unit tests never reach the real network: a connection to anything but a loopback
+# address fails at once (local fake servers and a local mlx_lm.server stay reachable).
+
+import ipaddress  # noqa: E402
+import socket  # noqa: E402
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+def _is_loopback(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    host = str(host).strip("[]")
+    if host in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def allowed(sock, address) -> bool:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return True  # unix sockets and friends
+        return _is_loopback(address[0])
+
+    def connect(sock, address):
+        if not allowed(sock, address):
+            raise NetworkBlocked(f"network access blocked in tests: {address!r}")
+        return real_connect(sock, address)
+
+    def connect_ex(sock, address):
+        if not allowed(sock, address):
+            raise NetworkBlocked(f"network access blocked in tests: {address!r}")
+        return real_connect_ex(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None and not _is_loopback(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked in tests: {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+
+
+# --------------------------------------------------------------------------- snapshot report
+# pytest-textual-snapshot writes its HTML report into the current directory on a failure;
+# send it to the temp directory so a test run never writes into the repository.
+
+
+def pytest_configure(config):
+    import tempfile
+
+    try:
+        report = config.getoption("--snapshot-report")
+    except ValueError:  # the plugin is not installed
+        return
+    if report == "snapshot_report.html":
+        config.option.snapshot_report = str(Path(tempfile.gettempdir())
+                                            / "tiny-llm-tutor-snapshot-report.html")

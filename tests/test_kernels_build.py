@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tutor import cli, kernels_build
-from tutor.kernels_build import (BuildSetupError, build, build_answer_key, import_extension,
+from tutor.kernels_build import (BuildSetupError, build, import_extension,
                                  parse_compiler_output)
 from tutor.workspace import init_workspace
 
@@ -57,14 +57,9 @@ def learner_ext(workspace):
 
 
 @pytest.fixture(scope="module")
-def key_ext(tmp_path_factory):
-    """The answer key's extension, built into a temporary folder, imported."""
-    # TINY_LLM_KEY_EXT_DIR (the CI's earlier build step) makes this an incremental no-op.
-    dest = Path(os.environ.get("TINY_LLM_KEY_EXT_DIR") or tmp_path_factory.mktemp("answer_key_ext"))
-    result = build_answer_key(dest)
-    print(f"\n[kernels] answer key: build took {result.seconds:.1f} s")
-    assert result.ok, "\n".join(result.messages)
-    return import_extension(dest)
+def key_ext(answer_key_ext):
+    """The answer key's extension (built once per session by conftest), imported."""
+    return import_extension(answer_key_ext)
 
 
 # --------------------------------------------------------------------------- no build needed

@@ -69,6 +69,8 @@ def cmd_check(args) -> int:
         raise UsageError(f"{impl} is not a Python package (no __init__.py). Point --impl at "
                          "a package directory such as impl/ or src/tiny_llm.")
     impl = impl.resolve()
+    kernels = Path(args.kernels).expanduser() if args.kernels else (
+        ws / "kernels" if ws is not None and (ws / "kernels").is_dir() else None)
     record = ws is not None and (args.impl is None or impl == (ws / "impl").resolve())
     out = _console()
     results = []
@@ -76,7 +78,7 @@ def cmd_check(args) -> int:
         lesson = course.lesson(day)
         timeout = args.timeout or lesson.timeout_s
         progress = None if args.json else _progress_printer(out, lesson, args.verbose)
-        result = run_day(day, impl, timeout, on_event=progress)
+        result = run_day(day, impl, timeout, on_event=progress, kernels=kernels)
         with_questions(result, lesson.pitfall_questions)
         results.append(result)
         if record:
@@ -302,15 +304,135 @@ def cmd_reset(args) -> int:
     return EXIT_OK
 
 
+def cmd_build_kernels(args) -> int:
+    from rich.markup import escape
+
+    from tutor.kernels_build import build
+
+    if args.dir:
+        kdir = Path(args.dir).expanduser()
+    else:
+        kdir = _workspace() / "kernels"
+    if not (kdir / "CMakeLists.txt").is_file():
+        raise UsageError(f"{kdir} has no CMakeLists.txt; point --dir at your kernels/ folder.")
+    out = _console()
+    out.print(f"Building {escape(str(kdir))}{' from scratch' if args.clean else ''} "
+              "[dim](a clean build takes about half a minute)[/dim] ...")
+    result = build(kdir, clean=args.clean)
+    if result.ok:
+        for m in result.messages:
+            out.print(f"[green]{escape(m)}[/green]")
+        return EXIT_OK
+    err = _console(stderr=True)
+    err.print(f"[red]The kernels did not build[/red] ({result.seconds:.1f} s):")
+    for m in result.messages:
+        err.print(f"  {escape(m)}")
+    return EXIT_FAIL
+
+
 def cmd_start(args) -> int:
+    """The full-screen tutor. The records are taken before the app starts, so a second
+    tutor on the same workspace gets one clear line (exit 2), not a traceback."""
+    from tutor.engine import TutorSession
+    from tutor.records.state import StateLocked
+
     course = _course()
     if args.target:
         _days(course, args.target)  # validates the id
-    out = _console()
-    out.print("The tutor's full-screen app is not here yet. Meanwhile:\n"
-              "  tiny-llm-tutor lessons        the course outline\n"
-              "  tiny-llm-tutor check day1.1   run a day's checks\n"
-              "  tiny-llm-tutor progress       where you are")
+    ws = _workspace()
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("start opens the full-screen tutor and needs a terminal. In scripts, "
+                         "use `check`, `progress` or `lessons`.")
+    session = TutorSession(ws, course=course)
+    try:
+        session.open(args.target)
+    except StateLocked as exc:  # one line, never wrapped, no traceback
+        sys.stderr.write(f"Cannot start: {exc}.\n")
+        return EXIT_USAGE
+    try:
+        from tutor.tui import run
+
+        return run(session)
+    finally:
+        session.close()
+
+
+# --------------------------------------------------------------------------- coach: hint / ask
+
+
+def _open_session(day_text: str, verb: str):
+    """A TutorSession on the workspace at one day; another tutor holding the records is a
+    clear message and exit 2."""
+    from tutor.engine import TutorSession
+    from tutor.records.state import StateError, StateLocked
+
+    course = _course()
+    days = _days(course, day_text)
+    if len(days) != 1:
+        raise UsageError(f"{verb} takes one day (e.g. day1.3), not a whole week.")
+    ws = _workspace()
+    session = TutorSession(ws, course=course)  # hint/ask work in scripts: no terminal needed
+    try:
+        session.open(days[0])
+    except StateLocked as exc:
+        text = str(exc)
+        raise UsageError(text[:1].upper() + text[1:] + ".") from None
+    except StateError as exc:
+        raise UsageError(f"The progress records cannot be opened: {exc}") from None
+    if session.notice:
+        _console(stderr=True).print(f"[yellow]{_escape(session.notice)}[/yellow]")
+    return session
+
+
+def cmd_hint(args) -> int:
+    from tutor.coach.chat import Coach
+    from tutor.config import LLMConfig
+
+    session = _open_session(args.day, "hint")
+    try:
+        ev = Coach(session, config=LLMConfig()).hint()  # the ladder is the lesson's own
+        if ev is None:
+            task = session.current_task()
+            sys.stdout.write(f"You have seen every rung of the hint ladder for task {task.id} "
+                             f"({task.title}). Try it, run `tiny-llm-tutor check day"
+                             f"{session.lesson.id}`, or ask a question with `tiny-llm-tutor ask "
+                             f"day{session.lesson.id} \"...\"`.\n")
+        else:
+            sys.stdout.write(ev.text.rstrip("\n") + "\n")
+        sys.stdout.flush()
+    finally:
+        session.close()
+    return EXIT_OK
+
+
+def cmd_ask(args) -> int:
+    from tutor.coach.chat import Coach
+
+    question = " ".join(args.question).strip()
+    if not question:
+        raise UsageError('Ask something, e.g. tiny-llm-tutor ask day1.1 "why divide by sqrt(D)?"')
+    session = _open_session(args.day, "ask")
+    err = _console(stderr=True)
+    at_line_start = True
+    try:
+        for ev in Coach(session).ask(question):
+            if ev.kind == "text" and ev.text:
+                sys.stdout.write(ev.text)
+                sys.stdout.flush()
+                at_line_start = ev.text.endswith("\n")
+            elif ev.kind == "notice":
+                if ev.interrupted:
+                    sys.stdout.write(("" if at_line_start else " ") + "[reply interrupted]\n")
+                elif not at_line_start:
+                    sys.stdout.write("\n")
+                sys.stdout.flush()
+                at_line_start = True
+                err.print(f"[yellow]{_escape(ev.text)}[/yellow]", soft_wrap=True)  # one line
+        if not at_line_start:
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+    finally:
+        session.close()
     return EXIT_OK
 
 
@@ -331,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="run a day's hidden checks on your code")
     c.add_argument("day", help="day1.3, 1.3, w1d3, or week1 for every day of the week")
     c.add_argument("--impl", help="package directory to check (default: the workspace's impl/)")
+    c.add_argument("--kernels", help="folder with your built C++ extension "
+                                     "(default: the workspace's kernels/)")
     c.add_argument("--json", action="store_true", help="print one JSON object (a list for a week)")
     c.add_argument("--timeout", type=float, help="seconds per day (default: the lesson's)")
     c.add_argument("-v", "--verbose", action="store_true", help="show evidence and output")
@@ -346,6 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("init", help="lay out a fresh learner workspace")
     i.add_argument("dir")
     i.set_defaults(func=cmd_init)
+
+    h = sub.add_parser("hint", help="the next rung of the current task's hint ladder")
+    h.add_argument("day", help="day1.3, 1.3 or w1d3")
+    h.set_defaults(func=cmd_hint)
+
+    a = sub.add_parser("ask", help="ask the coach one question (streamed; offline or an LLM)")
+    a.add_argument("day", help="day1.3, 1.3 or w1d3")
+    a.add_argument("question", nargs="+", help='the question, e.g. "why divide by sqrt(D)?"')
+    a.set_defaults(func=cmd_ask)
+
+    b = sub.add_parser("build-kernels", help="build your C++/Metal extension in kernels/ (week 2)")
+    b.add_argument("--dir", help="the kernels folder to build (default: the workspace's kernels/)")
+    b.add_argument("--clean", action="store_true", help="delete kernels/build first")
+    b.set_defaults(func=cmd_build_kernels)
 
     r = sub.add_parser("reset", help="put a day's code back to the stubs (after a backup)")
     r.add_argument("day")

@@ -124,8 +124,10 @@ class TutorSession:
         from tutor.checking.runner import run_day
 
         lesson = self.lesson
+        kernels = self.workspace / "kernels"
         result = run_day(lesson.id, self.impl, timeout_s or lesson.timeout_s,
-                         on_event=on_event, cancel=cancel)
+                         on_event=on_event, cancel=cancel,
+                         kernels=kernels if kernels.is_dir() else None)
         with_questions(result, lesson.pitfall_questions)
         if cancel is not None and cancel.is_set():
             return result  # a cancelled run is not an attempt

@@ -11,6 +11,7 @@ __all__ = [
     "SimpleMultiHeadAttention",
     "causal_mask",
     "scaled_dot_product_attention_grouped",
+    "flash_attention",
 ]
 
 
@@ -134,3 +135,69 @@ def scaled_dot_product_attention_grouped(
 
     out = softmax(scores, axis=-1) @ v  # (N.., H, n_repeats, L, D)
     return out.reshape(*batch, n_q_heads, L, D)
+
+
+def _extension():
+    """The compiled extension the check process made importable: the answer key's own
+    build (``tiny_llm_ext_key``) when it is loaded, else ``tiny_llm_ext``. Imported on
+    first use only, so this package imports without any extension built."""
+    import sys
+
+    key = sys.modules.get("tiny_llm_ext_key")
+    if key is not None:
+        return key
+    try:
+        import tiny_llm_ext
+
+        return tiny_llm_ext
+    except ImportError:
+        import tiny_llm_ext_key
+
+        return tiny_llm_ext_key
+
+
+def flash_attention(
+    query: mx.array,
+    key: mx.array,
+    value: mx.array,
+    scale: float | None = None,
+    mask: mx.array | str | None = None,
+) -> mx.array:
+    """Grouped attention through the extension's ``flash_attention`` kernel.
+
+    query: (B.., H_q, L, E); key/value: (B.., H, S, E); mask: None, "causal" or an
+    additive array broadcastable to (B.., H_q, L, S). The kernel works on float32 3-D
+    tensors (B..*H_q, L, E) / (B..*H, S, E) and an (B..*H_q, L, S) float32 mask that is
+    always given; ``is_causal`` only lets it skip tiles that are entirely masked.
+    Returns (B.., H_q, L, E) in the query's dtype.
+    """
+    ext = _extension()
+    *batch, n_q_heads, L, E = query.shape
+    n_kv_heads, S = key.shape[-3], key.shape[-2]
+    factor = _default_scale(E, scale)
+
+    is_causal = isinstance(mask, str)
+    if is_causal:
+        if mask != "causal":
+            raise ValueError(f"unknown mask kind {mask!r}; expected 'causal'")
+        full_mask = causal_mask(L, S, mx.float32)
+    elif mask is None:
+        full_mask = mx.zeros((L, S), dtype=mx.float32)
+    else:
+        full_mask = mask.astype(mx.float32)
+    full_mask = mx.broadcast_to(full_mask, (*batch, n_q_heads, L, S)).reshape(-1, L, S)
+
+    q = mx.contiguous(query.astype(mx.float32).reshape(-1, L, E))
+    k = mx.contiguous(key.astype(mx.float32).reshape(-1, S, E))
+    v = mx.contiguous(value.astype(mx.float32).reshape(-1, S, E))
+    out = ext.flash_attention(
+        q,
+        k,
+        v,
+        mx.contiguous(full_mask),
+        scale=factor,
+        is_causal=is_causal,
+        num_kv_heads=n_kv_heads,
+        num_heads=n_q_heads,
+    )
+    return out.reshape(*batch, n_q_heads, L, E).astype(query.dtype)

@@ -1,4 +1,5 @@
-"""Text generation without a KV cache: the whole sequence is re-run every step."""
+"""Text generation: without a KV cache (week 1, the whole sequence is re-run every step)
+and with one (week 2, each step runs only the newest token)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ if TYPE_CHECKING:  # importing mlx_lm is slow; only type checkers need the name
     from mlx_lm.tokenizer_utils import TokenizerWrapper
 
     from .qwen2_week1 import Qwen2ModelWeek1
+    from .qwen2_week2 import Qwen2ModelWeek2
 
-__all__ = ["simple_generate"]
+__all__ = ["simple_generate", "simple_generate_with_kv_cache", "speculative_generate"]
 
 
 def simple_generate(
@@ -52,3 +54,52 @@ def simple_generate(
     detokenizer.finalize()
     pieces.append(detokenizer.last_segment)
     return "".join(pieces)
+
+
+def simple_generate_with_kv_cache(
+    model: Qwen2ModelWeek2, tokenizer: TokenizerWrapper, prompt: str
+) -> str:
+    """Greedy generation with a KV cache: the prompt is run once (prefill), then each step
+    feeds only the newest token at its position (decode). Stops at EOS; returns the
+    generated text (without the prompt and without EOS)."""
+
+    def _step(model, y: mx.array, offset: int, kv_cache) -> mx.array:
+        logits = model(y[None], offset, kv_cache)[:, -1, :].astype(mx.float32)
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        return mx.argmax(logprobs, axis=-1)
+
+    kv_cache = model.create_kv_cache()
+    tokens = mx.array(tokenizer.encode(prompt, add_special_tokens=False), dtype=mx.int32)
+    detokenizer = tokenizer.detokenizer
+    detokenizer.reset()
+    pieces: list[str] = []
+    try:
+        next_token = _step(model, tokens, 0, kv_cache)  # prefill: positions 0 .. P-1
+        offset = tokens.shape[0]
+        while True:
+            token_id = int(next_token.item())
+            if token_id == tokenizer.eos_token_id:
+                break
+            detokenizer.add_token(token_id)
+            pieces.append(detokenizer.last_segment)
+            # decode: one token at position `offset`; the cache supplies the past
+            next_token = _step(model, mx.array([token_id], dtype=mx.int32), offset, kv_cache)
+            offset += 1
+    finally:
+        for cache in kv_cache:
+            cache.release()
+    detokenizer.finalize()
+    pieces.append(detokenizer.last_segment)
+    return "".join(pieces)
+
+
+def speculative_generate(
+    draft_model: Qwen2ModelWeek2,
+    model: Qwen2ModelWeek2,
+    draft_tokenizer: TokenizerWrapper,
+    tokenizer: TokenizerWrapper,
+    prompt: str,
+) -> str:
+    """Speculative decoding is in the book's package as a stub only (roadmap 3.4); this
+    course does not cover it."""
+    raise NotImplementedError("speculative_generate is not part of this course")

@@ -3,6 +3,7 @@
 from typing import Any
 
 from .qwen2_week1 import Qwen2ModelWeek1
+from .qwen2_week2 import Qwen2ModelWeek2
 
 __all__ = ["shortcut_name_to_full_name", "dispatch_model"]
 
@@ -27,4 +28,6 @@ def dispatch_model(model_name: str, mlx_model: Any, week: int, **kwargs):
     model_name = shortcut_name_to_full_name(model_name)
     if week == 1 and model_name.startswith("Qwen/Qwen2"):
         return Qwen2ModelWeek1(mlx_model, **kwargs)
-    raise ValueError(f"no week-{week} model for {model_name!r} (only week 1 Qwen2 is available)")
+    if week == 2 and model_name.startswith("Qwen/Qwen2"):
+        return Qwen2ModelWeek2(mlx_model, **kwargs)
+    raise ValueError(f"no week-{week} model for {model_name!r} (weeks 1 and 2 have Qwen2 models)")

@@ -81,6 +81,30 @@ def import_impl(impl_dir: Path):
     return mod
 
 
+def load_extension(kernels: Path, harness) -> None:
+    """Import the built C++ extension from ``kernels`` before the package under test, so
+    ``from tiny_llm_ext import ...`` (and the book's ``from extensions import
+    tiny_llm_ext``) find the learner's build. A missing or broken build is remembered for
+    the checks that need it (``Ctx.extension``); week-1 checks never notice."""
+    import types
+
+    from tutor.kernels_build import import_extension
+
+    try:
+        ext = import_extension(kernels)
+    except BaseException as exc:  # noqa: BLE001 - any failure is the learner's build
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        harness.EXTENSION["error"] = f"{type(exc).__name__}: {exc}"
+        return
+    harness.EXTENSION["module"] = ext
+    if ext.__name__ == "tiny_llm_ext" and "extensions" not in sys.modules:
+        compat = types.ModuleType("extensions")
+        compat.tiny_llm_ext = ext
+        sys.modules["extensions"] = compat
+        sys.modules["extensions.tiny_llm_ext"] = ext
+
+
 def describe_import_error(exc: BaseException, impl_dir: Path, harness) -> dict:
     if isinstance(exc, SyntaxError) and exc.filename:
         p = Path(exc.filename)
@@ -105,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checks", required=True)
     ap.add_argument("--fd", type=int, required=True)
     ap.add_argument("--only", default="", help="comma-separated check ids to run")
+    ap.add_argument("--kernels", default="", help="folder with the built C++ extension")
     args = ap.parse_args(argv)
     fd = args.fd
     impl_dir = Path(args.impl).resolve()
@@ -130,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     _emit(fd, {"event": "plan",
                "checks": [{"id": s.id, "task": s.task, "title": s.title} for s in specs]})
 
+    if args.kernels:
+        load_extension(Path(args.kernels), harness)
     try:
         impl = import_impl(impl_dir)
     except BaseException as exc:  # noqa: BLE001 - anything the learner's import does

@@ -117,9 +117,11 @@ def _describe_exit(code: int) -> str:
 def run_day(day: str, impl: Path, timeout_s: float,
             on_event: Callable[[dict], None] | None = None,
             cancel: threading.Event | None = None,
-            python: str | None = None) -> dict:
+            python: str | None = None, kernels: Path | None = None) -> dict:
     """Run every check of ``day`` against the package at ``impl``; return the day's result
-    dict (the ``check --json`` contract). ``on_event`` sees plan/start/result events as they
+    dict (the ``check --json`` contract). ``kernels`` is the folder holding the built C++
+    extension the package may use (the workspace's ``kernels/``). ``on_event`` sees
+    plan/start/result events as they
     happen; setting ``cancel`` kills the child and reports the rest as skipped."""
     impl = Path(impl).resolve()
     t0 = time.monotonic()
@@ -134,7 +136,7 @@ def run_day(day: str, impl: Path, timeout_s: float,
     while True:
         if remaining is not None and not remaining:
             break
-        proc, run, events = _spawn(day, impl, remaining, python)
+        proc, run, events = _spawn(day, impl, remaining, python, kernels)
         finished = False
         try:
             for ev in _events(proc, events, deadline, cancel):
@@ -282,10 +284,13 @@ def _attach_output(run: _Run, results: dict, only: str | None = None) -> None:
                 results[key]["evidence"]["output"] = text
 
 
-def _spawn(day: str, impl: Path, only: list[str] | None, python: str | None):
+def _spawn(day: str, impl: Path, only: list[str] | None, python: str | None,
+           kernels: Path | None):
     rfd, wfd = os.pipe()
     cmd = [python or sys.executable, "-m", "tutor.checking.child", "--day", day,
            "--impl", str(impl), "--checks", str(paths.checks_dir()), "--fd", str(wfd)]
+    if kernels is not None:
+        cmd += ["--kernels", str(Path(kernels).resolve())]
     if only:
         cmd += ["--only", ",".join(only)]
     try:
