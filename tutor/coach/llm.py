@@ -31,6 +31,7 @@ class BackendError(Exception):
     before the failure ("" when nothing arrived)."""
 
     def __init__(self, notice: str, partial: str = ""):
+        notice = _cap(" ".join(str(notice).split()))
         super().__init__(notice)
         self.notice = notice
         self.partial = partial
@@ -69,7 +70,19 @@ def clean_messages(messages: list[dict]) -> list[dict]:
 
 
 def _class_names(exc: BaseException) -> set[str]:
-    return {c.__name__ for c in type(exc).__mro__}
+    """Class names of ``exc`` and of the exceptions it was raised from (a library's
+    ConnectError wraps the OS's ConnectionRefusedError, for instance)."""
+    names: set[str] = set()
+    seen = 0
+    while exc is not None and seen < 8:
+        names |= {c.__name__ for c in type(exc).__mro__}
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return names
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _transport_notice(exc: BaseException, who: str, partial: str, timeout: float) -> str:
@@ -101,7 +114,7 @@ class AnthropicBackend:
     def __init__(self, config: LLMConfig):
         self.config = config
         self.who = "Claude" if not config.base_url else \
-            f"The Anthropic-compatible server at {server_host(config.base_url)}"
+            f"the Anthropic-compatible server at {server_host(config.base_url)}"
         self._client = None
 
     def _make_client(self):
@@ -152,13 +165,15 @@ class AnthropicBackend:
         except BackendError:
             raise
         except anthropic.APIStatusError as exc:
-            raise BackendError(self._status_notice(exc), partial) from None
+            notice = self._status_notice(exc)
+            if partial and "cut off" not in notice:
+                notice += " The reply was cut off."
+            raise BackendError(notice, partial) from None
         except anthropic.APITimeoutError as exc:
             raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s),
                                partial) from None
         except anthropic.APIConnectionError as exc:
-            cause = exc.__cause__ or exc.__context__ or exc
-            raise BackendError(_transport_notice(cause, self.who, partial, cfg.timeout_s),
+            raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s),
                                partial) from None
         except Exception as exc:  # noqa: BLE001 - transport errors mid-stream, bad data
             raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s)
@@ -171,8 +186,7 @@ class AnthropicBackend:
         etype = getattr(exc, "type", None) or ""
         who = self.who
         if status in (401, 403) or etype in ("authentication_error", "permission_error"):
-            return (f"{who} refused the API key ({status}); check ANTHROPIC_API_KEY."
-                    if not self.config.base_url else f"{who} refused the API key ({status}).")
+            return f"{who} refused the API key ({status}); check ANTHROPIC_API_KEY."
         if status == 429 or etype == "rate_limit_error":
             return f"{who} is rate-limiting requests (429); try again in a minute."
         if status == 529 or etype == "overloaded_error":
@@ -203,8 +217,8 @@ class OpenAIBackend:
 
     def __init__(self, config: LLMConfig):
         self.config = config
-        self.who = f"The local model server at {server_host(config.base_url)}" \
-            if config.base_url else "The OpenAI-compatible server"
+        self.who = f"the local model server at {server_host(config.base_url)}" \
+            if config.base_url else "the OpenAI-compatible server"
 
     def _url(self):
         u = urlsplit(self.config.base_url)
