@@ -78,22 +78,13 @@ def all_text(root: Path) -> str:
 # --------------------------------------------------------------------------- offline
 
 
-def test_offline_answers_socratically_within_50ms(session):
-    """The answer is on screen within 50 ms of engine time (the first call included);
-    the records are written right after it (state and chat file, one write each)."""
+def test_offline_answers_socratically(session):
+    """With no key and no network the offline engine answers, asking rather than telling.
+    (Its speed, <= 50 ms, is measured by benchmarks/coach_offline.py, not asserted here.)"""
     coach = Coach(session, LLMConfig())
     for q in ["why is my output wrong?", "which axis is the softmax over?", "what next?",
               "show me the solution"]:
-        t = time.perf_counter()
-        answered = None
-        evs = []
-        for ev in coach.ask(q):
-            evs.append(ev)
-            if answered is None and ev.kind == "text":
-                answered = (time.perf_counter() - t) * 1000
-        total = (time.perf_counter() - t) * 1000
-        assert answered is not None and answered <= 50, f"offline answer took {answered:.1f} ms"
-        assert total <= 500, f"answer and records took {total:.1f} ms"
+        evs = list(coach.ask(q))
         text = "".join(e.text for e in evs if e.kind == "text")
         assert evs[-1].kind == "done" and evs[-1].text == text
         assert text.strip() and "?" in text  # it asks

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -269,24 +267,17 @@ def _random_context(rng, lesson, task):
     return ctx_for(lesson, task, rec=rec, result=res, rung=rung)
 
 
-def test_replies_are_fast(course, coach):
+def test_replies_to_random_messages(course, coach):
+    """Every lesson, task and kind of message gets a non-empty reply (speed: see
+    benchmarks/coach_offline.py)."""
     rng = random.Random(7)
     tasks = [(lesson, t) for lesson in course.lessons for t in lesson.tasks]
-    times = []
     for i in range(300):
         lesson, task = rng.choice(tasks)
         ctx = _random_context(rng, lesson, task)
-        msg = rng.choice(MESSAGES)
-        t0 = time.perf_counter()
-        r = coach.reply(ctx, msg)
-        times.append(time.perf_counter() - t0)
+        r = coach.reply(ctx, rng.choice(MESSAGES))
         assert isinstance(r, OfflineReply) and r.text.strip()
         assert str(r) == r.text
-    median = statistics.median(times)
-    print(f"\noffline coach reply latency: median {median * 1e3:.3f} ms, "
-          f"max {max(times) * 1e3:.3f} ms over {len(times)} replies")
-    assert max(times) < 0.2
-    assert median < 0.05
 
 
 def test_no_offline_reply_ever_contains_task_code(course, coach):
