@@ -118,6 +118,7 @@ FORBIDDEN = {
     "nn.silu": ("mlx.nn", "silu"),
     "nn.SiLU": ("mlx.nn", "SiLU"),
     "nn.MultiHeadAttention": ("mlx.nn", "MultiHeadAttention"),
+    "mx.quantized_matmul": ("mlx.core", "quantized_matmul"),
 }
 
 _state = threading.local()
@@ -209,6 +210,7 @@ _SOURCE_NAMES = {
     "nn.silu": ("nn.silu",),
     "nn.SiLU": ("nn.SiLU",),
     "nn.MultiHeadAttention": ("nn.MultiHeadAttention",),
+    "mx.quantized_matmul": ("mx.quantized_matmul", "core.quantized_matmul"),
 }
 
 # mlx_lm may appear in type hints (the book's own stubs import TokenizerWrapper), but no
