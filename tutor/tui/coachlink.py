@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
+from tutor.coach.ladder import HintStep
+
 FAILING = ("fail", "error", "timeout", "crashed")
 
 
@@ -80,10 +82,14 @@ class CoachLink:
             except Exception as exc:
                 yield Reply("notice", f"The coach failed ({type(exc).__name__}: {exc}); "
                                       "the guiding questions stand in.")
+                # the coach logs the question before it answers
+                yield from self._fallback_ask(text, record=False)
+                return
         yield from self._fallback_ask(text)
 
-    def _fallback_ask(self, text: str) -> Iterator[Reply]:
-        self.session.question(text)
+    def _fallback_ask(self, text: str, record: bool = True) -> Iterator[Reply]:
+        if record:
+            self.session.question(text)
         task = self.session.current_task()
         asked = len((self.session.day_record() or {}).get("questions") or [])
         qs = task.guiding_questions
@@ -95,17 +101,39 @@ class CoachLink:
         """One rung up the hint ladder (None when the ladder is at the top)."""
         c = self.coach()
         if c is not None:
+            before = self._rung()
             try:
                 ev = c.hint()
                 return None if ev is None else _reply(ev)
             except Exception as exc:
                 self.notice = f"The coach failed ({type(exc).__name__}: {exc}); using the ladder."
+                task, after = self._rung(with_task=True)
+                if after > before:  # the rung was recorded before the coach failed
+                    return self._ladder_text(HintStep(task.id, task.title, after,
+                                                      len(task.hints), task.hints[after - 1]))
         step = self.session.hint()
         if step is None:
             return None
-        last = " (the last rung: plain-language pseudo-code)" if step.is_last else ""
-        return Reply("text", f"**Hint {step.rung}/{step.rungs}** · task {step.task}: "
-                             f"{step.task_title}{last}\n\n{step.text}")
+        return self._ladder_text(step)
+
+    def _rung(self, with_task: bool = False):
+        from tutor.coach.ladder import rungs_seen
+
+        with self.session.lock:
+            task = self.session.current_task()
+            rung = rungs_seen(self.session.day_record(), task.id)
+        return (task, rung) if with_task else rung
+
+    @staticmethod
+    def _ladder_text(step) -> Reply:
+        """A rung as the offline coach words it."""
+        body = step.text.strip()
+        sep = "\n\n" if "\n" in body else " "
+        text = (f"Hint {step.rung} of {step.rungs} for task {step.task} ({step.task_title}):"
+                f"{sep}{body}")
+        if step.is_last:
+            text += "\n\nThat is the last rung: the plan in plain words."
+        return Reply("text", text)
 
     def after_checks(self, result: dict) -> str | None:
         """What the coach says after a check run (a diagnosis turned into a question)."""

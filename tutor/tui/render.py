@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shlex
 from pathlib import Path
 
 from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 
 from tutor.checking.results import ICONS
@@ -23,24 +25,148 @@ STATUS_WORDS = {"pass": "passed", "fail": "failed", "error": "error", "timeout":
 
 
 # --------------------------------------------------------------------------- lesson
+#
+# The lesson is drawn as Rich renderables built straight from the lesson data: one
+# widget, no Markdown widget tree to mount and lay out (that is most of the start-up
+# time). The YAML text uses a small Markdown subset -- paragraphs, "- " and "1. " lists,
+# `code`, **bold** and [links](url) -- which is all this needs to understand.
+
+_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*|\[([^\]]+)\]\(([^)\s]+)\)")
+_ITEM = re.compile(r"^(\s*)([-*]|\d+[.)])\s+")
 
 
-def lesson_markdown(lesson) -> str:
-    """The day as Markdown: objectives, the tasks (file and symbols to edit), concepts."""
-    out = [f"# Day {lesson.id} · {lesson.title}", "",
-           f"Week {lesson.week} · book chapter: [{lesson.chapter}]({lesson.chapter})", "",
-           "## Objectives", ""]
-    out += [f"- {o}" for o in lesson.objectives]
-    out += ["", "## Tasks", ""]
+class Hanging:
+    """``marker`` then ``body`` wrapped beside it, continuation lines indented under the
+    body (a hanging indent). ``body`` is a Text or a list of Texts (paragraphs). Much
+    cheaper to draw than a two-column table."""
+
+    def __init__(self, marker: Text | str, body, gap: int = 1):
+        self.marker = marker if isinstance(marker, Text) else Text(marker)
+        self.body = body if isinstance(body, list) else [body]
+        self.gap = gap
+
+    def __rich_console__(self, console, options):
+        from rich.segment import Segment
+
+        indent = self.marker.cell_len + self.gap
+        width = max(8, options.max_width - indent)
+        pad = Segment(" " * indent)
+        first = True
+        for para in self.body:
+            for line in para.wrap(console, width):
+                if first:
+                    yield from self.marker.render(console)
+                    yield Segment(" " * self.gap)
+                    first = False
+                else:
+                    yield pad
+                yield from line.render(console)
+                yield Segment.line()
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        return Measurement(self.marker.cell_len + self.gap + 1, options.max_width)
+
+
+def inline(text: str, style: str = "") -> Text:
+    """Text with `code`, **bold** and [links](url) styled."""
+    out = Text(style=style)
+    pos = 0
+    for m in _INLINE.finditer(text):
+        out.append(text[pos:m.start()])
+        code, bold, label, url = m.groups()
+        if code is not None:
+            out.append(code, style="bold cyan")
+        elif bold is not None:
+            out.append(bold, style="bold")
+        else:
+            out.append(label, style=Style(underline=True, link=url))
+        pos = m.end()
+    out.append(text[pos:])
+    return out
+
+
+def blocks(text: str) -> list:
+    """Paragraphs and list items of a Markdown-subset text as renderables."""
+    out: list = []
+    items: list[tuple[str, str]] = []  # (marker, text) of the list being read
+    para: list[str] = []
+
+    def flush_para():
+        if para:
+            out.append(inline(" ".join(para)))
+            para.clear()
+
+    def flush_items():
+        if items:
+            width = max(len("•" if m in "-*" else m) for m, _ in items)
+            for marker, body in items:
+                mark = ("•" if marker in "-*" else marker).ljust(width)
+                out.append(Hanging(Text(mark, style="dim"), inline(body)))
+            items.clear()
+
+    for raw in (text or "").strip().splitlines():
+        line = raw.strip()
+        if not line:
+            flush_para()
+            flush_items()
+            continue
+        m = _ITEM.match(raw)
+        if m:
+            flush_para()
+            items.append((m.group(2), raw[m.end():].strip()))
+        elif items:
+            marker, body = items[-1]
+            items[-1] = (marker, f"{body} {line}")
+        else:
+            para.append(line)
+    flush_para()
+    flush_items()
+    return out
+
+
+def lesson_renderable(lesson):
+    """The day: title and chapter link, objectives, the tasks (file and symbols to edit),
+    the concepts."""
+    parts: list = [
+        Text(f"Day {lesson.id} · {lesson.title}", style="bold"),
+        Text.assemble(f"Week {lesson.week} · book chapter: ",
+                      (lesson.chapter, Style(underline=True, link=lesson.chapter))),
+        Text(""), Text("Objectives", style="bold underline"),
+    ]
+    parts += blocks("\n".join(f"- {o}" for o in lesson.objectives))
+    parts += [Text(""), Text("Tasks", style="bold underline")]
     for t in lesson.tasks:
-        symbols = ", ".join(f"`{s}`" for s in t.symbols) or "-"
-        out += [f"### {t.id}. {t.title}", "",
-                f"Edit `impl/{t.file}`: {symbols} · checks: {', '.join(t.checks) or '-'}", "",
-                t.description.strip(), ""]
-    out += ["## Concepts", ""]
+        where = Text.assemble("Edit ", (f"impl/{t.file}", "bold cyan"), ": ",
+                              ", ".join(t.symbols) or "-", style="")
+        where.append(f" · checks: {', '.join(t.checks) or '-'}", style="dim")
+        parts += [Text(""), Text(f"{t.id}. {t.title}", style="bold"), where]
+        for b in blocks(t.description):
+            parts += [Text(""), b]
+    parts += [Text(""), Text("Concepts", style="bold underline")]
     for c in lesson.concepts:
-        out += [f"### {c.name}", "", c.explanation.strip(), ""]
-    return "\n".join(out)
+        parts += [Text(""), Text(c.name, style="bold")]
+        for b in blocks(c.explanation):
+            parts.append(b)
+    return Group(*parts)
+
+
+def lesson_plain(lesson) -> str:
+    """The lesson as plain text (for tests and screen readers)."""
+    from rich.console import Console
+
+    console = Console(width=100, record=True, color_system=None, file=_Null())
+    console.print(lesson_renderable(lesson))
+    return console.export_text()
+
+
+class _Null:
+    def write(self, _):
+        return 0
+
+    def flush(self):
+        pass
 
 
 def question_prompt(q) -> str:
@@ -115,32 +241,42 @@ def evidence_lines(ev: dict, output_lines: int = 8) -> list[str]:
     return lines
 
 
-def check_text(check: dict) -> Text:
+def check_text(check: dict):
     """One check: icon, id and title; unless it passed, the message, the evidence and the
-    diagnosis as a question (or the reason it was skipped)."""
+    diagnosis as a question (or the reason it was skipped). Wrapped lines keep their
+    indent."""
+
     status = check.get("status", "error")
     style = STYLES.get(status, "red")
-    t = Text()
-    t.append(f"{ICONS.get(status, '?')} ", style=f"bold {style}")
-    t.append(str(check.get("id", "?")), style=f"bold {style}")
-    t.append(f"  {check.get('title', '')}")
-    if status == "pass":
-        return t
+    head = Text()
+    head.append(str(check.get("id", "?")), style=f"bold {style}")
+    head.append(f"  {check.get('title', '')}")
+    body: list = [head]
     if status == "skipped":
         reason = check.get("skip_reason") or check.get("message") or ""
-        t.append(f"\n    skipped: {reason}", style="dim")
-        return t
-    msg = (check.get("message") or "").strip()
-    if msg:
-        for line in msg.splitlines()[:4]:
-            t.append(f"\n    {line}")
-    for line in evidence_lines(check.get("evidence") or {}):
-        t.append(f"\n    {line}", style="dim")
-    diag = check.get("diagnosis")
-    if diag and diag.get("question"):
-        t.append("\n    ? ", style="bold cyan")
-        t.append(diag["question"], style="cyan")
-    return t
+        body.append(Text(f"skipped: {reason}", style="dim"))
+    elif status != "pass":
+        msg = (check.get("message") or "").strip()
+        if msg:
+            body.append(Text("\n".join(msg.splitlines()[:4])))
+        diag = check.get("diagnosis")
+        if diag and diag.get("question"):
+            q = Text()
+            q.append("? ", style="bold cyan")
+            q.append(diag["question"], style="cyan")
+            body.append(q)
+        ev = dict(check.get("evidence") or {})
+        if ev.get("case") and str(ev["case"]) in msg:
+            ev.pop("case")
+        if ev.get("first_mismatch") and "first at" in msg:
+            ev.pop("first_mismatch")
+        lines = evidence_lines(ev)
+        if lines:
+            body.append(Text("\n".join(lines), style="dim"))
+    icon = Text(ICONS.get(status, "?"), style=f"bold {style}")
+    if icon.cell_len < 2:
+        icon.append(" ")
+    return Hanging(icon, body)
 
 
 def summary_text(result: dict) -> Text:
@@ -158,12 +294,19 @@ def results_renderable(result: dict | None, plan: list[dict] | None = None,
     """The Checks view: a finished result, or the live state of a run (plan, the results
     so far, the check that is running)."""
     if result is not None:
-        return Group(summary_text(result), Text(""),
-                     *[x for c in result["checks"] for x in (check_text(c), Text(""))])
+        parts = [summary_text(result)]
+        prev_pass = False
+        for c in result["checks"]:
+            passed = c.get("status") == "pass"
+            if not (passed and prev_pass):  # passes sit together; failures get room
+                parts.append(Text(""))
+            parts.append(check_text(c))
+            prev_pass = passed
+        return Group(*parts)
     if plan is None:
         return Text("Starting the check process…", style="dim")
     done = done or {}
-    rows = []
+    rows: list = []
     for c in plan:
         r = done.get(c["id"])
         if r is not None:
@@ -207,6 +350,73 @@ def duration(seconds: float) -> str:
         return "<1m"
     h, m = divmod(seconds // 60, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m"
+
+
+def progress_rows(course, state: dict) -> list[dict]:
+    """The tracker's table as data, per week (like ``recorder.progress_summary``, but from
+    the records in memory: no file is read or written)."""
+    from tutor.records.mastery import assess
+    from tutor.records.tracker import knowledge_gaps
+
+    days_state = (state or {}).get("days", {})
+    weeks = []
+    for week in course.weeks:
+        rows = []
+        for lesson in week.days:
+            rec = days_state.get(lesson.id)
+            a = assess(rec, lesson)
+            pitfalls, missed = knowledge_gaps(rec)
+            rows.append({
+                "id": lesson.id, "title": lesson.title, "status_icon": a.status.icon,
+                "mastery": f"{a.mastery.icon} {a.mastery.label}" if a.mastery else "-",
+                "active_seconds": (rec or {}).get("active_seconds", 0),
+                "attempts": (rec or {}).get("attempts_total", 0),
+                "hints": len((rec or {}).get("hints_seen", [])),
+                "gaps": [p for p, _ in pitfalls] + [f"concept:{q}" for q in missed],
+            })
+        weeks.append({"number": week.number, "title": week.title, "days": rows})
+    return weeks
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut with an ellipsis and padded to ``width`` terminal cells."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
+
+
+def progress_table(weeks: list[dict]) -> Text:
+    """The tracker's table as aligned text: status, day, title, active time, runs, hints,
+    mastery, gaps (plain text: drawing it costs nothing, even on a busy machine)."""
+    from rich.cells import cell_len
+
+    heads = ("", "Day", "Title", "Active", "Runs", "Hints", "Mastery", "Gaps")
+    caps = (2, 5, 26, 7, 5, 5, 16, 30)
+    right = {3, 4, 5}
+    out = Text()
+    for wi, week in enumerate(weeks):
+        rows = [(d["status_icon"], d["id"], d["title"], duration(d["active_seconds"]),
+                 str(d["attempts"]), str(d["hints"]), d["mastery"],
+                 ", ".join(d["gaps"]) or "-") for d in week["days"]]
+        widths = [min(cap, max([cell_len(h)] + [cell_len(r[i]) for r in rows]))
+                  for i, (h, cap) in enumerate(zip(heads, caps))]
+
+        def line(cells) -> str:
+            parts = []
+            for i, (c, w) in enumerate(zip(cells, widths)):
+                c = _fit(c, w)
+                parts.append(c.rstrip().rjust(w) if i in right else c)
+            return "  ".join(parts).rstrip()
+
+        if wi:
+            out.append("\n\n")
+        out.append(f"Week {week['number']}: {week['title']}\n", style="bold")
+        out.append(line(heads) + "\n", style="bold")
+        out.append("─" * (sum(widths) + 2 * (len(widths) - 1)) + "\n", style="dim")
+        out.append("\n".join(line(r) for r in rows))
+    return out
 
 
 def active_time_chart(rows: list[dict], width: int = 40) -> str:

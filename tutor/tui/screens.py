@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Input, Static
 
-from tutor.tui.render import active_time_chart, duration
+from tutor.tui.render import active_time_chart, progress_table
 
 
 class InsightScreen(ModalScreen[str | None]):
@@ -47,40 +47,35 @@ class InsightScreen(ModalScreen[str | None]):
 
 
 class ProgressScreen(Screen):
-    """The tracker's table and a chart of active time per day."""
+    """The tracker's table and a chart of active time per day. Built once and shown again
+    with fresh numbers (a new screen costs a compose and a full style pass)."""
 
-    BINDINGS = [Binding("escape,t", "close", "Back")]
-    AUTO_FOCUS = "#progress-table"
+    BINDINGS = [Binding("escape,t", "close", "Back", key_display="esc")]
+    AUTO_FOCUS = "#progress"
 
-    def __init__(self, summary: dict, notice: str | None = None) -> None:
+    def __init__(self, weeks: list[dict]) -> None:
         super().__init__()
-        self.summary = summary
-        self.notice = notice
+        self.weeks = weeks
 
     def compose(self) -> ComposeResult:
+        from tutor.tui.widgets import KeyBar
+
+        rows = [d for w in self.weeks for d in w["days"]]
         with VerticalScroll(id="progress"):
             yield Static(Text("Progress", style="bold"), id="progress-title")
-            if self.notice:
-                yield Static(Text(self.notice, style="yellow"))
-            yield DataTable(id="progress-table", cursor_type="row", zebra_stripes=False)
+            yield Static(progress_table(self.weeks), id="progress-table")
             yield Static(Text("Active time per day", style="bold"), id="chart-title")
-            yield Static(id="chart")
-            yield Static(Text("The tracker: progress/tiny-llm-tracker.md · Esc or t goes back",
-                              style="dim"), id="tracker-path")
-        yield Footer()
+            yield Static(Text(active_time_chart(rows, 40)), id="chart")
+            yield Static(Text("The tracker: progress/tiny-llm-tracker.md", style="dim"),
+                         id="tracker-path")
+        yield KeyBar(id="progress-keys")
 
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("", "Day", "Title", "Active", "Runs", "Hints", "Mastery", "Gaps")
-        rows = []
-        for week in self.summary["weeks"]:
-            for d in week["days"]:
-                rows.append(d)
-                table.add_row(d["status_icon"], d["id"], d["title"][:28],
-                              duration(d["active_seconds"]), str(d["attempts"]),
-                              str(d["hints"]), d["mastery"], ", ".join(d["gaps"])[:30] or "-",
-                              key=d["id"])
+    def show(self, weeks: list[dict]) -> None:
+        """Fresh numbers for the next time the screen is shown."""
+        self.weeks = weeks
+        rows = [d for w in weeks for d in w["days"]]
+        self.query_one("#progress-table", Static).update(progress_table(weeks))
         self.query_one("#chart", Static).update(Text(active_time_chart(rows, 40)))
 
     def action_close(self) -> None:
-        self.dismiss()
+        self.app.pop_screen()

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Markdown, Static, Tree
+from textual.widgets import Input, Static, Tree
 
 from tutor.tui.render import question_prompt
 
@@ -44,6 +44,48 @@ class LessonTree(Tree[str]):
         node = self.day_nodes.get(day)
         if node is not None:
             self.move_cursor(node)
+
+
+class KeyBar(Static):
+    """The footer of key bindings: the app's shown bindings, with Esc only when it does
+    something. One line of text, so redrawing it costs nothing (Textual's Footer rebuilds
+    its widgets on every focus change, which is most of a key's response time)."""
+
+    def on_mount(self) -> None:
+        self.refresh_keys()
+
+    def refresh_keys(self) -> None:
+        app = self.app
+        focused = app.focused
+        typing = isinstance(focused, Input)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        items = []
+        if typing:
+            items.append(("enter", "Send" if focused.id == "chat-input" else "Answer"))
+        for b in self.bindings_source():
+            if not b.show:
+                continue
+            if typing and len(b.key_display or b.key) == 1:
+                continue  # letters and ? are text while typing
+            if b in self.screen.BINDINGS:
+                pass  # the screen's own keys always work
+            elif not app.check_action(b.action, ()):
+                continue
+            items.append((b.key_display or b.key, b.description))
+        for i, (key, what) in enumerate(items):
+            t.append(" " if i == 0 else "  ")
+            t.append(key, style="bold yellow")
+            t.append(f" {what}")
+        self.update(t, layout=False)
+
+    def bindings_source(self):
+        from textual.binding import Binding
+
+        out = []
+        for b in list(self.screen.BINDINGS) + list(self.app.BINDINGS):
+            if isinstance(b, Binding):
+                out.append(b)
+        return out
 
 
 class QuestionCard(Vertical):
@@ -104,7 +146,9 @@ class ChatLog(VerticalScroll):
         self.scroll_end(animate=False)
         return w
 
-    def add_reply(self, text: str = "", classes: str = "reply") -> Markdown:
+    def add_reply(self, text: str = "", classes: str = "reply"):
+        from textual.widgets import Markdown  # imported on the first reply, not at start-up
+
         w = Markdown(text, classes=classes)
         self.mount(w)
         self.scroll_end(animate=False)

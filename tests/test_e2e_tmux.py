@@ -1,0 +1,112 @@
+"""End to end: the installed console script in a real terminal (tmux), driven by keys.
+
+start week1 -> `c` runs the checks on a mistaken attention (no 1/sqrt(D) scale) -> the
+failures and the diagnosis question are on screen -> `h` takes a hint -> `e` opens the
+task's file at the symbol in $EDITOR (the app suspends and comes back) -> `q` quits ->
+the session doc and the tracker exist and tell that history.
+
+The screen is polled with a deadline, never a fixed sleep; on a timeout the pane is
+dumped into the failure message.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tui_support import write_no_scale_attention
+
+EXE = Path(sys.executable).parent / "tiny-llm-tutor"
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, sock: Path, name: str):
+        self.sock, self.name = str(sock), name
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", *args],
+                              capture_output=True, text=True, check=check, timeout=30)
+
+    def screen(self) -> str:
+        r = self.run("capture-pane", "-p", "-J", "-t", self.name, check=False)
+        return r.stdout
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.name, *keys)
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> str:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if rx.search(screen):
+                return screen
+            if "EXITED:" in screen or time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {pattern!r}; the screen:\n{screen}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    t = Tmux(tmp_path / "tmux.sock", "e2e")
+    yield t
+    subprocess.run(["tmux", "-S", t.sock, "kill-server"], capture_output=True)
+
+
+def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
+    r = subprocess.run([str(EXE), "init", "ws"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ws = tmp_path / "ws"
+    write_no_scale_attention(ws)
+    editor_log = tmp_path / "editor-args"
+    editor = tmp_path / "fake-editor"
+    editor.write_text(f'#!/bin/sh\necho "$@" > {editor_log}\n')
+    editor.chmod(0o755)
+    env = ("env -u VISUAL -u TINY_LLM_TUTOR_WORKSPACE -u TEXTUAL -u TEXTUAL_THEME "
+           f"TERM=xterm-256color TINY_LLM_TUTOR_LLM=offline EDITOR={editor}")
+    tmux.run("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "32",
+             f"cd {ws} && {env} {EXE} start week1; echo EXITED:$?; sleep 60")
+
+    tmux.wait_for(r"Day 1\.1.*In progress")
+    tmux.wait_for(r"q Quit")
+
+    tmux.keys("c")
+    screen = tmux.wait_for(r"How does the spread of a dot product grow", timeout=60)
+    assert re.search(r"Day 1\.1: 0 passed · 4 failed", screen), screen
+    assert "✗" in screen and "sdpa-simple" in screen
+
+    tmux.keys("h")
+    tmux.wait_for(r"Hint 1 (of|/) ?4")
+
+    tmux.keys("e")  # suspends, runs the fake editor, resumes
+    deadline = time.monotonic() + 30
+    while not editor_log.exists():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.05)
+    args = editor_log.read_text().split()
+    attention = ws / "impl" / "attention.py"
+    line = next(i for i, l in enumerate(attention.read_text().splitlines(), 1)
+                if l.startswith("def scaled_dot_product_attention_simple"))
+    assert args == [f"+{line}", str(attention)]
+    tmux.wait_for(r"q Quit")  # the app is back
+
+    tmux.keys("q")
+    tmux.wait_for(r"EXITED:0")
+
+    doc = (ws / "sessions" / "week1" / "day1.1-attention.md").read_text()
+    tracker = (ws / "progress" / "tiny-llm-tracker.md").read_text()
+    assert "sdpa-simple" in doc  # the failing checks
+    assert "attn-missing-scale" in doc or "spread of a dot product" in doc  # the diagnosis
+    assert re.search(r"Hints used: 1\b", doc)  # the hint
+    row = next(x for x in tracker.splitlines() if x.startswith("| 🟡 | 1.1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "1" and cells[5] == "1", row  # one check run, one hint
+    assert "attn-missing-scale" in row

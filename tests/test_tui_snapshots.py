@@ -1,0 +1,121 @@
+"""Snapshots (pytest-textual-snapshot) of the main screens at 100x32 (and the lesson at
+80x24), theme textual-dark, blinking off, in temp workspaces with fixed check results
+from a fake runner and a scripted coach: nothing in them depends on time or paths.
+
+Regenerate after a deliberate UI change with ``pytest tests/test_tui_snapshots.py
+--snapshot-update`` and look at the report first.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tui_support import (FakeRunner, failing_result, make_workspace, open_session,
+                         passing_result, scripted, seed_history, settle)
+from tutor.tui.app import TutorApp
+from tutor.tui.coachlink import CoachLink
+
+SIZE = (100, 32)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("TINY_LLM_TUTOR_LLM", "offline")
+    monkeypatch.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
+    monkeypatch.setenv("EDITOR", "true")
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return make_workspace(tmp_path)
+
+
+@pytest.fixture
+def opened():
+    sessions = []
+
+    def _open(ws, target="week1"):
+        s = open_session(ws, target)
+        sessions.append(s)
+        return s
+
+    yield _open
+    for s in sessions:
+        s.close()
+
+
+def app_for(session) -> TutorApp:
+    return TutorApp(session, coach=CoachLink(session, factory=scripted()), blink=False)
+
+
+def test_lesson_screen(snap_compare, ws, opened):
+    assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=settle)
+
+
+def test_lesson_screen_at_80x24(snap_compare, ws, opened):
+    assert snap_compare(app_for(opened(ws)), terminal_size=(80, 24), run_before=settle)
+
+
+def test_check_results_with_diagnosis_and_every_icon(snap_compare, ws, opened, monkeypatch):
+    monkeypatch.setattr("tutor.checking.runner.run_day", FakeRunner(failing_result))
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_check_run_in_progress(snap_compare, ws, opened, monkeypatch):
+    runner = FakeRunner(failing_result, hold=True, hold_max_s=5.0)
+    monkeypatch.setattr("tutor.checking.runner.run_day", runner)
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("c")
+        deadline = time.monotonic() + 10
+        while not (pilot.app._live and pilot.app._live["done"]):
+            assert time.monotonic() < deadline, "no progress event"
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
+    finally:
+        runner.release()
+
+
+def test_celebration_asks_for_an_insight(snap_compare, ws, opened, monkeypatch):
+    monkeypatch.setattr("tutor.checking.runner.run_day", FakeRunner(passing_result))
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_coach_chat_with_a_hint_and_a_reply(snap_compare, ws, opened):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("h")
+        await settle(pilot)
+        await pilot.press("?", *"why scale the scores?", "enter")
+        await settle(pilot)
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_progress_screen(snap_compare, ws, opened):
+    seed_history(ws)
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
