@@ -1,0 +1,513 @@
+"""Day 2.6 (and 2.7) -- per-row RoPE offsets and batch masks, BatchingKvCache, the
+continuous-batching scheduler and chunked prefill.
+
+Oracles: mx.fast.rope with an array of per-row offsets; mx.fast.scaled_dot_product_attention
+with a (B, 1, L, S) mask; the batch layout written out in numpy (``batch_layout``); mlx_lm's
+Qwen2 forward pass; and ``OracleQwen2`` -- mlx_lm's weights run with the course's call
+surface ``model(inputs, offsets, caches)`` on any cache with the course's API.
+
+Isolation: the scheduler checks (batch-generate, chunked-prefill) drive the learner's
+``batch_generate`` / ``Request`` with ``OracleQwen2`` as the model, whose
+``create_kv_cache()`` hands out the checks' own per-request caches; so they test the
+scheduler and the learner's ``BatchingKvCache``, not the learner's model. The learner's
+model meets per-row offsets in rope-batch-offsets (with the checks' own batching cache).
+batching-kv-cache feeds the learner's ``BatchingKvCache`` the checks' own per-request caches.
+
+The mistakes are modelled on the oracle side: every row rotated at row 0's offset
+(batch-rope-offsets-shared), the padding or an empty slot left visible in the mask
+(batch-padded-slot-unmasked), rows left-aligned (batch-left-aligned), and every prefill
+chunk placed at offset 0 (chunk-offset-restarts).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+
+from ..harness import CheckFailed, check, dtype_str, merge_evidence
+from ..week1.tiny_tokenizer import CharTokenizer
+from .serving_oracle import (EOS, VOCAB, EosRule, OracleBatchCache, OracleFullCache,
+                             OracleQwen2, batch_layout, greedy_alone, log_softmax, tiny_model)
+
+DAY = "2.6"
+SDPA = "mx.fast.scaled_dot_product_attention"
+ROPE_FORBID = ("mx.fast.rope", "nn.RoPE")
+MODEL_FORBID = (SDPA, "mx.fast.rope", "nn.RoPE", "mx.fast.rms_norm", "nn.RMSNorm", "nn.silu",
+                "nn.SiLU")
+F32, F16 = mx.float32, mx.float16
+# The learner's model (float16, int4 weights) against mlx_lm in float32 on the same
+# float16-representable weights: log-probs agree to ~0.03 (answer key); as on day 2.1.
+MODEL_LOGP = {"dtype": "float16", "rtol": 1e-2, "atol": 0.15}
+
+
+# --------------------------------------------------------------------------- task 1
+
+
+def rope_rows(x, dims, traditional, base, starts):
+    """mx.fast.rope on (N, L, H, D) with one start position per row (array offsets)."""
+    y = mx.fast.rope(x.transpose(0, 2, 1, 3), dims, traditional=traditional, base=base,
+                     scale=1.0, offset=mx.array(starts, dtype=mx.int32))
+    return y.transpose(0, 2, 1, 3)
+
+
+# (N, L, H, D, dtype, base, traditional, seq_len, starts): row 0's start differs from the
+# others, so rotating every row at row 0's positions shows.
+ROPE_CASES = [
+    (5, 1, 2, 8, F32, 10000, False, 32, [3, 0, 7, 12, 1]),
+    (4, 3, 3, 16, F16, 1000000, False, 40, [0, 5, 2, 9]),
+    (3, 2, 2, 8, F32, 10000, True, 24, [6, 1, 13]),
+    (2, 4, 1, 16, F16, 10000, True, 64, [9, 30]),
+]
+
+
+def _rope_part(ctx):
+    cls = ctx.symbol("RoPE")
+    mx.random.seed(2601)
+    evs = []
+    for N, L, H, D, dtype, base, trad, seq_len, starts in ROPE_CASES:
+        x = mx.random.normal((N, L, H, D)).astype(dtype)
+        layer = ctx.call(cls, D, seq_len, base, trad)
+        offset = [slice(s, s + L) for s in starts]
+        got = ctx.call(layer, x, offset)
+        want = rope_rows(x, D, trad, base, starts)
+        case = (f"x (N, L, H, D) = {(N, L, H, D)}, {dtype_str(dtype)}, base={base}, "
+                f"traditional={trad}, offset = one slice per row starting at {starts}")
+        evs.append(ctx.expect_close(got, want, case=case, candidates={
+            "batch-rope-offsets-shared": lambda: rope_rows(x, D, trad, base,
+                                                           [starts[0]] * N)}))
+    return evs
+
+
+# Rows of the model part: prompt lengths (so the new tokens sit at offsets 5, 11 and 2).
+MODEL_ROWS = (5, 11, 2)
+
+
+def _model_part(ctx):
+    """The learner's week-2 model decodes one token for three requests at different
+    positions in one batch, with the checks' own batching cache (right-aligned rows,
+    the right mask); offsets given as a list of ints and as an mx.array."""
+    from .w2_oracle import tiny_w2
+
+    Model = ctx.symbol("qwen2_week2.Qwen2ModelWeek2")
+    oracle, given = tiny_w2(26, tied=False)
+    V = oracle.args.vocab_size
+    n_layers = oracle.args.num_hidden_layers
+    mx.random.seed(2602)
+    prompts = [mx.random.randint(0, V, (1, P)).astype(mx.int32) for P in MODEL_ROWS]
+    nxt = mx.random.randint(0, V, (len(MODEL_ROWS), 1)).astype(mx.int32)
+    offsets = list(MODEL_ROWS)
+    model = ctx.call(Model, given)
+
+    # Each request's prompt through the learner's model alone (int offset 0, day 2.1),
+    # into the checks' caches.
+    filled = []
+    for i, p in enumerate(prompts):
+        caches = [OracleFullCache() for _ in range(n_layers)]
+        got = ctx.call(model, p, 0, caches)
+        want = oracle(p)
+        case = f"one request, prefill of {p.shape[1]} tokens at offset 0"
+        try:
+            ctx.expect_close(log_softmax(got), log_softmax(want), what="log-probs",
+                             case=case, **MODEL_LOGP)
+        except CheckFailed as exc:
+            exc.message = ("Your week-2 model is already wrong for a single request (day "
+                           "2.1): " + exc.message)
+            raise
+        filled.append(caches)
+
+    want = mx.concatenate([oracle(mx.concatenate([p, nxt[i:i + 1]], axis=1))[:, -1:]
+                           for i, p in enumerate(prompts)], axis=0)
+
+    om = OracleQwen2(oracle)
+
+    def modelled(rope=None, **layout):
+        """The decode step computed by the oracle, with one thing changed."""
+        caches = []
+        for p in prompts:
+            c = om.create_kv_cache()
+            om(p, 0, c)
+            caches.append(c)
+        batch = [OracleBatchCache([caches[i][layer] for i in range(len(prompts))], **layout)
+                 for layer in range(n_layers)]
+        return log_softmax(om(nxt, offsets, batch, rope_offsets=rope))
+
+    evs = []
+    for form, offs in (("a list of ints", offsets),
+                       ("an mx.array", mx.array(offsets, dtype=mx.int32))):
+        batch = [OracleBatchCache([OracleFullCache(filled[i][layer].key_values)
+                                   for i in range(len(prompts))])
+                 for layer in range(n_layers)]
+        got = ctx.call(model, nxt, offs, batch)
+        case = (f"Qwen2ModelWeek2, a batch of {len(prompts)} requests decoding one token each "
+                f"at offsets {offsets} given as {form}; the cache returns a (B, 1, 1, S) mask")
+        ctx.expect_shape(got, want.shape, "logits", case)
+        evs.append(ctx.expect_close(
+            log_softmax(got), log_softmax(want), what="log-probs", case=case, candidates={
+                "batch-rope-offsets-shared": lambda: modelled(rope=[offsets[0]] * len(offsets)),
+                "batch-padded-slot-unmasked": lambda: modelled(pad_mask="0"),
+            }, **MODEL_LOGP))
+    return evs
+
+
+@check(DAY, "rope-batch-offsets", 1,
+       "RoPE with one offset slice per row, and the week-2 model with per-row offsets",
+       forbid=MODEL_FORBID, symbols=("RoPE", "qwen2_week2.Qwen2ModelWeek2"))
+def rope_batch_offsets(ctx):
+    evs = _rope_part(ctx)
+    evs += _model_part(ctx)
+    return merge_evidence(evs)
+
+
+def _grouped_oracle(q, k, v, scale, mask):
+    B, Hq, L, E = q.shape
+    S = k.shape[2]
+    m = mx.broadcast_to(mask.astype(F32), (B, Hq, L, S))
+    return mx.fast.scaled_dot_product_attention(
+        q.astype(F32), k.astype(F32), v.astype(F32), scale=scale, mask=m).astype(q.dtype)
+
+
+def _batching_mask(lengths, L):
+    rows = [(mx.zeros((1, 1, s, 1)), mx.zeros((1, 1, s, 1))) for s in lengths]
+    return batch_layout(rows, L, 1, 1)[2]
+
+
+# (B, H_q, H, L, S, E, dtype, scale, mask): "random" uniform(-2, 2) of shape (B, 1, L, S), or
+# the mask of a batching cache whose rows hold the listed numbers of positions.
+BATCH_MASK_CASES = [
+    (3, 6, 2, 4, 9, 8, F32, 0.8, "random"),
+    (2, 4, 4, 7, 3, 5, F32, 0.8, "random"),
+    (3, 4, 2, 2, 6, 16, F32, 0.5, (6, 3, 4)),
+    (2, 4, 2, 3, 5, 8, F16, 0.6, "random"),
+    (2, 4, 1, 1, 70, 32, F32, 0.3, (70, 12)),
+]
+
+
+def _flash_not_done(exc) -> str | None:
+    """Why the learner's flash_attention cannot be tried yet, or None if it should work."""
+    msg = getattr(exc, "message", str(exc))
+    if isinstance(exc, CheckFailed) and exc.status == "fail" and "Not implemented" in msg:
+        return "flash_attention is still a stub"
+    if "still a stub" in msg:
+        return "your extension's flash_attention is still a stub"
+    if isinstance(exc, CheckFailed) and "extension is not available" in msg:
+        return "your extension is not built"
+    if "ImportError" in msg or "No module named" in msg:
+        return "your extension (or its flash_attention) cannot be imported"
+    return None
+
+
+@check(DAY, "gqa-batch-mask", 1,
+       "grouped attention (and flash_attention, once day 2.4 is done) with a (B, 1, L, S) mask",
+       forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped", "flash_attention"))
+def gqa_batch_mask(ctx):
+    grouped = ctx.symbol("scaled_dot_product_attention_grouped")
+    flash = ctx.symbol("flash_attention") if hasattr(ctx.impl, "flash_attention") else None
+    flash_state = "checked"
+    mx.random.seed(2603)
+    evs = []
+    for B, Hq, H, L, S, E, dtype, scale, mkind in BATCH_MASK_CASES:
+        q = mx.random.normal((B, Hq, L, E)).astype(dtype)
+        k = mx.random.normal((B, H, S, E)).astype(dtype)
+        v = mx.random.normal((B, H, S, E)).astype(dtype)
+        if mkind == "random":
+            mask = mx.random.uniform(-2.0, 2.0, (B, 1, L, S)).astype(dtype)
+            mdesc = "random (B, 1, L, S) mask"
+        else:
+            mask = _batching_mask(mkind, L)
+            mdesc = f"(B, 1, L, S) batching mask, rows of {list(mkind)} positions"
+        want = _grouped_oracle(q, k, v, scale, mask)
+        case = (f"q {tuple(q.shape)}, k/v {tuple(k.shape)}, {dtype_str(dtype)}, scale={scale}, "
+                f"{mdesc}")
+        got = ctx.call(grouped, q, k, v, scale=scale, mask=mask)
+        evs.append(ctx.expect_close(got, want, case="scaled_dot_product_attention_grouped, "
+                                    + case))
+        if flash is None or flash_state != "checked":
+            continue
+        try:
+            got = ctx.call(flash, q, k, v, scale=scale, mask=mask)
+        except (CheckFailed, Exception) as exc:  # noqa: BLE001
+            why = _flash_not_done(exc)
+            if why is None:
+                raise
+            flash_state = f"not checked: {why} (day 2.4)"
+            continue
+        # The kernel computes in float32; the result may come back in float32 or the
+        # query's dtype: compare at the query dtype's tolerance.
+        evs.append(ctx.expect_close(got, want, case="flash_attention, " + case,
+                                    dtype=dtype_str(dtype)))
+    ev = merge_evidence(evs)
+    ev["flash_attention"] = flash_state if flash is not None else "not found"
+    return ev
+
+
+# --------------------------------------------------------------------------- task 2
+
+
+def _kv(S, H, D, rng):
+    k = mx.array(rng.normal(size=(1, H, S, D)).astype(np.float32))
+    v = mx.array(rng.normal(size=(1, H, S, D)).astype(np.float32))
+    return k, v
+
+
+def _concat(a, b):
+    if a is None:
+        return b
+    return (mx.concatenate([a[0], b[0]], axis=2), mx.concatenate([a[1], b[1]], axis=2))
+
+
+@check(DAY, "batching-kv-cache", 2,
+       "BatchingKvCache: right-aligned keys/values and (B, 1, L, S) masks, empty slots",
+       symbols=("kv_cache.BatchingKvCache",))
+def batching_kv_cache(ctx):
+    cls = ctx.symbol("kv_cache.BatchingKvCache")
+    rng = np.random.default_rng(2604)
+    B, H, D, MAX = 3, 2, 3, 16
+    cache = ctx.call(cls, B, MAX)
+    held: list = [None] * B  # what each slot must hold: (keys, values) or None (empty)
+    evs = []
+
+    def add(slot, prefill_len):
+        kv = _kv(prefill_len, H, D, rng) if prefill_len else None
+        ctx.call(cache.add_request, OracleFullCache(kv), slot)
+        held[slot] = kv if kv is not None else "new"
+
+    def remove(slot):
+        ctx.call(cache.remove_request, slot)
+        held[slot] = None
+
+    def update(L, step):
+        k_new = mx.array(rng.normal(size=(B, H, L, D)).astype(np.float32))
+        v_new = mx.array(rng.normal(size=(B, H, L, D)).astype(np.float32))
+        rows = []
+        for i in range(B):
+            if held[i] is None:
+                rows.append(None)
+                continue
+            new = (k_new[i:i + 1], v_new[i:i + 1])
+            held[i] = new if held[i] == "new" else _concat(held[i], new)
+            rows.append(held[i])
+        lengths = ["empty" if r is None else int(r[0].shape[2]) for r in rows]
+        out = ctx.call(cache.update_and_fetch, k_new, v_new, mask_length=L)
+        case = f"step {step}: update with L={L}; slots hold {lengths} positions after it"
+        if not isinstance(out, (tuple, list)) or len(out) != 4:
+            raise CheckFailed(f"[{case}] update_and_fetch returned {type(out).__name__}"
+                              f"{'' if not isinstance(out, (tuple, list)) else f' of {len(out)}'}"
+                              "; expected (keys, values, offset, mask).", {"case": case})
+        keys, values, offset, mask = out
+        want_k, want_v, want_m = batch_layout(rows, L, H, D)
+        left_k, left_v, left_m = batch_layout(rows, L, H, D, align="left")
+        ctx.expect_shape(keys, want_k.shape, "keys", case)
+        evs.append(ctx.expect_close(keys, want_k, what="keys", case=case, rtol=0.0, atol=0.0,
+                                    candidates={"batch-left-aligned": left_k}))
+        evs.append(ctx.expect_close(values, want_v, what="values", case=case, rtol=0.0,
+                                    atol=0.0, candidates={"batch-left-aligned": left_v}))
+        if offset is not None:
+            raise CheckFailed(
+                f"[{case}] the offset returned is {offset!r}, expected None: the rows of a "
+                "batch have different lengths, so there is no single offset.",
+                {"case": case, "offset": repr(offset)})
+        ctx.expect_shape(mask, want_m.shape, "mask", case)
+        unmasked = [batch_layout(rows, L, H, D, pad_mask=p, empty_mask=e)[2]
+                    for p, e in (("0", "-inf"), ("0", "0"), ("-inf", "0"))]
+        evs.append(ctx.expect_close(mask, want_m, what="mask", case=case, rtol=0.0, atol=0.0,
+                                    candidates={"batch-padded-slot-unmasked": unmasked,
+                                                "batch-left-aligned": left_m}))
+
+    # The book's scenario: slot 0 holds 1 position, slot 2 holds 2, slot 1 is empty.
+    add(0, 1)
+    add(2, 2)
+    update(2, 1)
+    # A request leaves, a longer one joins another slot: the padding moves.
+    remove(0)
+    add(1, 5)
+    update(1, 2)
+    # A request joins with an empty cache (nothing prefilled); every slot is busy.
+    add(0, 0)
+    update(1, 3)
+    return {"cases": len(evs), "steps": 3}
+
+
+# --------------------------------------------------------------------------- task 3
+
+
+# Prompts of 1..13 characters; the last one is long enough that its first generated token
+# is already EOS (it must finish without ever taking a slot). EosRule ends the others after
+# lengths 9 or 14, depending on their text; max_seq_len is never reached.
+GEN_PROMPTS = ["Tiny6", "x", "qwen2Go", "hello1", "MLXbatch9", "Zz", "abcdefghijklmn"]
+GEN_BATCH, GEN_PREFILL_STEP, GEN_MAX_SEQ = 3, 4, 32
+
+
+def _tok():
+    return CharTokenizer(VOCAB, EOS)
+
+
+def _oracle_model():
+    return OracleQwen2(tiny_model(), EosRule())
+
+
+def _references(tok, prompts, max_seq_len):
+    om = _oracle_model()
+    return [tok.decode(greedy_alone(om, tok.encode(p), max_seq_len)) for p in prompts]
+
+
+@check(DAY, "batch-generate", 3,
+       "batch_generate: the same text for every prompt as generating it alone",
+       symbols=("batch.batch_generate", "batch.Request", "kv_cache.BatchingKvCache"))
+def batch_generate_check(ctx):
+    fn = ctx.symbol("batch.batch_generate")
+    batching_cls = ctx.symbol("kv_cache.BatchingKvCache")
+    tok = _tok()
+    want = _references(tok, GEN_PROMPTS, GEN_MAX_SEQ)
+    om = _oracle_model()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = ctx.call(fn, om, tok, list(GEN_PROMPTS), max_seq_len=GEN_MAX_SEQ,
+                           batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    setup = (f"{len(GEN_PROMPTS)} prompts, batch_size={GEN_BATCH}, "
+             f"prefill_step={GEN_PREFILL_STEP}, max_seq_len={GEN_MAX_SEQ}")
+    try:
+        got = {int(i): t for i, t in results}
+        n = len(list(results))
+    except (TypeError, ValueError):
+        raise CheckFailed(f"[{setup}] batch_generate returned {type(results).__name__}; "
+                          "expected a list of (prompt_idx, text) pairs.",
+                          {"returned": type(results).__name__}) from None
+    missing = [i for i in range(len(GEN_PROMPTS)) if i not in got]
+    if missing or n != len(GEN_PROMPTS):
+        raise CheckFailed(
+            f"[{setup}] batch_generate returned {n} results for prompts {sorted(got)}; "
+            f"expected one per prompt (0..{len(GEN_PROMPTS) - 1}).",
+            {"returned_idx": sorted(got), "results": n})
+    def batched(c):
+        return isinstance(c["cache"], type) and issubclass(c["cache"], batching_cls)
+
+    decode_calls = [c for c in om.calls if batched(c)]
+    prefill_calls = [c for c in om.calls if not batched(c)]
+    wrong = [i for i in range(len(GEN_PROMPTS)) if got[i] != want[i]]
+    ev = {"prompts": len(GEN_PROMPTS), "model_calls": len(om.calls),
+          "decode_steps": len(decode_calls), "prefill_calls": len(prefill_calls)}
+    if wrong:
+        i = wrong[0]
+        details = "; ".join(f"#{j} {GEN_PROMPTS[j]!r}: got {got[j]!r}, alone {want[j]!r}"
+                            for j in wrong[:3])
+        raise CheckFailed(
+            f"[{setup}] {len(wrong)} of {len(GEN_PROMPTS)} prompts get a different text in the "
+            f"batch than alone: {details}. The reference generates each prompt alone, "
+            "greedily, with the same model.",
+            {**ev, "wrong": [{"prompt_idx": j, "prompt": GEN_PROMPTS[j], "got": got[j],
+                              "expected": want[j]} for j in wrong], "first": i})
+    bad_shape = [c["shape"] for c in decode_calls if c["shape"] != [GEN_BATCH, 1]]
+    if bad_shape or not decode_calls:
+        shapes = (f"ran on batches of shape {[tuple(b) for b in bad_shape[:3]]}" if bad_shape
+                  else "never used the BatchingKvCache caches")
+        raise CheckFailed(
+            f"[{setup}] the texts are right, but the decode steps {shapes}: every decode "
+            f"step should feed all {GEN_BATCH} slots at once, a ({GEN_BATCH}, 1) batch with "
+            "one BatchingKvCache per layer.", ev)
+    busiest = max(sum(1 for o in c["offsets"] if o > 0) for c in decode_calls)
+    ev["max_active_rows"] = busiest
+    if busiest < 2:
+        raise CheckFailed(
+            f"[{setup}] the texts are right, but no decode step had more than one active "
+            "request: requests should join free slots while others are still decoding.", ev)
+    return ev
+
+
+# --------------------------------------------------------------------------- task 4
+
+
+CHUNK_PROMPT = "qwen2GoTin9"  # 11 tokens
+CHUNK_STEPS = (3, 4, 11, 64)
+
+
+def _modelled_prefill(om, ids, step, restart=False):
+    """The per-layer cached keys/values and the predicted token after prefilling ``ids``
+    in chunks of ``step`` (every chunk at offset 0 when ``restart``)."""
+    caches = om.create_kv_cache()
+    tok = None
+    for s in range(0, len(ids), step):
+        chunk = ids[s:s + step]
+        logits = om(mx.array([chunk], dtype=mx.int32), 0 if restart else s, caches)
+        tok = int(mx.argmax(logits[0, -1]).item())
+    return caches, tok
+
+
+@check(DAY, "chunked-prefill", 4,
+       "Request.try_prefill in chunks: the same cache and first token as a whole prefill",
+       symbols=("batch.Request",))
+def chunked_prefill(ctx):
+    Request = ctx.symbol("batch.Request")
+    tok = _tok()
+    ids = tok.encode(CHUNK_PROMPT)
+    P = len(ids)
+    om = OracleQwen2(tiny_model())  # no EOS rule: the first token is the model's own
+    want_caches, want_tok = _modelled_prefill(om, ids, P)
+    evs = []
+    for step in CHUNK_STEPS:
+        case = f"prompt of {P} tokens, prefill_max_step={step}"
+        om.calls.clear()
+        req = ctx.call(Request, om, tok, CHUNK_PROMPT, step, 0)
+        chunks = math.ceil(P / step)
+        rets = []
+        for n in range(chunks + 2):
+            if getattr(req, "is_prefill_done", False):
+                break
+            rets.append(ctx.call(req.try_prefill))
+            done_now = bool(getattr(req, "is_prefill_done", False))
+            if n + 1 < chunks and done_now:
+                raise CheckFailed(
+                    f"[{case}] the prefill reported done after {n + 1} call(s); {chunks} "
+                    f"chunks of at most {step} tokens are needed.",
+                    {"case": case, "calls": [c["shape"] for c in om.calls]})
+        calls = [dict(c) for c in om.calls]
+        ev = {"case": case, "model_calls": [{"tokens": c["shape"][1], "offset": c["offsets"][0]}
+                                            for c in calls]}
+        if not getattr(req, "is_prefill_done", False):
+            raise CheckFailed(f"[{case}] after {len(rets)} calls of try_prefill, "
+                              "is_prefill_done is still not True.", ev)
+        # The cache: what every layer holds after the prefill.
+        held = [getattr(c, "key_values", None) for c in req.kv_cache]
+        if any(h is None for h in held):
+            raise CheckFailed(f"[{case}] after the prefill a layer's cache is empty: the "
+                              "chunks must go through the model with the request's caches.",
+                              ev)
+        restarted = _modelled_prefill(om, ids, step, restart=True)[0] if step < P else None
+        for layer, (h, w) in enumerate(zip(held, want_caches)):
+            for j, what in enumerate(("keys", "values")):
+                cand = ({"chunk-offset-restarts": restarted[layer].key_values[j]}
+                        if restarted is not None else None)
+                evs.append(ctx.expect_close(h[j], w.key_values[j],
+                                            what=f"layer {layer} cached {what}", case=case,
+                                            rtol=1e-4, atol=1e-4, candidates=cand))
+        # How it was chunked: the model calls the prefill made.
+        want_calls = [(min(step, P - s), s) for s in range(0, P, step)]
+        got_calls = [(c["shape"][1], c["offsets"][0]) for c in calls]
+        if got_calls != want_calls:
+            pit = None
+            if [n for n, _ in got_calls] == [n for n, _ in want_calls] and all(
+                    o == 0 for _, o in got_calls):
+                pit = "chunk-offset-restarts"
+            raise CheckFailed(
+                f"[{case}] the prefill ran the model on (tokens, offset) = {got_calls}; "
+                f"expected {want_calls}: at most prefill_max_step tokens per call, each chunk "
+                "starting where the previous one ended.", ev, pitfall=pit)
+        if req.offset != P:
+            raise CheckFailed(f"[{case}] after the prefill the request's offset is "
+                              f"{req.offset!r}, expected {P} (the prompt's length).", ev)
+        nt = req.next_token
+        nt = int(nt.item()) if isinstance(nt, mx.array) else nt
+        gen = [int(t.item()) if isinstance(t, mx.array) else t for t in req.generated]
+        if nt != want_tok or gen != [want_tok] or getattr(req, "is_done", False):
+            raise CheckFailed(
+                f"[{case}] after the prefill next_token is {nt!r} and generated is {gen!r}; "
+                f"expected {want_tok} and [{want_tok}] (the prediction of the last chunk, "
+                "recorded with decode_done(token, update_offset=False)).", ev)
+        bools = [r for r in rets if isinstance(r, bool)]
+        if bools and bools != [False] * (len(rets) - 1) + [True]:
+            raise CheckFailed(f"[{case}] try_prefill returned {rets}; it should return "
+                              "False until the last chunk and True then.", ev)
+    return merge_evidence(evs)

@@ -1,0 +1,353 @@
+"""Week 2's checks, proven on known code: they pass on the answer key (with its C++
+extension; Metal checks skipped with their reason), fail on the stubs (with the learner's
+skeleton extension), and name every catalogued mistake -- Python mistakes as mutated copies
+of the answer key, kernel mistakes as rebuilt copies of the answer key's extension.
+
+Sections: shared fixtures and helpers first, then one section per pair of days. Keep each
+day's tests in its own functions and parameter lists.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mutation import apply_mutation, edits_of, load_mutations
+
+from tutor import paths
+from tutor.checking.runner import run_day
+from tutor.curriculum import load_course
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 120  # generous: the suite may share two cores with other runs
+EXT_PREFIX = "../answer_key_ext/"  # catalogue paths that point into the answer key's extension
+
+
+# --------------------------------------------------------------------------- shared
+
+
+@pytest.fixture(scope="session")
+def learner_skeleton_ext(tmp_path_factory) -> Path:
+    """The learner's kernels/ skeleton (axpby works, the week's kernels are stubs), built
+    once per session."""
+    from tutor.kernels_build import build
+
+    dest = tmp_path_factory.mktemp("skeleton") / "kernels"
+    shutil.copytree(REPO / "kernels", dest,
+                    ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
+    result = build(dest)
+    if not result.ok:
+        pytest.fail("the learner's kernels/ skeleton did not build:\n" + "\n".join(result.messages))
+    return dest
+
+
+def _statuses(result):
+    return {c["id"]: (c["status"], c.get("pitfall")) for c in result["checks"]}
+
+
+def _is_metal_skip(c) -> bool:
+    return c["status"] == "skipped" and "Apple GPU" in (c.get("skip_reason") or "")
+
+
+def _is_kernel_mistake(entry) -> bool:
+    return any(e["file"].startswith(EXT_PREFIX) for e in edits_of(entry))
+
+
+def _apply_kernel_edits(entry, ext_dir: Path) -> None:
+    """Write the entry's C++ edits into ``ext_dir`` (a copy of the answer key's extension),
+    each file starting from the pristine answer key source."""
+    from tutor.kernels_build import answer_key_source
+
+    src = answer_key_source()
+    texts: dict[str, str] = {}
+    for e in edits_of(entry):
+        if not e["file"].startswith(EXT_PREFIX):
+            continue
+        rel = e["file"][len(EXT_PREFIX):]
+        text = texts.get(rel, (src / rel).read_text())
+        n = text.count(e["find"])
+        assert n == 1, f"{entry['id']}: 'find' occurs {n} times in {rel}"
+        texts[rel] = text.replace(e["find"], e["replace"])
+    for rel, text in texts.items():
+        (ext_dir / rel).write_text(text)
+
+
+def _python_part(entry) -> dict:
+    return {**entry, "edits": [e for e in edits_of(entry) if not e["file"].startswith(EXT_PREFIX)]}
+
+
+# --------------------------------------------------------------------------- days 2.1 and 2.2
+# (KV cache; quantized matmul: wrappers, CPU kernel, Metal kernel, model integration)
+
+KVQ_DAYS = ["2.1", "2.2"]
+KVQ_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day2_1.yaml",
+                               paths.checks_dir() / "mistakes" / "day2_2.yaml")
+KVQ_PYTHON_MISTAKES = [e for e in KVQ_CATALOGUE if not _is_kernel_mistake(e)]
+# Beyond the catalogue: the same pitfalls made another way, to keep the checks honest.
+KVQ_EXTRA_PYTHON_MISTAKES = [
+    {"id": "kv-offset-not-advanced", "day": "2.1", "_name": "generate-offset-stuck",
+     "file": "generate.py", "find": "            offset += 1\n", "replace": "\n"},
+    {"id": "kv-offset-not-advanced", "day": "2.1", "_name": "cache-offset-before-update",
+     "file": "kv_cache.py",
+     "find": "        self.offset += key.shape[2]\n        return keys, values, self.offset, mask",
+     "replace": "        self.offset += key.shape[2]\n"
+                "        return keys, values, self.offset - key.shape[2], mask"},
+]
+KVQ_KERNEL_MISTAKES = [e for e in KVQ_CATALOGUE if _is_kernel_mistake(e)] + [
+    {"id": "qmm-group-size-wrong", "day": "2.2", "_name": "first-group-scale-only",
+     "file": EXT_PREFIX + "src/quantized_matmul.cpp",
+     "find": "const float s = row_scales[g], z = row_biases[g];",
+     "replace": "const float s = row_scales[0], z = row_biases[0];"},
+    {"id": "qmm-no-transpose", "day": "2.2", "_name": "kernel-ignores-transpose",
+     "file": EXT_PREFIX + "src/quantized_matmul.cpp",
+     "find": "tb = transpose_b_]() mutable {", "replace": "tb = false]() mutable {"},
+]
+
+
+def _mistake_id(e) -> str:
+    return e.get("_name", e["id"])
+
+
+@pytest.mark.parametrize("day", KVQ_DAYS)
+def test_kvq_answer_key_passes(day, answer_key_ext):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass" or _is_metal_skip(c), c
+
+
+@pytest.mark.parametrize("day", KVQ_DAYS)
+def test_kvq_stubs_fail_every_check(day, stub_impl, learner_skeleton_ext):
+    result = run_day(day, stub_impl, TIMEOUT, kernels=learner_skeleton_ext)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error") or _is_metal_skip(c), c
+
+
+def test_kvq_checks_and_pitfalls_match_the_lessons(answer_key_ext):
+    course = load_course()
+    for day in KVQ_DAYS:
+        lesson = course.lesson(day)
+        result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+        ran = {c["id"] for c in result["checks"]}
+        named = {cid for t in lesson.tasks for cid in t.checks}
+        assert ran == named, (day, ran ^ named)
+        pitfalls = {p.id for p in lesson.pitfalls}
+        catalogued = {e["id"] for e in KVQ_CATALOGUE if e["day"] == day}
+        assert catalogued == pitfalls, (day, catalogued ^ pitfalls)
+        assert len(catalogued) >= 4
+    ids = [e["id"] for e in KVQ_CATALOGUE]
+    assert len(ids) == len(set(ids))
+
+
+KVQ_ALL_PYTHON_MISTAKES = KVQ_PYTHON_MISTAKES + KVQ_EXTRA_PYTHON_MISTAKES
+
+
+@pytest.mark.parametrize("entry", KVQ_ALL_PYTHON_MISTAKES,
+                         ids=[_mistake_id(e) for e in KVQ_ALL_PYTHON_MISTAKES])
+def test_kvq_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext):
+    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), tmp_path)
+    result = run_day(entry["day"], pkg, TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert entry["id"] in diagnosed, _statuses(result)
+
+
+@pytest.fixture(scope="session")
+def _qmm_mutant_dir(tmp_path_factory) -> Path:
+    """A copy of the answer key's extension sources that the kernel mistakes are written
+    into one after another; after the first full build each rebuild only recompiles the
+    mutated file (a few seconds)."""
+    from tutor.kernels_build import answer_key_source
+
+    dest = tmp_path_factory.mktemp("qmm_mutants") / "answer_key_ext"
+    shutil.copytree(answer_key_source(), dest,
+                    ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
+    return dest
+
+
+@pytest.fixture(scope="session", params=KVQ_KERNEL_MISTAKES,
+                ids=[_mistake_id(e) for e in KVQ_KERNEL_MISTAKES])
+def qmm_mutant_ext(request, _qmm_mutant_dir):
+    """(entry, built extension folder) for one kernel mistake at a time."""
+    from tutor.kernels_build import answer_key_source, build
+
+    entry = request.param
+    src = answer_key_source()
+    for f in (src / "src").iterdir():  # start from the pristine sources every time
+        dst = _qmm_mutant_dir / "src" / f.name
+        if f.is_file() and dst.read_bytes() != f.read_bytes():
+            shutil.copyfile(f, dst)  # a fresh mtime, so the build notices
+    _apply_kernel_edits(entry, _qmm_mutant_dir)
+    result = build(_qmm_mutant_dir)
+    if not result.ok:
+        pytest.fail(f"{_mistake_id(entry)} did not build:\n" + "\n".join(result.messages))
+    return entry, _qmm_mutant_dir
+
+
+def test_kvq_kernel_mistake_is_diagnosed(qmm_mutant_ext, tmp_path):
+    entry, ext = qmm_mutant_ext
+    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), tmp_path)
+    result = run_day(entry["day"], pkg, TIMEOUT, kernels=ext)
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert entry["id"] in diagnosed, _statuses(result)
+
+
+# --------------------------------------------------------------------------- days 2.4 and 2.6
+# (flash attention: wrapper, CPU kernel with the causal fast path, Metal, model; batching:
+# per-row RoPE offsets and batch masks, BatchingKvCache, batch_generate, chunked prefill)
+
+FB_DAYS = ["2.4", "2.6"]
+FB_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day2_4.yaml",
+                              paths.checks_dir() / "mistakes" / "day2_6.yaml")
+# Beyond the catalogue: the same pitfalls made another way (in the wrapper instead of the
+# kernel, in RoPE instead of the attention, in the model instead of the cache).
+FB_EXTRA_PYTHON_MISTAKES = [
+    {"id": "flash-scale-missing", "day": "2.4", "_name": "wrapper-drops-scale",
+     "file": "attention.py", "find": "        scale=factor,\n        is_causal=is_causal,",
+     "replace": "        is_causal=is_causal,"},
+    {"id": "flash-causal-offset-forgotten", "day": "2.4", "_name": "wrapper-top-left-mask",
+     "file": "attention.py", "find": "full_mask = causal_mask(L, S, mx.float32)",
+     "replace": "full_mask = mx.triu(mx.full((L, S), -mx.inf), k=1)"},
+    {"id": "batch-rope-offsets-shared", "day": "2.6", "_name": "rope-uses-first-slice",
+     "file": "positional_encoding.py",
+     "find": "starts = mx.array([self._start(s, length) for s in offsets], dtype=mx.float32)",
+     "replace": "starts = mx.array([self._start(offsets[0], length) for s in offsets], "
+                "dtype=mx.float32)"},
+    {"id": "batch-padded-slot-unmasked", "day": "2.6", "_name": "model-ignores-cache-mask",
+     "file": "qwen2_week2.py",
+     "find": "k, v, _, mask = cache.update_and_fetch(k, v, mask_length=L, mask=mask)",
+     "replace": "k, v, _, _ignored = cache.update_and_fetch(k, v, mask_length=L, mask=mask)"},
+    {"id": "batch-padded-slot-unmasked", "day": "2.6", "_name": "empty-slot-visible",
+     "file": "kv_cache.py",
+     "find": "masks.append(mx.full((mask_length, S), -mx.inf, dtype=mx.float32))",
+     "replace": "masks.append(mx.zeros((mask_length, S), dtype=mx.float32))"},
+]
+FB_PYTHON_MISTAKES = [e for e in FB_CATALOGUE if not _is_kernel_mistake(e)]
+FB_KERNEL_MISTAKES = [e for e in FB_CATALOGUE if _is_kernel_mistake(e)] + [
+    {"id": "flash-no-rescale", "day": "2.4", "_name": "only-the-sum-rescaled",
+     "file": EXT_PREFIX + "src/flash_attention.cpp",
+     "find": "for (int e = 0; e < E; ++e) orow[e] *= alpha;", "replace": "// no rescale"},
+    {"id": "flash-kv-head-mapping", "day": "2.4", "_name": "kv-row-ignores-batch",
+     "file": EXT_PREFIX + "src/flash_attention.cpp",
+     "find": "const int kv = n / ratio;", "replace": "const int kv = (n % num_heads) / ratio;"},
+]
+# A correct kernel that computes every tile (no causal fast path at all): the perf check
+# must not pass it.
+FB_NO_TILE_SKIPPING = {
+    "id": None, "day": "2.4", "_name": "no-tile-skipping",
+    "edits": [{"file": EXT_PREFIX + "src/flash_attention.cpp",
+               "find": "if (c0 > r1 - 1 + offset) break;", "replace": "// computes every tile"},
+              {"file": EXT_PREFIX + "src/flash_attention.cpp",
+               "find": "read_mask = (c1 - 1) > r0 + offset;", "replace": "// reads every mask"},
+              {"file": EXT_PREFIX + "src/flash_attention.cpp",
+               "find": "if (is_causal && col > row + offset) {", "replace": "if (false) {"},
+              {"file": EXT_PREFIX + "src/flash_attention.cpp",
+               "find": "if (p == 0.0f) continue;", "replace": "// no shortcut"}]}
+
+
+def _fb_allowed_skip(c) -> bool:
+    """Metal checks, and the perf check when timing is inconclusive (its documented rule)."""
+    reason = c.get("skip_reason") or ""
+    return _is_metal_skip(c) or (c["id"] == "flash-cpu-perf" and c["status"] == "skipped"
+                                 and "timing inconclusive" in reason)
+
+
+@pytest.mark.parametrize("day", FB_DAYS)
+def test_fb_answer_key_passes(day, answer_key_ext):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass" or _fb_allowed_skip(c), c
+
+
+@pytest.mark.parametrize("day", FB_DAYS)
+def test_fb_stubs_fail_every_check(day, stub_impl, learner_skeleton_ext):
+    result = run_day(day, stub_impl, TIMEOUT, kernels=learner_skeleton_ext)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error") or _is_metal_skip(c), c
+
+
+def test_fb_checks_and_pitfalls_match_the_lessons(answer_key_ext):
+    course = load_course()
+    for day in FB_DAYS:
+        lesson = course.lesson(day)
+        result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+        ran = {c["id"] for c in result["checks"]}
+        named = {cid for t in lesson.tasks for cid in t.checks}
+        assert ran == named, (day, ran ^ named)
+        pitfalls = {p.id for p in lesson.pitfalls}
+        catalogued = {e["id"] for e in FB_CATALOGUE if e["day"] == day}
+        assert catalogued == pitfalls, (day, catalogued ^ pitfalls)
+        assert len(catalogued) >= 4
+    ids = [e["id"] for e in FB_CATALOGUE]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("entry", FB_PYTHON_MISTAKES + FB_EXTRA_PYTHON_MISTAKES,
+                         ids=[_mistake_id(e) for e in FB_PYTHON_MISTAKES + FB_EXTRA_PYTHON_MISTAKES])
+def test_fb_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext):
+    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), tmp_path)
+    result = run_day(entry["day"], pkg, TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert entry["id"] in diagnosed, _statuses(result)
+
+
+@pytest.fixture(scope="session")
+def _flash_mutant_dir(tmp_path_factory) -> Path:
+    """A copy of the answer key's extension sources that the flash kernel mistakes are
+    written into one after another (the first build is a full one, each later one only
+    recompiles flash_attention.cpp)."""
+    from tutor.kernels_build import answer_key_source
+
+    dest = tmp_path_factory.mktemp("flash_mutants") / "answer_key_ext"
+    shutil.copytree(answer_key_source(), dest,
+                    ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
+    return dest
+
+
+def _build_flash_mutant(entry, ext_dir: Path) -> Path:
+    from tutor.kernels_build import answer_key_source, build
+
+    src = answer_key_source()
+    for f in (src / "src").iterdir():  # start from the pristine sources every time
+        dst = ext_dir / "src" / f.name
+        if f.is_file() and dst.read_bytes() != f.read_bytes():
+            shutil.copyfile(f, dst)  # a fresh mtime, so the build notices
+    _apply_kernel_edits(entry, ext_dir)
+    result = build(ext_dir)
+    if not result.ok:
+        pytest.fail(f"{_mistake_id(entry)} did not build:\n" + "\n".join(result.messages))
+    return ext_dir
+
+
+@pytest.fixture(scope="session", params=FB_KERNEL_MISTAKES,
+                ids=[_mistake_id(e) for e in FB_KERNEL_MISTAKES])
+def flash_mutant_ext(request, _flash_mutant_dir):
+    """(entry, built extension folder) for one flash kernel mistake at a time."""
+    return request.param, _build_flash_mutant(request.param, _flash_mutant_dir)
+
+
+def test_fb_kernel_mistake_is_diagnosed(flash_mutant_ext, tmp_path):
+    entry, ext = flash_mutant_ext
+    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), tmp_path)
+    result = run_day(entry["day"], pkg, TIMEOUT, kernels=ext)
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert entry["id"] in diagnosed, _statuses(result)
+
+
+def test_fb_perf_check_does_not_pass_a_kernel_without_tile_skipping(_flash_mutant_dir):
+    """Correct output, no causal fast path: every correctness check passes and the perf
+    check fails (or, on a very noisy machine, is skipped) -- it never passes."""
+    ext = _build_flash_mutant(FB_NO_TILE_SKIPPING, _flash_mutant_dir)
+    result = run_day("2.4", paths.answer_key_dir(), TIMEOUT, kernels=ext)
+    perf = {c["id"]: c for c in result["checks"]}["flash-cpu-perf"]
+    assert perf["status"] in ("fail", "skipped"), perf
+    for c in result["checks"]:
+        if c["id"] != "flash-cpu-perf":
+            assert c["status"] == "pass" or _is_metal_skip(c), c
