@@ -330,6 +330,41 @@ def cmd_build_kernels(args) -> int:
     return EXIT_FAIL
 
 
+def cmd_bench(args) -> int:
+    """The learner's decode throughput through the week (``bench week2``)."""
+    from tutor.bench import render, run_bench
+
+    if args.week.lower() not in ("week2", "w2", "2"):
+        raise UsageError(f"No benchmark for {args.week!r}: `tiny-llm-tutor bench week2` "
+                         "measures week 2's decode speed-ups.")
+    if args.tokens < 1:
+        raise UsageError("--tokens must be at least 1.")
+    ws = _workspace(required=args.impl is None)
+    impl = Path(args.impl).expanduser() if args.impl else ws / "impl"
+    if not (impl / "__init__.py").is_file():
+        raise UsageError(f"{impl} is not a Python package (no __init__.py). Point --impl at "
+                         "a package directory such as impl/ or src/tiny_llm.")
+    kernels = Path(args.kernels).expanduser() if args.kernels else (
+        ws / "kernels" if ws is not None and (ws / "kernels").is_dir() else None)
+    out = _console()
+    if args.json:
+        result = run_bench(impl, kernels, tokens=args.tokens)
+        print(json.dumps(result))
+    else:
+        from rich.markup import escape
+
+        def on_event(ev: dict) -> None:
+            if ev.get("event") == "start":
+                out.print(f"[dim]  measuring {escape(ev['id'])} ...[/dim]")
+
+        out.print(f"Benchmarking {escape(str(impl))} ([dim]{args.tokens} tokens per row; "
+                  "your code runs in a separate process[/dim])")
+        result = run_bench(impl, kernels, tokens=args.tokens, on_event=on_event)
+        render(result, out)
+    ref = next(r for r in result["rows"] if r["id"] == "mlx")
+    return EXIT_OK if ref["status"] == "ok" else EXIT_FAIL
+
+
 def cmd_start(args) -> int:
     """The full-screen tutor. The records are taken before the app starts, so a second
     tutor on the same workspace gets one clear line (exit 2), not a traceback."""
@@ -484,6 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dir", help="the kernels folder to build (default: the workspace's kernels/)")
     b.add_argument("--clean", action="store_true", help="delete kernels/build first")
     b.set_defaults(func=cmd_build_kernels)
+
+    bn = sub.add_parser("bench", help="your decode speed through week 2: no cache, KV cache, "
+                                      "quantized matmul, flash attention, against MLX")
+    bn.add_argument("week", help="week2")
+    bn.add_argument("--impl", help="package directory (default: the workspace's impl/)")
+    bn.add_argument("--kernels", help="folder with your built C++ extension "
+                                      "(default: the workspace's kernels/)")
+    bn.add_argument("--tokens", type=int, default=32, help="tokens decoded per row (default 32)")
+    bn.add_argument("--json", action="store_true", help="print one JSON object")
+    bn.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("reset", help="put a day's code back to the stubs (after a backup)")
     r.add_argument("day")

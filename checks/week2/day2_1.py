@@ -3,13 +3,15 @@ cache, and ``simple_generate_with_kv_cache``.
 
 Oracles: plain concatenation for the cache; mlx_lm's qwen2.Attention with mlx_lm's own
 KVCache for the attention; the full-sequence forward of mlx_lm's Qwen2 (tiny random 4-bit
-models, group size 64) for the model decoded chunk by chunk; mlx_lm's greedy decoding with
-its own prompt cache for generation. The catalogued mistakes are modelled by a decode loop
-written out from mlx_lm's modules (``w2_oracle.decode_steps``) with one piece changed: the
-new tokens rotated from position 0 (kv-rope-offset-ignored) or the causal mask aligned
-top-left (kv-mask-wrong-for-decode). The cache's own mistakes (kv-offset-not-advanced,
-kv-concat-wrong-axis) show in what ``update_and_fetch`` returns; in generation, a stuck
-offset shows in the offsets the loop passes to the model.
+models, group size 64) for the model decoded chunk by chunk, and on the real
+Qwen2-0.5B-Instruct weights when they are in the local Hugging Face cache (skipped
+otherwise); mlx_lm's greedy decoding with its own prompt cache for generation. The
+catalogued mistakes are modelled by a decode loop written out from mlx_lm's modules
+(``w2_oracle.decode_steps``) with one piece changed: the new tokens rotated from position
+0 (kv-rope-offset-ignored) or the causal mask aligned top-left (kv-mask-wrong-for-decode).
+The cache's own mistakes (kv-offset-not-advanced, kv-concat-wrong-axis) show in what
+``update_and_fetch`` returns; in generation, a stuck offset shows in the offsets the loop
+passes to the model.
 
 Precision: the learner's model runs in float16, the oracles in float32 on the same
 (float16-representable) weights; see the tolerances below.
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..harness import CheckFailed, Ctx, check, import_mlx_lm, outside_learner, to_np
 from ..week1.tiny_tokenizer import CharTokenizer
+from .real_weights import CASE_NAME, REAL_LOGP, REAL_REPO, load_real_qwen2, real_snapshot
 from .w2_oracle import (RefCache, attention_steps, decode_steps, forward_chunk, log_softmax,
                         mlx_lm_cache, new_caches, tiny_w2)
 
@@ -326,6 +329,51 @@ def qwen2_week2_decode(ctx: Ctx):
             worst = max(worst, ev["max_abs_err"])
             steps_total += 1
     return {"cases": len(DECODE_CASES), "calls": steps_total, "max_abs_err": worst}
+
+
+# A prefill of 4 tokens, then one token at a time (the book decodes token by token).
+REAL_DECODE = [4, 1, 1, 1, 1, 1, 1]
+REAL_SEED = 2140
+
+
+@check(DAY, "qwen2-0.5b-decode", 3,
+       "Qwen2ModelWeek2 decoded token by token on the real Qwen2-0.5B-Instruct weights",
+       forbid=BUILT_ON, symbols=("qwen2_week2.Qwen2ModelWeek2",))
+def qwen2_real_decode(ctx: Ctx):
+    path = real_snapshot()
+    Model = ctx.symbol("qwen2_week2.Qwen2ModelWeek2")  # a missing symbol fails before loading
+    oracle = load_real_qwen2(path)
+    a = oracle.args
+    T = sum(REAL_DECODE)
+    ids = mx.random.randint(0, a.vocab_size, (1, T), key=mx.random.key(REAL_SEED))
+    # The truth: mlx_lm's full-sequence forward on the same weights, as the book compares.
+    full = log_softmax(oracle(ids))
+    mx.eval(full)
+    bounds = [int(b) for b in np.cumsum([0] + REAL_DECODE)]
+    chunks = [ids[:, s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+    modelled: dict = {}
+
+    def cand(pit, i):
+        def fn():
+            if pit not in modelled:
+                modelled[pit] = decode_steps(oracle, chunks, **MISTAKES[pit])
+            return log_softmax(modelled[pit][i])
+        return fn
+
+    model = ctx.call(Model, oracle)
+    caches = _learner_caches(ctx, model, a.num_hidden_layers)
+    worst = 0.0
+    for i, (s, e) in enumerate(zip(bounds[:-1], bounds[1:])):
+        kind = "prefill" if i == 0 else "decode"
+        case = (f"{CASE_NAME}, {a.num_hidden_layers} layers, call {i + 1} ({kind}): tokens "
+                f"{s}..{e - 1} at offset {s}")
+        got = ctx.call(model, chunks[i], s, caches)
+        ctx.expect_shape(got, (1, e - s, a.vocab_size), "logits", case)
+        ev = ctx.expect_close(log_softmax(got), full[:, s:e], what="log-softmax of the logits",
+                              case=case, candidates={p: cand(p, i) for p in MISTAKES},
+                              **REAL_LOGP)
+        worst = max(worst, ev["max_abs_err"])
+    return {"model": REAL_REPO, "calls": len(REAL_DECODE), "tokens": T, "max_abs_err": worst}
 
 
 # --------------------------------------------------------------------------- task 4: generate

@@ -17,6 +17,11 @@ The mistakes are modelled on the oracle side: every row rotated at row 0's offse
 (batch-rope-offsets-shared), the padding or an empty slot left visible in the mask
 (batch-padded-slot-unmasked), rows left-aligned (batch-left-aligned), and every prefill
 chunk placed at offset 0 (chunk-offset-restarts).
+
+Real weights (qwen2-0.5b-batch): the book's staggered batching test on Qwen2-0.5B-Instruct
+when it is in the local Hugging Face cache (skipped otherwise): the learner's model and
+BatchingKvCache decode four requests that join and leave the batch at different steps,
+each active row against mlx_lm's full forward of that request.
 """
 
 from __future__ import annotations
@@ -414,6 +419,138 @@ def batch_generate_check(ctx):
         raise CheckFailed(
             f"[{setup}] the texts are right, but no decode step had more than one active "
             "request: requests should join free slots while others are still decoding.", ev)
+    return ev
+
+
+# The book's staggered test on real weights: REAL_REQUESTS requests of REAL_LEN tokens each,
+# request i joining at step REAL_LEN * i // REAL_REQUESTS and leaving after its last token;
+# one BatchingKvCache(REAL_REQUESTS, REAL_LEN) per layer, one token per request per step.
+REAL_REQUESTS, REAL_LEN, REAL_SEED = 4, 4, 2605
+# How the catalogued mistakes are modelled in the staggered run (OracleQwen2 + the checks'
+# batch cache with a mistaken layout, or every row rotated at row 0's offset).
+REAL_MISTAKES = {
+    "batch-rope-offsets-shared": {"rope_shared": True},
+    "batch-padded-slot-unmasked": {"pad_mask": "0"},
+    "batch-left-aligned": {"data_left": True},
+}
+
+
+class _DataLeftCache(OracleBatchCache):
+    """The checks' batch cache with the rows' keys and values at the left (padding after)
+    while the mask is still built for right-aligned rows: batch-left-aligned as it shows
+    in a model (a mask that is left-aligned too would hide the mistake in a decode step)."""
+
+    def update_and_fetch(self, keys, values, mask_length=None, mask=None):
+        L = keys.shape[2] if mask_length is None else mask_length
+        rows = []
+        for i, c in enumerate(self.slots):
+            if c is None:
+                rows.append(None)
+                continue
+            k, v, _, _ = c.update_and_fetch(keys[i:i + 1], values[i:i + 1])
+            rows.append((k, v))
+        k, v, _ = batch_layout(rows, L, keys.shape[1], keys.shape[3], align="left")
+        _, _, m = batch_layout(rows, L, keys.shape[1], keys.shape[3])
+        return k, v, None, m
+
+
+def _staggered_schedule():
+    """[(step, [(request, position) for active requests], joins, leaves)]."""
+    starts = [REAL_LEN * i // REAL_REQUESTS for i in range(REAL_REQUESTS)]
+    steps = []
+    for step in range(REAL_LEN + starts[-1]):
+        pos = [step - s for s in starts]
+        joins = [r for r, p in enumerate(pos) if p == 0]
+        leaves = [r for r, p in enumerate(pos) if p == REAL_LEN]
+        active = [(r, p) for r, p in enumerate(pos) if 0 <= p < REAL_LEN]
+        steps.append((step, active, joins, leaves))
+    return starts, steps
+
+
+def _step_inputs(ids, active):
+    toks, offs = [0] * REAL_REQUESTS, [0] * REAL_REQUESTS
+    for r, p in active:
+        toks[r] = int(ids[r, p].item())
+        offs[r] = p
+    return (mx.array(toks, dtype=mx.int32).reshape(-1, 1), mx.array(offs, dtype=mx.int32),
+            offs)
+
+
+def _staggered_modelled(mlx_model, ids, schedule, rope_shared=False, data_left=False,
+                        **layout):
+    """The staggered run computed by the oracle with one mistake: per step, the
+    log-probabilities of the active rows."""
+    om = OracleQwen2(mlx_model)
+    cls = _DataLeftCache if data_left else OracleBatchCache
+    caches = [cls([None] * REAL_REQUESTS, **layout) for _ in range(om.num_hidden_layers)]
+    outs = []
+    for _, active, joins, leaves in schedule:
+        for c in caches:
+            for r in leaves:
+                c.slots[r] = None
+            for r in joins:
+                c.slots[r] = OracleFullCache()
+        x, offs, offs_list = _step_inputs(ids, active)
+        rope = [offs_list[0]] * REAL_REQUESTS if rope_shared else None
+        logits = om(x, offs, caches, rope_offsets=rope)
+        outs.append(log_softmax(logits[mx.array([r for r, _ in active]), 0]))
+    mx.eval(outs)
+    return outs
+
+
+@check(DAY, "qwen2-0.5b-batch", 3,
+       "Qwen2ModelWeek2 with BatchingKvCache on the real Qwen2-0.5B-Instruct weights: "
+       "requests joining and leaving a batch",
+       forbid=MODEL_FORBID,
+       symbols=("qwen2_week2.Qwen2ModelWeek2", "kv_cache.BatchingKvCache"))
+def qwen2_real_batch(ctx):
+    from .real_weights import CASE_NAME, REAL_LOGP, REAL_REPO, load_real_qwen2, real_snapshot
+
+    path = real_snapshot()
+    Model = ctx.symbol("qwen2_week2.Qwen2ModelWeek2")
+    Batching = ctx.symbol("kv_cache.BatchingKvCache")
+    mlx_model = load_real_qwen2(path)
+    a = mlx_model.args
+    ids = mx.random.randint(0, a.vocab_size, (REAL_REQUESTS, REAL_LEN),
+                            key=mx.random.key(REAL_SEED))
+    # The truth: each request's tokens through mlx_lm's full forward, on their own rows.
+    full = log_softmax(mlx_model(ids))
+    mx.eval(full)
+    starts, schedule = _staggered_schedule()
+    modelled: dict = {}
+
+    def cand(pit, i):
+        def fn():
+            if pit not in modelled:
+                modelled[pit] = _staggered_modelled(mlx_model, ids, schedule,
+                                                    **REAL_MISTAKES[pit])
+            return modelled[pit][i]
+        return fn
+
+    model = ctx.call(Model, mlx_model)
+    caches = [ctx.call(Batching, REAL_REQUESTS, REAL_LEN) for _ in range(a.num_hidden_layers)]
+    evs = []
+    for i, (step, active, joins, leaves) in enumerate(schedule):
+        for c in caches:
+            for r in leaves:
+                ctx.call(c.remove_request, r)
+            for r in joins:
+                ctx.call(c.add_request, OracleFullCache(), r)
+        x, offs, offs_list = _step_inputs(ids, active)
+        case = (f"{CASE_NAME}, {REAL_REQUESTS} requests of {REAL_LEN} tokens starting at steps "
+                f"{starts}; step {step}: rows {[r for r, _ in active]} at positions "
+                f"{[p for _, p in active]}, offsets {offs_list}"
+                + (f", request(s) {joins} joined" if joins else "")
+                + (f", request(s) {leaves} left" if leaves else ""))
+        got = ctx.call(model, x, offs, caches)
+        ctx.expect_shape(got, (REAL_REQUESTS, 1, a.vocab_size), "logits", case)
+        rows = mx.array([r for r, _ in active])
+        want = mx.stack([full[r, p] for r, p in active])
+        evs.append(ctx.expect_close(
+            log_softmax(got[rows, 0]), want, what="log-probs of the active rows", case=case,
+            candidates={p: cand(p, i) for p in REAL_MISTAKES}, **REAL_LOGP))
+    ev = merge_evidence(evs)
+    ev.update({"model": REAL_REPO, "steps": len(schedule), "starts": starts})
     return ev
 
 

@@ -106,6 +106,8 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
         v = mx.concatenate([kv[1], v], axis=2)
     kv[0], kv[1] = k, v
     mask = additive_mask(L, k.shape[2], mask_mode)
+    if mask is not None:
+        mask = mask.astype(q.dtype)  # a float16 model (real checkpoints) needs a float16 mask
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask=mask)
     return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 

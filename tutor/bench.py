@@ -1,0 +1,268 @@
+"""``tiny-llm-tutor bench week2``: the week's payoff in tokens per second.
+
+The learner's decode throughput on a small random Qwen2 (built in the benchmark process,
+nothing downloaded), one row per step of the week -- the week-1 loop without a cache, the
+KV cache, the quantized matmul kernel, flash attention -- with speed-ups over the week-1
+loop, and mlx_lm's own model with its KV cache on the same weights as the reference.
+
+The learner's code runs in a child process (:mod:`tutor.bench_child`) with the check
+runner's isolation: its own process group, an environment without keys or tokens, its
+prints drained and capped, a time budget per row. A row that crashes or runs out of time
+is reported as such and the child is restarted for the rows that remain. A step that is
+not written yet shows as ``not ready: <why>``; the bench still finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from tutor import paths
+from tutor.checking.runner import _CappedOutput, _describe_exit, _kill_group, child_env
+
+# (id, label), in the order of the table; the reference runs first (RUN_ORDER), on a fresh
+# process, before any learner code.
+ROWS = [
+    ("week1", "week 1, no cache"),
+    ("kv-cache", "+ KV cache"),
+    ("quantized", "+ quantized matmul"),
+    ("flash", "+ flash attention"),
+    ("mlx", "MLX (mlx_lm)"),
+]
+# What each row runs, printed under the table.
+LEGEND = {
+    "week1": "Qwen2ModelWeek1, the whole sequence fed again for every new token",
+    "kv-cache": "Qwen2ModelWeek2 with its KV cache; your quantized_linear swapped for MLX's "
+                "dequantize + a dense float16 matmul",
+    "quantized": "Qwen2ModelWeek2 as you wrote it: your quantized matmul kernel",
+    "flash": "the same with enable_flash_attn=True: your flash attention kernel",
+    "mlx": "mlx_lm's own Qwen2 with its KV cache, on the same weights",
+}
+RUN_ORDER = ["mlx", "week1", "kv-cache", "quantized", "flash"]
+LEARNER_ROWS = [r for r, _ in ROWS if r != "mlx"]
+ROW_TIMEOUT_S = 300.0
+SETUP_TIMEOUT_S = 120.0
+DEFAULT_TOKENS = 32
+
+
+def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOKENS,
+              python: str | None = None, row_timeout_s: float = ROW_TIMEOUT_S,
+              on_event: Callable[[dict], None] | None = None) -> dict:
+    """Run every row; return the result object (what ``bench week2 --json`` prints)."""
+    impl = Path(impl).resolve()
+    t0 = time.monotonic()
+    results: dict[str, dict] = {}
+    setup: dict = {}
+    fatal: str | None = None
+    remaining = list(RUN_ORDER)
+    while remaining and fatal is None:
+        proc, out, events = _spawn(impl, kernels, tokens, remaining, python)
+        current: str | None = None
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        stopped: str | None = None
+        try:
+            for ev in _events(events, lambda: deadline):
+                kind = ev.get("event")
+                if kind == "setup":
+                    setup = ev
+                    if on_event:
+                        on_event(ev)
+                elif kind == "fatal":
+                    fatal = ev.get("message") or "the benchmark could not start"
+                elif kind == "start":
+                    current = ev["id"]
+                    deadline = time.monotonic() + row_timeout_s
+                    if on_event:
+                        on_event(ev)
+                elif kind == "row":
+                    results[ev["id"]] = ev
+                    if ev["id"] in remaining:
+                        remaining.remove(ev["id"])
+                    current = None
+                    if on_event:
+                        on_event(ev)
+                elif kind == "timeout":
+                    stopped = "timeout"
+                elif kind == "done":
+                    break
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+            else:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            proc.wait()
+            events.close()
+        if fatal is not None or not remaining:
+            break
+        # The child stopped before reporting every row: a timeout, or a crash.
+        if current is None:
+            why = ("did not finish setting up" if stopped == "timeout"
+                   else f"{_describe_exit(proc.returncode)} between rows")
+            for r in remaining:
+                results[r] = {"id": r, "status": "error",
+                              "message": f"not run: the benchmark process {why}"}
+            remaining = []
+            break
+        if stopped == "timeout":
+            results[current] = {"id": current, "status": "timeout",
+                                "message": f"did not finish within {row_timeout_s:g} s"}
+        else:
+            how = _describe_exit(proc.returncode)
+            results[current] = {"id": current, "status": "crashed",
+                                "message": f"the benchmark process {how} (a crash in native "
+                                           "code, or os._exit / abort)"}
+        tail = out.text().strip()
+        if tail:
+            results[current]["output"] = tail
+        remaining.remove(current)
+        if on_event:
+            on_event({"event": "row", **results[current]})
+
+    rows = []
+    for rid, label in ROWS:
+        r = results.get(rid) or {"status": "error", "message": fatal or "not run"}
+        rows.append({"id": rid, "label": label, "status": r.get("status", "error"),
+                     "tok_per_s": r.get("tok_per_s"), "prefill_ms": r.get("prefill_ms"),
+                     "decode_s": r.get("decode_s"), "message": r.get("message"),
+                     "note": r.get("note"), **({"output": r["output"]} if r.get("output") else {})})
+    by_id = {r["id"]: r for r in rows}
+    base = by_id["week1"]["tok_per_s"] if by_id["week1"]["status"] == "ok" else None
+    ref = by_id["mlx"]["tok_per_s"] if by_id["mlx"]["status"] == "ok" else None
+    for r in rows:
+        ok = r["status"] == "ok" and r["tok_per_s"]
+        r["speedup_vs_week1"] = round(r["tok_per_s"] / base, 2) if ok and base else None
+        r["vs_mlx"] = round(r["tok_per_s"] / ref, 3) if ok and ref else None
+    return {
+        "bench": "week2",
+        "impl": str(impl),
+        "kernels": str(Path(kernels).resolve()) if kernels else None,
+        "device": setup.get("device"),
+        "model": setup.get("model"),
+        "reference_dtype": setup.get("reference_dtype"),
+        "extension": setup.get("extension"),
+        "prompt_tokens": setup.get("prompt_tokens"),
+        "tokens": tokens,
+        "rows": rows,
+        "error": fatal,
+        "duration_s": round(time.monotonic() - t0, 2),
+    }
+
+
+def _spawn(impl: Path, kernels: Path | None, tokens: int, rows: list[str],
+           python: str | None):
+    rfd, wfd = os.pipe()
+    cmd = [python or sys.executable, "-m", "tutor.bench_child", "--impl", str(impl),
+           "--checks", str(paths.checks_dir()), "--fd", str(wfd), "--tokens", str(tokens),
+           "--rows", ",".join(rows)]
+    if kernels is not None:
+        cmd += ["--kernels", str(Path(kernels).resolve())]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, pass_fds=(wfd,),
+                                start_new_session=True, env=child_env(), cwd=str(impl.parent))
+    finally:
+        os.close(wfd)
+    out = _CappedOutput()
+
+    def drain():
+        while True:
+            chunk = proc.stdout.read1(65536)
+            if not chunk:
+                return
+            out.add(chunk)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return proc, out, os.fdopen(rfd, "rb", buffering=0)
+
+
+def _events(events, deadline: Callable[[], float]):
+    """JSON events from the child until it closes the pipe, or a synthetic timeout event
+    when the current deadline passes."""
+    buf = b""
+    fd = events.fileno()
+    while True:
+        left = deadline() - time.monotonic()
+        if left <= 0:
+            yield {"event": "timeout"}
+            return
+        ready, _, _ = select.select([fd], [], [], min(left, 0.1))
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(x, spec: str, suffix: str = "") -> str:
+    return "—" if x is None else f"{x:{spec}}{suffix}"
+
+
+_STATUS_STYLE = {"not_ready": "yellow", "error": "red", "timeout": "red", "crashed": "red"}
+
+
+def render(result: dict, console) -> None:
+    """The table, one row per step of the week and the MLX reference, then a legend."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    m = result.get("model") or {}
+    device = {"gpu": "GPU (Metal)", "cpu": "CPU"}.get(result.get("device"), "?")
+    title = (f"Week 2 decode speed, {device}: random {m.get('bits', '?')}-bit Qwen2 (hidden "
+             f"{m.get('hidden_size', '?')}, {m.get('num_hidden_layers', '?')} layers, vocab "
+             f"{m.get('vocab_size', '?')}), {result.get('prompt_tokens') or '?'}-token prompt, "
+             f"{result['tokens']} new tokens")
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("step", no_wrap=True)
+    table.add_column("tok/s", justify="right")
+    table.add_column("× week 1", justify="right")
+    table.add_column("× MLX", justify="right")
+    table.add_column("prefill", justify="right")
+    table.add_column("notes", overflow="fold")
+    for r in result["rows"]:
+        if r["id"] == "mlx":
+            table.add_section()
+        status = r["status"]
+        if status == "ok":
+            note = r.get("note") or ""
+            cells = [_fmt(r["tok_per_s"], ".1f"), _fmt(r["speedup_vs_week1"], ".1f", "×"),
+                     _fmt(r["vs_mlx"], ".2f", "×"), _fmt(r["prefill_ms"], ".0f", " ms")]
+        else:
+            note = f"{status.replace('_', ' ')}: {r.get('message') or ''}"
+            cells = ["—"] * 4
+        style = _STATUS_STYLE.get(status)
+        note = f"[{style}]{escape(note)}[/]" if style else escape(note)
+        label = f"[dim]{escape(r['label'])}[/dim]" if r["id"] == "mlx" else escape(r["label"])
+        table.add_row(label, *cells, note)
+    console.print(table)
+    for rid, label in ROWS:
+        console.print(f"[dim]{escape(label)}: {escape(LEGEND[rid])}.[/dim]")
+    if result.get("error"):
+        console.print(f"[red]The benchmark could not run: {escape(result['error'])}[/red]")
+    ext = result.get("extension")
+    if ext and ext != "loaded":
+        console.print(f"[dim]Your extension: {escape(str(ext))}.[/dim]")
+    if result.get("device") == "cpu":
+        console.print("[dim]On the CPU the MLX reference runs in float32: MLX's float16 "
+                      "quantized matmul is a slow fallback there. Your models run as you "
+                      "wrote them (float16 in the course).[/dim]")
