@@ -14,11 +14,8 @@ not written yet shows as ``not ready: <why>``; the bench still finishes.
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from tutor import paths
-from tutor.checking.runner import _CappedOutput, _describe_exit, _kill_group, child_env
+from tutor.checking.runner import (_CappedOutput, _describe_exit, _kill_group, json_events,
+                                   popen_isolated)
 
 # (id, label), in the order of the table; the reference runs first (RUN_ORDER), on a fresh
 # process, before any learner code.
@@ -69,7 +67,7 @@ def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOK
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         stopped: str | None = None
         try:
-            for ev in _events(events, lambda: deadline):
+            for ev in json_events(events, lambda: deadline):
                 kind = ev.get("event")
                 if kind == "setup":
                     setup = ev
@@ -167,12 +165,7 @@ def _spawn(impl: Path, kernels: Path | None, tokens: int, rows: list[str],
            "--rows", ",".join(rows)]
     if kernels is not None:
         cmd += ["--kernels", str(Path(kernels).resolve())]
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, pass_fds=(wfd,),
-                                start_new_session=True, env=child_env(), cwd=str(impl.parent))
-    finally:
-        os.close(wfd)
+    proc = popen_isolated(cmd, wfd, impl.parent)
     out = _CappedOutput()
 
     def drain():
@@ -184,31 +177,6 @@ def _spawn(impl: Path, kernels: Path | None, tokens: int, rows: list[str],
 
     threading.Thread(target=drain, daemon=True).start()
     return proc, out, os.fdopen(rfd, "rb", buffering=0)
-
-
-def _events(events, deadline: Callable[[], float]):
-    """JSON events from the child until it closes the pipe, or a synthetic timeout event
-    when the current deadline passes."""
-    buf = b""
-    fd = events.fileno()
-    while True:
-        left = deadline() - time.monotonic()
-        if left <= 0:
-            yield {"event": "timeout"}
-            return
-        ready, _, _ = select.select([fd], [], [], min(left, 0.1))
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
 
 
 # --------------------------------------------------------------------------- output

@@ -139,7 +139,7 @@ def run_day(day: str, impl: Path, timeout_s: float,
         proc, run, events = _spawn(day, impl, remaining, python, kernels)
         finished = False
         try:
-            for ev in _events(proc, events, deadline, cancel):
+            for ev in json_events(events, lambda: deadline, cancel):
                 kind = ev.get("event")
                 if kind == "plan":
                     if not plan:
@@ -284,6 +284,18 @@ def _attach_output(run: _Run, results: dict, only: str | None = None) -> None:
                 results[key]["evidence"]["output"] = text
 
 
+def popen_isolated(cmd: list[str], result_fd: int, cwd: Path) -> subprocess.Popen:
+    """Start a child that runs learner code: its own process group (a timeout kills all it
+    started), no credentials in its environment, prints to a pipe the caller drains, and
+    ``result_fd`` (closed here, in the parent) as its channel for results."""
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, pass_fds=(result_fd,),
+                                start_new_session=True, env=child_env(), cwd=str(cwd))
+    finally:
+        os.close(result_fd)
+
+
 def _spawn(day: str, impl: Path, only: list[str] | None, python: str | None,
            kernels: Path | None):
     rfd, wfd = os.pipe()
@@ -293,28 +305,23 @@ def _spawn(day: str, impl: Path, only: list[str] | None, python: str | None,
         cmd += ["--kernels", str(Path(kernels).resolve())]
     if only:
         cmd += ["--only", ",".join(only)]
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, pass_fds=(wfd,),
-                                start_new_session=True, env=child_env(), cwd=str(impl.parent))
-    finally:
-        os.close(wfd)
+    proc = popen_isolated(cmd, wfd, impl.parent)
     run = _Run()
     t = threading.Thread(target=_drain_output, args=(proc.stdout, run), daemon=True)
     t.start()
     return proc, run, os.fdopen(rfd, "rb", buffering=0)
 
 
-def _events(proc, events, deadline: float, cancel: threading.Event | None):
-    """JSON events from the child until it closes the pipe, the deadline passes or the
-    run is cancelled (then a synthetic timeout/cancelled event is the last one)."""
+def json_events(events, deadline: Callable[[], float], cancel: threading.Event | None = None):
+    """JSON events from a child's result pipe until it closes, the deadline passes or
+    ``cancel`` is set (then a synthetic timeout/cancelled event is the last one)."""
     buf = b""
     fd = events.fileno()
     while True:
         if cancel is not None and cancel.is_set():
             yield {"event": "cancelled"}
             return
-        left = deadline - time.monotonic()
+        left = deadline() - time.monotonic()
         if left <= 0:
             yield {"event": "timeout"}
             return
