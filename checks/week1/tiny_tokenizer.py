@@ -33,7 +33,8 @@ def _as_int_list(ids) -> list[int]:
 
 
 class CharDetokenizer:
-    """Streaming detokenizer: ``last_segment`` is the text added since it was last read."""
+    """Streaming detokenizer: ``last_segment`` is the text added since it was last read.
+    Built from the tokenizer (or its ``_tokenizer``, as the book's batch.py does)."""
 
     def __init__(self, tokenizer: "CharTokenizer"):
         self._tok = tokenizer
@@ -87,13 +88,15 @@ class CharTokenizer:
         self.all_special_ids = [self.eos_token_id]
         self.bos_token_id = None
         self.pad_token_id = None
-        self._detokenizer = CharDetokenizer(self)
+        self._tokenizer = self  # what TokenizerWrapper wraps; the book builds detokenizers from it
 
     # ---- the TokenizerWrapper surface
 
     @property
     def detokenizer(self) -> CharDetokenizer:
-        return self._detokenizer
+        """A fresh, reset detokenizer per access, as mlx_lm's TokenizerWrapper gives (so
+        concurrent requests each get their own)."""
+        return CharDetokenizer(self)
 
     def encode(self, text: str, add_special_tokens: bool = True, **_kwargs) -> list[int]:
         try:
