@@ -342,6 +342,10 @@ def batching_kv_cache(ctx):
 # lengths 9 or 14, depending on their text; max_seq_len is never reached.
 GEN_PROMPTS = ["Tiny6", "x", "qwen2Go", "hello1", "MLXbatch9", "Zz", "abcdefghijklmn"]
 GEN_BATCH, GEN_PREFILL_STEP, GEN_MAX_SEQ = 3, 4, 32
+# A second run where max_seq_len cuts three of these prompts short ("x", "hello1", "Zz"
+# would otherwise run past 8 positions): a request stops once its cache holds
+# max_seq_len positions.
+CUT_PROMPTS, CUT_MAX_SEQ = ["Tiny6", "x", "qwen2Go", "hello1", "Zz"], 8
 
 
 def _tok():
@@ -355,6 +359,25 @@ def _oracle_model():
 def _references(tok, prompts, max_seq_len):
     om = _oracle_model()
     return [tok.decode(greedy_alone(om, tok.encode(p), max_seq_len)) for p in prompts]
+
+
+def _cut_short_run(ctx, fn, tok) -> str:
+    """Run batch_generate where max_seq_len stops some requests; '' when every text
+    matches the prompt generated alone under the same limit."""
+    import contextlib
+    import io
+
+    want = _references(tok, CUT_PROMPTS, CUT_MAX_SEQ)
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = ctx.call(fn, _oracle_model(), tok, list(CUT_PROMPTS), max_seq_len=CUT_MAX_SEQ,
+                           batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    try:
+        got = {int(i): t for i, t in results}
+    except (TypeError, ValueError):
+        return "the results are not (prompt_idx, text) pairs"
+    wrong = [j for j in range(len(CUT_PROMPTS)) if got.get(j) != want[j]]
+    return "; ".join(f"#{j} {CUT_PROMPTS[j]!r}: got {got.get(j)!r}, alone {want[j]!r}"
+                     for j in wrong[:3])
 
 
 @check(DAY, "batch-generate", 3,
@@ -405,6 +428,12 @@ def batch_generate_check(ctx):
             "greedily, with the same model.",
             {**ev, "wrong": [{"prompt_idx": j, "prompt": GEN_PROMPTS[j], "got": got[j],
                               "expected": want[j]} for j in wrong], "first": i})
+    cut = _cut_short_run(ctx, fn, tok)
+    if cut:
+        raise CheckFailed(
+            f"[{len(CUT_PROMPTS)} prompts, max_seq_len={CUT_MAX_SEQ}] texts differ from "
+            f"generating each prompt alone with the same max_seq_len: {cut}. A request "
+            "stops once its cache holds max_seq_len positions.", ev)
     bad_shape = [c["shape"] for c in decode_calls if c["shape"] != [GEN_BATCH, 1]]
     if bad_shape or not decode_calls:
         shapes = (f"ran on batches of shape {[tuple(b) for b in bad_shape[:3]]}" if bad_shape
