@@ -15,7 +15,6 @@ not written yet shows as ``not ready: <why>``; the bench still finishes.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from tutor import paths
-from tutor.checking.runner import (_CappedOutput, _describe_exit, _kill_group, json_events,
-                                   popen_isolated)
+from tutor.checking.runner import (_CappedOutput, _describe_exit, json_events, popen_isolated,
+                                   reap_group)
 
 # (id, label), in the order of the table; the reference runs first (RUN_ORDER), on a fresh
 # process, before any learner code.
@@ -92,14 +91,7 @@ def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOK
                 elif kind == "done":
                     break
         finally:
-            if proc.poll() is None:
-                _kill_group(proc)
-            else:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            proc.wait()
+            reap_group(proc)
             events.close()
         if fatal is not None or not remaining:
             break

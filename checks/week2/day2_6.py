@@ -471,13 +471,7 @@ class _DataLeftCache(OracleBatchCache):
 
     def update_and_fetch(self, keys, values, mask_length=None, mask=None):
         L = keys.shape[2] if mask_length is None else mask_length
-        rows = []
-        for i, c in enumerate(self.slots):
-            if c is None:
-                rows.append(None)
-                continue
-            k, v, _, _ = c.update_and_fetch(keys[i:i + 1], values[i:i + 1])
-            rows.append((k, v))
+        rows = self.rows(keys, values)
         k, v, _ = batch_layout(rows, L, keys.shape[1], keys.shape[3], align="left")
         _, _, m = batch_layout(rows, L, keys.shape[1], keys.shape[3])
         return k, v, None, m

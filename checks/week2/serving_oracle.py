@@ -141,8 +141,9 @@ class OracleBatchCache:
         self.slots = list(slots)
         self.layout = layout
 
-    def update_and_fetch(self, keys, values, mask_length=None, mask=None):
-        L = keys.shape[2] if mask_length is None else mask_length
+    def rows(self, keys, values) -> list:
+        """Each slot's full (keys, values) after adding its row of this step (None for
+        an empty slot)."""
         rows = []
         for i, c in enumerate(self.slots):
             if c is None:
@@ -150,6 +151,11 @@ class OracleBatchCache:
                 continue
             k, v, _, _ = c.update_and_fetch(keys[i:i + 1], values[i:i + 1])
             rows.append((k, v))
+        return rows
+
+    def update_and_fetch(self, keys, values, mask_length=None, mask=None):
+        L = keys.shape[2] if mask_length is None else mask_length
+        rows = self.rows(keys, values)
         k, v, m = batch_layout(rows, L, keys.shape[1], keys.shape[3], **self.layout)
         return k, v, None, m
 

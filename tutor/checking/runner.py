@@ -104,6 +104,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def reap_group(proc: subprocess.Popen) -> None:
+    """End a child and everything it started: kill its process group whether the child is
+    still running or already gone (what it spawned may linger), then wait for it."""
+    if proc.poll() is None:
+        _kill_group(proc)
+    else:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -171,15 +184,7 @@ def run_day(day: str, impl: Path, timeout_s: float,
                 elif kind in ("timeout", "cancelled"):
                     stop_reason = (kind, "")
         finally:
-            if proc.poll() is None:
-                _kill_group(proc)
-            else:
-                # the child is gone; make sure nothing it started lingers
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            proc.wait()
+            reap_group(proc)
             events.close()
             _attach_output(run, results)
         running = run.current

@@ -59,12 +59,11 @@ def record_check(workspace: Path, course, lesson, result: dict) -> str | None:
         return store.notice
 
 
-def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
-    """The progress table as plain data (for ``progress --json`` and the table), after
-    rewriting the tracker. Reads without the lock, so it works while a tutor is open."""
-    state, notice = read_state(workspace)
-    write_tracker(workspace, state, course)
-    days_state = state.get("days", {})
+def progress_rows(course, state: dict) -> list[dict]:
+    """The progress table as plain data, per week, from the records in ``state`` (pure:
+    no file is read or written). The CLI's table, ``progress --json`` and the TUI's
+    progress screen all show these rows."""
+    days_state = (state or {}).get("days", {})
     weeks = []
     for week in course.weeks:
         rows = []
@@ -83,8 +82,17 @@ def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
                 "gaps": [p for p, _ in pitfalls] + [f"concept:{q}" for q in missed],
             })
         weeks.append({"number": week.number, "title": week.title, "days": rows})
+    return weeks
+
+
+def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
+    """The progress table (see :func:`progress_rows`) after rewriting the tracker. Reads
+    without the lock, so it works while a tutor is open."""
+    state, notice = read_state(workspace)
+    write_tracker(workspace, state, course)
     return ({"workspace": str(workspace), "current_day": state.get("current_day"),
-             "tracker": str(tracker_path(workspace)), "weeks": weeks}, notice)
+             "tracker": str(tracker_path(workspace)),
+             "weeks": progress_rows(course, state)}, notice)
 
 
 def day_icons(workspace: Path, course) -> dict[str, str]:

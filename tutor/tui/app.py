@@ -603,7 +603,7 @@ class TutorApp(App[int]):
         self._q(TabbedContent).active = "lesson-tab"
 
     def action_progress(self) -> None:
-        from tutor.tui.render import progress_rows
+        from tutor.records.recorder import progress_rows
         from tutor.tui.screens import ProgressScreen
 
         with self.session.lock:  # from the records in memory: no disk on a key press

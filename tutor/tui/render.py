@@ -352,32 +352,6 @@ def duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m"
 
 
-def progress_rows(course, state: dict) -> list[dict]:
-    """The tracker's table as data, per week (like ``recorder.progress_summary``, but from
-    the records in memory: no file is read or written)."""
-    from tutor.records.mastery import assess
-    from tutor.records.tracker import knowledge_gaps
-
-    days_state = (state or {}).get("days", {})
-    weeks = []
-    for week in course.weeks:
-        rows = []
-        for lesson in week.days:
-            rec = days_state.get(lesson.id)
-            a = assess(rec, lesson)
-            pitfalls, missed = knowledge_gaps(rec)
-            rows.append({
-                "id": lesson.id, "title": lesson.title, "status_icon": a.status.icon,
-                "mastery": f"{a.mastery.icon} {a.mastery.label}" if a.mastery else "-",
-                "active_seconds": (rec or {}).get("active_seconds", 0),
-                "attempts": (rec or {}).get("attempts_total", 0),
-                "hints": len((rec or {}).get("hints_seen", [])),
-                "gaps": [p for p, _ in pitfalls] + [f"concept:{q}" for q in missed],
-            })
-        weeks.append({"number": week.number, "title": week.title, "days": rows})
-    return weeks
-
-
 def _fit(text: str, width: int) -> str:
     """``text`` cut with an ellipsis and padded to ``width`` terminal cells."""
     from rich.cells import cell_len, set_cell_size
