@@ -13,8 +13,19 @@ class Grade:
     expected: str
 
 
+# Spaces a keyboard or a copy from a document may put inside a number (no-break, thin,
+# narrow no-break, figure space); they count as plain spaces.
+_SPACES = dict.fromkeys(map(ord, "\u00a0\u2009\u202f\u2007"), " ")
+# The lessons print minus signs as U+2212; learners type "-". Both mean the same.
+_MINUS = {ord("\u2212"): "-"}
+
+
+def _plain(text: str) -> str:
+    return (text or "").translate(_SPACES).translate(_MINUS).strip()
+
+
 def _shape_tokens(text: str) -> list[str]:
-    text = text.strip().strip("()[]")
+    text = _plain(text).strip("()[]")
     parts = [p.strip().lower().replace(" ", "") for p in re.split(r"[,x×]", text)]
     return [p for p in parts if p]
 
@@ -36,9 +47,10 @@ def format_answer(q) -> str:
 def grade(q, answer: str) -> Grade:
     """Grade the learner's ``answer`` to concept question ``q``. Shapes compare
     axis by axis (``N, H, L, D`` or ``(2, 8, 16)``); numbers within the question's
-    tolerance (fractions like ``1/8`` are fine); choices by letter or by option text."""
+    tolerance (fractions like ``1/8`` and thousands separators are fine); choices by
+    letter or by option text."""
     expected = format_answer(q)
-    text = (answer or "").strip()
+    text = answer or ""
     ok = False
     if q.kind == "shape":
         want = [_canon(str(x).lower()) for x in q.answer]
@@ -47,23 +59,60 @@ def grade(q, answer: str) -> Grade:
         value = _number(text)
         ok = value is not None and abs(value - float(q.answer)) <= q.tolerance
     elif q.kind == "choice":
-        t = text.lower().rstrip(").").strip()
-        letters = "abcdef"[:len(q.options)]
-        if len(t) == 1 and t in letters:
-            ok = t == str(q.answer).lower()
-        else:
-            idx = "abcdef".index(str(q.answer).lower())
-            ok = t == q.options[idx].strip().lower()
+        ok = _choice(q, text) == str(q.answer).lower()
     verdict = "Right." if ok else f"Not quite: the answer is {expected}."
     return Grade(ok, f"{verdict} {q.explanation.strip()}", expected)
 
 
+def _option_key(text: str) -> str:
+    """An option as compared: case, spacing and the kind of minus sign do not matter."""
+    return re.sub(r"\s+", "", _plain(text).lower()).rstrip(".")
+
+
+def _choice(q, text: str) -> str | None:
+    """The letter the learner chose: a letter (``b``, ``b)``, ``B.``), an option's text
+    as shown (which may itself end in ")"), or both (``b) The key axis S``), in which case
+    the letter and the text must agree. None when it names no option."""
+    letters = "abcdef"[:len(q.options)]
+    keys = [_option_key(o) for o in q.options]
+    t = _plain(text)
+    m = re.fullmatch(r"([a-fA-F])\s*[).:]?", t)
+    if m and m.group(1).lower() in letters:
+        return m.group(1).lower()
+    key = _option_key(t)
+    if key in keys:
+        return letters[keys.index(key)]
+    m = re.fullmatch(r"([a-fA-F])\s*[).:]\s*(.+)", t, re.S)
+    if m and m.group(1).lower() in letters:
+        letter = m.group(1).lower()
+        if _option_key(m.group(2)) == keys[letters.index(letter)]:
+            return letter
+    return None
+
+
+# Digits grouped by threes with one kind of separator (12,288 · 12 288 · 12_288 · 12'288).
+# The first group never starts with 0, so a decimal comma (0,125) is not read as 125.
+_GROUPED = re.compile(r"[-+]?[1-9]\d{0,2}(?P<sep>[ ,_'])\d{3}(?:(?P=sep)\d{3})*(?:\.\d+)?")
+
+
+def _one_number(text: str) -> float:
+    t = text.strip()
+    m = _GROUPED.fullmatch(t)
+    if m:
+        t = t.replace(m.group("sep"), "")
+    elif not re.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?", t, re.IGNORECASE):
+        raise ValueError(t)
+    return float(t)
+
+
 def _number(text: str) -> float | None:
-    t = text.replace(" ", "").replace("_", "")
-    m = re.fullmatch(r"([-+]?\d*\.?\d+(?:e[-+]?\d+)?)/([-+]?\d*\.?\d+)", t, re.IGNORECASE)
+    """A plain number, a grouped one or a fraction like ``1/8``; None if it is none."""
+    parts = _plain(text).split("/")
     try:
-        if m:
-            return float(m.group(1)) / float(m.group(2))
-        return float(t)
+        if len(parts) == 2:
+            return _one_number(parts[0]) / _one_number(parts[1])
+        if len(parts) == 1:
+            return _one_number(parts[0])
     except (ValueError, ZeroDivisionError):
-        return None
+        pass
+    return None
