@@ -2,8 +2,9 @@
 
 Statistical checks, made deterministic with fixed seeds (``mx.random.seed``, and numpy's and
 Python's in case the learner draws with those). Each check draws thousands of tokens in one
-call, as a batch (N, V) of identical rows; a sampler that only handles one row is called
-row by row instead (fewer draws, same tests).
+call, as a batch (N, V) of identical rows, when a cheap probe shows the sampler handles a
+batch of differing rows; a sampler written for one row, as the book's is, is called row by
+row instead (fewer draws, same tests).
 
 * Distributions are compared with a chi-square goodness-of-fit test (numpy only; the critical
   value comes from the Wilson-Hilferty approximation, slightly conservative for small df) at
@@ -128,19 +129,50 @@ def _ids(out, n: int, v: int, case: str) -> np.ndarray | None:
     return a
 
 
+PROBE_ROWS, PROBE_V = 4, 256
+
+
+def handles_batches(ctx, sample) -> bool:
+    """Whether ``sample`` treats each row of a batch on its own, tried cheaply on a few rows
+    that disagree. The course's generation loop only ever passes one row, so a sampler
+    written for (1, V) is correct by the course's contract; it is then drawn from row by
+    row (a batch-of-one sampler can cost O(N^2 V) on an (N, V) batch, or mix the rows)."""
+    import mlx.core as mx
+
+    # Row i ranks the tokens in its own rotation: its top token sits at PROBE_V/4 * i and
+    # towers over the rest (gap 1000, still huge after any temperature the checks use), so
+    # any correct sampler, greedy or not, returns exactly that token for every row, while one
+    # that shares a mask or an ordering across rows does not.
+    shift = PROBE_V // PROBE_ROWS
+    ranks = np.arange(PROBE_V, dtype=np.float32)
+    rows = [np.roll(np.where(ranks == 0, 0.0, -1000.0 - ranks), shift * i)
+            for i in range(PROBE_ROWS)]
+    want = [shift * i for i in range(PROBE_ROWS)]
+    _seed()
+    try:
+        out = ctx.call(sample, mx.array(np.stack(rows).astype(np.float32)))
+        got = np.asarray(out).reshape(-1)
+    except LearnerError:
+        return False
+    except (TypeError, ValueError):
+        return False
+    return got.size == PROBE_ROWS and [int(g) for g in got] == want
+
+
 def draw(ctx, sample, logprobs: np.ndarray, case: str) -> tuple[np.ndarray, str]:
     """Token counts from sampling ``logprobs`` (V,) many times: one call on an (N, V) batch of
-    identical rows, or, if the sampler cannot take a batch, N_ROWS calls on (1, V)."""
+    identical rows when the sampler handles batches, otherwise N_ROWS calls on (1, V)."""
     import mlx.core as mx
 
     v = logprobs.shape[-1]
     row = mx.array(logprobs.astype(np.float32))
-    batch = mx.tile(row[None], (N_BATCH, 1))
-    _seed()
-    try:
-        ids = _ids(ctx.call(sample, batch), N_BATCH, v, case)
-    except LearnerError:
-        ids = None
+    ids = None
+    if handles_batches(ctx, sample):
+        _seed()
+        try:
+            ids = _ids(ctx.call(sample, mx.tile(row[None], (N_BATCH, 1))), N_BATCH, v, case)
+        except LearnerError:
+            ids = None
     mode = f"one call on a ({N_BATCH}, {v}) batch"
     if ids is None:
         _seed()
