@@ -77,7 +77,7 @@ def _run_norm_cases(ctx: Ctx, cases) -> dict:
     return {"cases": len(cases), "max_abs_err": worst}
 
 
-@check(DAY, "rmsnorm", 1, "RMSNorm matches mx.fast.rms_norm (float32 and float16)",
+@check(DAY, "rmsnorm", 1, "RMSNorm against MLX's fused RMSNorm (float32 and float16)",
        forbid=NORM_FORBID, symbols=("RMSNorm",))
 def rmsnorm(ctx: Ctx):
     # (batch prefix, D, dtype, std of x, eps, note)
@@ -93,7 +93,7 @@ def rmsnorm(ctx: Ctx):
 
 
 @check(DAY, "rmsnorm-float16-range", 1,
-       "RMSNorm on float16 values up to 1000 (accumulate in float32)",
+       "RMSNorm on float16 inputs with values up to 1000",
        forbid=NORM_FORBID, symbols=("RMSNorm",))
 def rmsnorm_float16_range(ctx: Ctx):
     return _run_norm_cases(ctx, [
@@ -105,7 +105,7 @@ def rmsnorm_float16_range(ctx: Ctx):
 # --------------------------------------------------------------------------- SiLU
 
 
-@check(DAY, "silu", 2, "silu matches nn.silu", forbid=SILU_FORBID, symbols=("silu",))
+@check(DAY, "silu", 2, "silu against MLX's own SiLU", forbid=SILU_FORBID, symbols=("silu",))
 def silu_check(ctx: Ctx):
     silu = ctx.symbol("silu")
     cases = [((7,), mx.float32), ((2, 3, 5), mx.float32), ((4, 9), mx.float16)]

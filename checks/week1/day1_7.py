@@ -262,7 +262,7 @@ def sampler_greedy(ctx):
 TEMP_LOGITS = _logprobs([1.6, 0.8, 0.4, 0.0, -0.4, -1.2], [2, 0, 5, 3, 1, 4])
 
 
-@check(DAY, "sampler-temperature", 1, "temperature T samples from softmax(logprobs / T)",
+@check(DAY, "sampler-temperature", 1, "sampling at a temperature: how often each token is drawn",
        symbols=SYMBOLS)
 def sampler_temperature(ctx):
     lp = TEMP_LOGITS

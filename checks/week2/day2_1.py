@@ -88,7 +88,7 @@ def _same_mask(got, want) -> bool:
 
 
 @check(DAY, "kv-full-cache", 1,
-       "TinyKvFullCache appends keys and values on the sequence axis and tracks the offset",
+       "TinyKvFullCache over several calls: the keys, values, offset and mask it returns",
        symbols=("TinyKvFullCache",))
 def kv_full_cache(ctx: Ctx):
     Cache = ctx.symbol("TinyKvFullCache")

@@ -255,7 +255,7 @@ def _cpu_problems():
 
 
 @check(DAY, "qmm-cpu", 2,
-       "QuantizedMatmul on the CPU matches mx.quantized_matmul (float16; M = 1 and odd M; "
+       "QuantizedMatmul on the CPU against MLX's quantized matmul (float16; M = 1 and odd M; "
        "several K, N and group sizes)", symbols=("QuantizedMatmul",))
 def qmm_cpu(ctx: Ctx):
     fn = _ext_qmm(ctx)
@@ -275,8 +275,8 @@ def _dtype_problems():
 
 
 @check(DAY, "qmm-cpu-dtypes", 2,
-       "QuantizedMatmul on the CPU: float32 and bfloat16 activations, long rows accumulated "
-       "in float32", symbols=("QuantizedMatmul",))
+       "QuantizedMatmul on the CPU: float32 and bfloat16 activations, and long rows",
+       symbols=("QuantizedMatmul",))
 def qmm_cpu_dtypes(ctx: Ctx):
     fn = _ext_qmm(ctx)
     try:
@@ -290,7 +290,8 @@ def qmm_cpu_dtypes(ctx: Ctx):
 
 
 @check(DAY, "qmm-metal", 3,
-       "QuantizedMatmul on the Apple GPU (Metal) matches mx.quantized_matmul (float16, bfloat16)",
+       "QuantizedMatmul on the Apple GPU (Metal) against MLX's quantized matmul "
+       "(float16, bfloat16)",
        symbols=("QuantizedMatmul",))
 def qmm_metal(ctx: Ctx):
     if not mx.metal.is_available():
@@ -401,8 +402,8 @@ LINEAR_CASES = [
 
 
 @check(DAY, "quantized-linear", 1,
-       "quantized_linear and quantized_matmul flatten, call the extension and restore the "
-       "shape (batch prefixes, transposed views, bias, three dtypes)",
+       "quantized_linear and quantized_matmul: what they hand to the extension and what they "
+       "return (batch prefixes, strided views, bias, three dtypes)",
        forbid=(QMM_FORBID,), symbols=("quantized_matmul", "quantized_linear"))
 def quantized_linear_check(ctx: Ctx):
     qlinear = ctx.symbol("quantize.quantized_linear")

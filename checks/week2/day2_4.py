@@ -385,7 +385,8 @@ CAUSAL_CASES = [
 
 
 @check(DAY, "flash-cpu", 2,
-       "your extension's flash_attention on the CPU: grouped heads, L != S, masks, E up to 128",
+       "your extension's flash_attention on the CPU: grouped heads, L != S, masks, head "
+       "dimension up to 128",
        symbols=("FlashAttention",))
 def flash_cpu(ctx):
     fn = _ext_flash(ctx)
@@ -403,7 +404,7 @@ def flash_cpu(ctx):
 
 
 @check(DAY, "flash-cpu-causal", 2,
-       "your extension's flash_attention on the CPU with is_causal (L <= S, offset S - L)",
+       "your extension's flash_attention on the CPU with is_causal (L <= S)",
        symbols=("FlashAttention",))
 def flash_cpu_causal(ctx):
     fn = _ext_flash(ctx)
