@@ -164,3 +164,61 @@ def test_a_day_without_checks_is_skipped_not_passed(stub_impl):
     assert result["status"] == "fail"
     assert [c["status"] for c in result["checks"]] == ["skipped"]
     assert "not available" in result["checks"][0]["skip_reason"]
+
+
+# --------------------------------------------------------------------------- several days
+
+
+@pytest.fixture
+def key_impl(tmp_path):
+    import shutil
+
+    from tutor import paths
+
+    dest = tmp_path / "impl"
+    shutil.copytree(paths.answer_key_dir(), dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_one_child_runs_several_days_in_order(key_impl):
+    from tutor.checking.runner import run_days
+
+    started = []
+    results = list(run_days([("1.2", 30), ("1.4", 30)], key_impl,
+                            on_day=lambda d: started.append(d) or None))
+    assert started == ["1.2", "1.4"]
+    assert [r["day"] for r in results] == ["1.2", "1.4"]
+    assert all(r["status"] == "pass" for r in results), results
+
+
+def test_a_crash_in_one_day_leaves_the_next_day_running(key_impl):
+    from tutor.checking.runner import run_days
+
+    _break(key_impl, "import os\nos._exit(3)")
+    first, second = run_days([("1.1", 30), ("1.2", 30)], key_impl)
+    assert _by_id(first)["sdpa-simple"]["status"] == "crashed"
+    assert _by_id(first)["linear"]["status"] == "pass"  # a new child took up the rest
+    assert second["status"] == "pass", second
+
+
+def test_a_timeout_spends_only_its_own_days_budget(key_impl):
+    from tutor.checking.runner import run_days
+
+    _break(key_impl, "while True:\n    pass")
+    t0 = time.monotonic()
+    first, second = run_days([("1.1", 2), ("1.2", 30)], key_impl)
+    assert time.monotonic() - t0 < 2 + 15
+    assert _by_id(first)["sdpa-simple"]["status"] == "timeout"
+    assert second["status"] == "pass", second
+
+
+def test_an_import_error_is_reported_for_every_day(key_impl):
+    from tutor.checking.runner import run_days
+
+    (key_impl / "basics.py").write_text("def oops(:\n")
+    results = list(run_days([("1.1", 30), ("1.4", 30)], key_impl))
+    assert [r["day"] for r in results] == ["1.1", "1.4"]
+    for r in results:
+        assert r["status"] == "fail"
+        assert all("basics.py" in c["message"] or "SyntaxError" in c["message"]
+                   for c in r["checks"]), r

@@ -59,7 +59,7 @@ def _workspace(required: bool = True) -> Path | None:
 
 def cmd_check(args) -> int:
     from tutor.checking.results import with_questions
-    from tutor.checking.runner import run_day
+    from tutor.checking.runner import run_days
 
     course = _course()
     days = _days(course, args.day)
@@ -74,11 +74,13 @@ def cmd_check(args) -> int:
     record = ws is not None and (args.impl is None or impl == (ws / "impl").resolve())
     out = _console()
     results = []
-    for day in days:
-        lesson = course.lesson(day)
-        timeout = args.timeout or lesson.timeout_s
-        progress = None if args.json else _progress_printer(out, lesson, args.verbose)
-        result = run_day(day, impl, timeout, on_event=progress, kernels=kernels)
+
+    def progress(day: str):
+        return None if args.json else _progress_printer(out, course.lesson(day), args.verbose)
+
+    budgets = [(day, args.timeout or course.lesson(day).timeout_s) for day in days]
+    for result in run_days(budgets, impl, on_day=progress, kernels=kernels):
+        lesson = course.lesson(result["day"])
         with_questions(result, lesson.pitfall_questions)
         results.append(result)
         if record:

@@ -1,14 +1,16 @@
-"""The check child process: imports the package under test and runs one day's checks.
+"""The check child process: imports the package under test and runs one or more days' checks.
 
 Started by :mod:`tutor.checking.runner` as ``python -m tutor.checking.child``. It speaks
 JSON lines on the file descriptor given by ``--fd`` (never on stdout, which belongs to the
 learner's prints):
 
+    {"event": "day", "day": "1.3"}                      (then, for that day:)
     {"event": "plan", "checks": [{"id", "task", "title"}, ...]}
     {"event": "start", "id": ...}
     {"event": "result", "id": ..., "status": ..., "message": ..., "evidence": ..., "pitfall": ...}
     {"event": "import_error", "message": ..., "frames": [...]}
-    {"event": "done"}
+    {"event": "day_done", "day": "1.3"}
+    {"event": "done"}                                    (after the last day)
 """
 
 from __future__ import annotations
@@ -127,11 +129,11 @@ def describe_import_error(exc: BaseException, impl_dir: Path, harness) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--day", required=True)
+    ap.add_argument("--day", required=True, help="a day id, or several separated by commas")
     ap.add_argument("--impl", required=True)
     ap.add_argument("--checks", required=True)
     ap.add_argument("--fd", type=int, required=True)
-    ap.add_argument("--only", default="", help="comma-separated check ids to run")
+    ap.add_argument("--only", default="", help="comma-separated check ids of the first day")
     ap.add_argument("--kernels", default="", help="folder with the built C++ extension")
     args = ap.parse_args(argv)
     fd = args.fd
@@ -141,42 +143,65 @@ def main(argv: list[str] | None = None) -> int:
     harness = importlib.import_module(f"{CHECKS_PKG}.harness")
     harness.install_tripwires()
     harness.install_light_tokenizer_utils()
+    package = _Package(impl_dir, harness, Path(args.kernels) if args.kernels else None)
+    only = [s for s in args.only.split(",") if s]
+    for i, day in enumerate(d for d in args.day.split(",") if d):
+        _emit(fd, {"event": "day", "day": day})
+        run_day(fd, harness, package, day, only if i == 0 else [])
+        _emit(fd, {"event": "day_done", "day": day})
+    _emit(fd, {"event": "done"})
+    return 0
+
+
+class _Package:
+    """The package under test, imported once (with the extension first) on first use; an
+    import error is remembered and reported for every day."""
+
+    def __init__(self, impl_dir: Path, harness, kernels: Path | None):
+        self.impl_dir, self.harness, self.kernels = impl_dir, harness, kernels
+        self.module = None
+        self.error: dict | None = None
+        self._tried = False
+
+    def load(self):
+        if not self._tried:
+            self._tried = True
+            if self.kernels is not None:
+                load_extension(self.kernels, self.harness)
+            try:
+                self.module = import_impl(self.impl_dir)
+            except BaseException as exc:  # noqa: BLE001 - anything the learner's import does
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.error = describe_import_error(exc, self.impl_dir, self.harness)
+        return self.module
+
+
+def run_day(fd: int, harness, package: _Package, day: str, only: list[str]) -> None:
     try:
-        importlib.import_module(day_module(args.day))
+        importlib.import_module(day_module(day))
     except ModuleNotFoundError as exc:
-        wanted = day_module(args.day)
+        wanted = day_module(day)
         if not exc.name or not (wanted == exc.name or wanted.startswith(exc.name + ".")):
             raise
         _emit(fd, {"event": "plan", "checks": []})
         _emit(fd, {"event": "no_checks"})
-        _emit(fd, {"event": "done"})
-        return 0
-    specs = harness.REGISTRY.get(args.day, [])
-    only = [s for s in args.only.split(",") if s]
+        return
+    specs = harness.REGISTRY.get(day, [])
     if only:
         specs = [s for s in specs if s.id in only]
     _emit(fd, {"event": "plan",
                "checks": [{"id": s.id, "task": s.task, "title": s.title} for s in specs]})
-
-    if args.kernels:
-        load_extension(Path(args.kernels), harness)
-    try:
-        impl = import_impl(impl_dir)
-    except BaseException as exc:  # noqa: BLE001 - anything the learner's import does
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        _emit(fd, {"event": "import_error", **describe_import_error(exc, impl_dir, harness)})
-        _emit(fd, {"event": "done"})
-        return 0
-
+    impl = package.load()
+    if package.error is not None:
+        _emit(fd, {"event": "import_error", **package.error})
+        return
     for spec in specs:
         _emit(fd, {"event": "start", "id": spec.id})
         t0 = time.perf_counter()
-        result = run_one(harness, impl, impl_dir, spec)
+        result = run_one(harness, impl, package.impl_dir, spec)
         result["duration_s"] = round(time.perf_counter() - t0, 4)
         _emit(fd, {"event": "result", "id": spec.id, **result})
-    _emit(fd, {"event": "done"})
-    return 0
 
 
 def run_one(harness, impl, impl_dir: Path, spec) -> dict:
@@ -192,7 +217,7 @@ def run_one(harness, impl, impl_dir: Path, spec) -> dict:
                 "pitfall": f.pitfall}
     except harness.LearnerError as e:
         return {"status": e.status, "message": e.message, "evidence": {"traceback": e.frames},
-                "pitfall": None}
+                "pitfall": getattr(e, "pitfall", None)}
     except NotImplementedError as exc:
         return {"status": "fail", "message": f"Not implemented yet: {exc}", "evidence": {},
                 "pitfall": None}

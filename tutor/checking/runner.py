@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from tutor import paths
 from tutor.checking.results import STATUSES, day_result
@@ -74,13 +74,14 @@ class _CappedOutput:
 
 @dataclass
 class _Run:
-    """State shared by the reader threads of one child."""
+    """State shared by the reader threads of one child. Output is keyed by (day, check id):
+    one child may run several days."""
 
-    current: str | None = None
-    outputs: dict[str, _CappedOutput] = field(default_factory=dict)
+    current: tuple[str, str] | None = None
+    outputs: dict[tuple[str, str], _CappedOutput] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def out_for(self, key: str) -> _CappedOutput:
+    def out_for(self, key) -> _CappedOutput:
         return self.outputs.setdefault(key, _CappedOutput())
 
 
@@ -90,7 +91,7 @@ def _drain_output(stream, run: _Run) -> None:
         if not chunk:
             return
         with run.lock:
-            run.out_for(run.current or "_import").add(chunk)
+            run.out_for(run.current or ("", "_import")).add(chunk)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -127,6 +128,30 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+@dataclass
+class _Day:
+    """What is known of one day while its checks run (possibly over several children)."""
+
+    day: str
+    timeout_s: float
+    t0: float
+    on_event: Callable[[dict], None] | None = None
+    plan: list[dict] = field(default_factory=list)
+    results: dict[str, dict] = field(default_factory=dict)
+    remaining: list[str] | None = None  # None until the first plan arrives
+    import_error: dict | None = None
+    no_checks: bool = False
+    stop_reason: str | None = None  # "timeout" or "cancelled"
+
+    @property
+    def deadline(self) -> float:
+        return self.t0 + self.timeout_s
+
+    def notify(self, ev: dict) -> None:
+        if self.on_event:
+            self.on_event(ev)
+
+
 def run_day(day: str, impl: Path, timeout_s: float,
             on_event: Callable[[dict], None] | None = None,
             cancel: threading.Event | None = None,
@@ -134,109 +159,151 @@ def run_day(day: str, impl: Path, timeout_s: float,
     """Run every check of ``day`` against the package at ``impl``; return the day's result
     dict (the ``check --json`` contract). ``kernels`` is the folder holding the built C++
     extension the package may use (the workspace's ``kernels/``). ``on_event`` sees
-    plan/start/result events as they
-    happen; setting ``cancel`` kills the child and reports the rest as skipped."""
-    impl = Path(impl).resolve()
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s
-    plan: list[dict] = []
-    results: dict[str, dict] = {}
-    remaining: list[str] | None = None  # None until the first plan arrives
-    import_error: dict | None = None
-    no_checks = False
-    stop_reason: tuple[str, str] | None = None  # (status for the running check, reason)
+    plan/start/result events as they happen; setting ``cancel`` kills the child and
+    reports the rest as skipped."""
+    return next(run_days([(day, timeout_s)], impl, lambda _d: on_event, cancel, python,
+                         kernels))
 
-    while True:
-        if remaining is not None and not remaining:
-            break
-        proc, run, events = _spawn(day, impl, remaining, python, kernels)
-        finished = False
+
+def run_days(days: list[tuple[str, float]], impl: Path,
+             on_day: Callable[[str], Callable[[dict], None] | None] | None = None,
+             cancel: threading.Event | None = None, python: str | None = None,
+             kernels: Path | None = None) -> Iterator[dict]:
+    """Run several days' checks, each with its own time budget, and yield each day's result
+    as soon as that day is done. One child runs the days in order, so the interpreter, MLX
+    and the learner's package are loaded once per run rather than once per day; a crash or
+    a timeout ends only that child, and a new one takes up the checks that remain.
+    ``on_day(day)`` is called as a day starts and returns its event callback (or None)."""
+    impl = Path(impl).resolve()
+    queue = list(days)
+    only: list[str] | None = None  # the checks left of queue[0] after a crash
+    current: _Day | None = None
+    while queue:
+        spawned = time.monotonic()
+        proc, run, events = _spawn([d for d, _ in queue], impl, only, python, kernels)
+        if current is None:
+            current = _start_day(queue[0], spawned, on_day)
+        finished_child = False
         try:
-            for ev in json_events(events, lambda: deadline, cancel):
+            for ev in json_events(events, lambda: current.deadline if current else time.monotonic() + 5,
+                                  cancel):
                 kind = ev.get("event")
-                if kind == "plan":
-                    if not plan:
-                        plan = ev["checks"]
-                        if on_event:
-                            on_event(ev)
-                    if remaining is None:
-                        remaining = [c["id"] for c in plan]
+                if kind == "day":
+                    if ev["day"] != current.day:  # the next day of this child begins
+                        current = _start_day(queue[0], time.monotonic(), on_day)
+                elif kind == "plan":
+                    if not current.plan:
+                        current.plan = ev["checks"]
+                        current.notify(ev)
+                    if current.remaining is None:
+                        current.remaining = [c["id"] for c in current.plan]
                 elif kind == "start":
                     with run.lock:
-                        run.current = ev["id"]
-                    if on_event:
-                        on_event(ev)
+                        run.current = (current.day, ev["id"])
+                    current.notify(ev)
                 elif kind == "result":
                     cid = ev["id"]
-                    results[cid] = ev
-                    if remaining and cid in remaining:
-                        remaining.remove(cid)
+                    current.results[cid] = ev
+                    if current.remaining and cid in current.remaining:
+                        current.remaining.remove(cid)
                     with run.lock:
                         run.current = None
-                    if on_event:
-                        on_event(ev)
+                    current.notify(ev)
                 elif kind == "import_error":
-                    import_error = ev
+                    current.import_error = ev
                 elif kind == "no_checks":
-                    no_checks = True
+                    current.no_checks = True
+                elif kind == "day_done":
+                    _attach_output(run, current)
+                    yield _finish(current, impl)
+                    queue.pop(0)
+                    only, current = None, None
+                    if queue:  # a hang between days is bounded by the next day's budget
+                        current = _start_day(queue[0], time.monotonic(), on_day)
                 elif kind == "done":
-                    finished = True
+                    finished_child = True
                 elif kind in ("timeout", "cancelled"):
-                    stop_reason = (kind, "")
+                    current.stop_reason = kind
         finally:
             reap_group(proc)
             events.close()
-            _attach_output(run, results)
-        running = run.current
-        if import_error is not None:
-            break
-        if stop_reason is not None:
-            status = stop_reason[0]
+            if current is not None:
+                _attach_output(run, current)
+        if finished_child or current is None:
+            # Days the child skipped over (it should not) are reported, not lost.
+            for d in queue:
+                yield _finish(_start_day(d, time.monotonic(), None, missing=True), impl)
+            return
+        running = run.current[1] if run.current and run.current[0] == current.day else None
+        if current.stop_reason is not None:
             if running:
-                if status == "timeout":
-                    results[running] = {
-                        "id": running, "status": "timeout",
-                        "message": (f"Did not finish within the day's {timeout_s:g} s budget: "
-                                    "look for a loop that never ends or work that grows "
-                                    "too fast."),
-                        "evidence": {"timeout_s": timeout_s}, "pitfall": None}
-                else:
-                    results[running] = _skipped(running, "cancelled")
-                _attach_output(run, results, only=running)
-            break
-        if finished:
-            break
-        # The child died without saying "done": a crash.
-        code = proc.returncode
-        how = _describe_exit(code)
-        if remaining is None:
-            import_error = {"message": f"The check process {how} while importing your "
-                                       "package.", "frames": [], "status": "crashed"}
-            break
+                current.results[running] = (
+                    _timed_out(running, current.timeout_s) if current.stop_reason == "timeout"
+                    else _skipped(running, "cancelled"))
+                _attach_output(run, current, only=running)
+            yield _finish(current, impl)
+            if current.stop_reason == "cancelled":
+                return
+            queue.pop(0)
+            only, current = None, None
+            continue
+        # The child died without saying "day_done": a crash.
+        how = _describe_exit(proc.returncode)
+        if current.remaining is None:
+            current.import_error = {"message": f"The check process {how} while importing "
+                                               "your package.", "frames": [],
+                                    "status": "crashed"}
+            yield _finish(current, impl)
+            queue.pop(0)
+            only, current = None, None
+            continue
         if running:
-            results[running] = {
+            current.results[running] = {
                 "id": running, "status": "crashed",
                 "message": f"The check process {how} while running this check "
                            "(a crash in native code, os._exit or abort in your code).",
-                "evidence": {"exit": code}, "pitfall": None}
-            _attach_output(run, results, only=running)
-            if running in remaining:
-                remaining.remove(running)
+                "evidence": {"exit": proc.returncode}, "pitfall": None}
+            _attach_output(run, current, only=running)
+            if running in current.remaining:
+                current.remaining.remove(running)
         else:
             # Crashed between checks: do not loop forever on the same crash.
-            for cid in list(remaining):
-                results[cid] = _skipped(cid, f"not run: the check process {how}")
-            remaining = []
-        if time.monotonic() >= deadline:
-            stop_reason = ("timeout", "")
-            break
+            for cid in list(current.remaining):
+                current.results[cid] = _skipped(cid, f"not run: the check process {how}")
+            current.remaining = []
+        if time.monotonic() >= current.deadline:
+            current.stop_reason = "timeout"
+        if current.stop_reason or not current.remaining:
+            yield _finish(current, impl)
+            queue.pop(0)
+            only, current = None, None
+        else:
+            only = list(current.remaining)
 
-    checks = _assemble(plan, results, import_error, stop_reason, timeout_s)
-    if no_checks:
+
+def _start_day(entry: tuple[str, float], t0: float, on_day, missing: bool = False) -> _Day:
+    day, timeout_s = entry
+    d = _Day(day, timeout_s, t0, on_event=on_day(day) if on_day else None)
+    if missing:
+        d.import_error = {"message": "The check process ended before this day's checks "
+                                     "ran.", "frames": [], "status": "error"}
+    return d
+
+
+def _timed_out(cid: str, timeout_s: float) -> dict:
+    return {"id": cid, "status": "timeout",
+            "message": (f"Did not finish within the day's {timeout_s:g} s budget: look for a "
+                        "loop that never ends or work that grows too fast."),
+            "evidence": {"timeout_s": timeout_s}, "pitfall": None}
+
+
+def _finish(d: _Day, impl: Path) -> dict:
+    checks = _assemble(d.plan, d.results, d.import_error, d.stop_reason, d.timeout_s)
+    if d.no_checks:
         reason = "this day's checks are not available yet in this version of the tutor"
         checks = [{"id": "checks", "task": 0, "title": "The day's checks", "status": "skipped",
                    "message": reason, "evidence": {}, "pitfall": None, "skip_reason": reason}]
-    return day_result(day, str(impl), checks, time.monotonic() - t0)
+    return day_result(d.day, str(impl), checks, time.monotonic() - d.t0)
 
 
 def _skipped(cid: str, reason: str) -> dict:
@@ -244,7 +311,8 @@ def _skipped(cid: str, reason: str) -> dict:
             "pitfall": None, "skip_reason": reason}
 
 
-def _assemble(plan, results, import_error, stop_reason, timeout_s) -> list[dict]:
+def _assemble(plan, results, import_error, stop_reason: str | None,
+              timeout_s) -> list[dict]:
     checks = []
     for c in plan:
         r = results.get(c["id"])
@@ -253,7 +321,7 @@ def _assemble(plan, results, import_error, stop_reason, timeout_s) -> list[dict]
                 r = {"status": import_error.get("status", "error"),
                      "message": import_error["message"],
                      "evidence": {"traceback": import_error.get("frames", [])}}
-            elif stop_reason and stop_reason[0] == "cancelled":
+            elif stop_reason == "cancelled":
                 r = _skipped(c["id"], "not run: the check run was cancelled")
             else:
                 r = _skipped(c["id"], f"not run: the day's {timeout_s:g} s budget ran out "
@@ -276,17 +344,17 @@ def _assemble(plan, results, import_error, stop_reason, timeout_s) -> list[dict]
     return checks
 
 
-def _attach_output(run: _Run, results: dict, only: str | None = None) -> None:
+def _attach_output(run: _Run, d: _Day, only: str | None = None) -> None:
     with run.lock:
-        for key, out in run.outputs.items():
-            if only and key != only:
+        for (day, cid), out in run.outputs.items():
+            if day != d.day or (only and cid != only) or cid not in d.results:
                 continue
             text = out.text()
-            if text.strip() and key in results:
-                results[key].setdefault("evidence", {})
-                if results[key]["evidence"] is None:
-                    results[key]["evidence"] = {}
-                results[key]["evidence"]["output"] = text
+            if text.strip():
+                ev = d.results[cid]
+                if ev.get("evidence") is None:
+                    ev["evidence"] = {}
+                ev.setdefault("evidence", {})["output"] = text
 
 
 def popen_isolated(cmd: list[str], result_fd: int, cwd: Path) -> subprocess.Popen:
@@ -301,10 +369,10 @@ def popen_isolated(cmd: list[str], result_fd: int, cwd: Path) -> subprocess.Pope
         os.close(result_fd)
 
 
-def _spawn(day: str, impl: Path, only: list[str] | None, python: str | None,
+def _spawn(days: list[str], impl: Path, only: list[str] | None, python: str | None,
            kernels: Path | None):
     rfd, wfd = os.pipe()
-    cmd = [python or sys.executable, "-m", "tutor.checking.child", "--day", day,
+    cmd = [python or sys.executable, "-m", "tutor.checking.child", "--day", ",".join(days),
            "--impl", str(impl), "--checks", str(paths.checks_dir()), "--fd", str(wfd)]
     if kernels is not None:
         cmd += ["--kernels", str(Path(kernels).resolve())]
