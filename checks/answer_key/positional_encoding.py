@@ -1,5 +1,7 @@
 """Rotary positional embeddings (RoPE), traditional and half-split layouts."""
 
+import operator
+
 import mlx.core as mx
 
 __all__ = ["RoPE"]
@@ -32,8 +34,11 @@ class RoPE:
         self.inv_freq = mx.power(float(base), -mx.arange(half, dtype=mx.float32) / half)
 
     def _start(self, s: slice, length: int) -> int:
-        start = 0 if s.start is None else s.start
-        stop = start + length if s.stop is None else s.stop
+        # Callers build slices from Python ints, NumPy integers (the book's tests use
+        # np.random) or 0-d mx.arrays; operator.index turns each into a plain int (and
+        # refuses floats), so the positions below are always a float32 mx.array.
+        start = 0 if s.start is None else operator.index(s.start)
+        stop = start + length if s.stop is None else operator.index(s.stop)
         if s.step not in (None, 1) or stop - start != length:
             raise ValueError(f"offset {s} must cover exactly {length} consecutive positions")
         if start < 0 or stop > self.seq_len:
