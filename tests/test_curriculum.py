@@ -17,7 +17,7 @@ def test_shipped_course_loads_and_is_complete():
     course = load_course()
     assert [d.id for d in course.week(1).days] == ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
     for lesson in course.lessons:
-        assert lesson.chapter.startswith("https://skyzh.github.io/tiny-llm/")
+        assert lesson.chapter.startswith("https://github.com/skyzh/tiny-llm/blob/ea4769d/book/src/")
         assert len(lesson.concept_questions) >= 2
         for task in lesson.tasks:
             assert len(task.guiding_questions) >= 3

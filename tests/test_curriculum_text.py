@@ -133,3 +133,36 @@ def test_symptoms_say_what_the_mistake_really_does():
     assert "Left alignment would be just as correct" in correct
     assert "up to float16 rounding" in _concepts("2.6")
     assert "identical to a whole-prompt prefill" not in _concepts("2.6")
+
+
+# --------------------------------------------------------------------------- the book's edition
+
+# The book's live site moved to a Qwen3 edition; the tutor follows the Qwen2 edition at this
+# commit of skyzh/tiny-llm, whose chapters are Markdown files under book/src/.
+BOOK_COMMIT = "ea4769d"
+BOOK_SRC = f"https://github.com/skyzh/tiny-llm/blob/{BOOK_COMMIT}/book/src/"
+# `ls book/src/*.md` in the book's repository at that commit.
+CHAPTERS_AT_COMMIT = {
+    "SUMMARY.md", "copyright.md", "glossary.md", "preface.md", "setup.md",
+    "week1-overview.md", "week1-01-attention.md", "week1-02-positional-encodings.md",
+    "week1-03-gqa.md", "week1-04-rmsnorm-and-mlp.md", "week1-05-qwen2-model.md",
+    "week1-06-generate-response.md", "week1-07-sampling-prepare.md",
+    "week2-overview.md", "week2-01-kv-cache.md", "week2-02-quantized-matmul.md",
+    "week2-04-flash-attention.md", "week2-06-prefill-and-batch.md",
+    "week3-overview.md", "week3-01-paged-attention-part1.md",
+    "week3-02-paged-attention-part2.md",
+}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lesson_links_its_chapter_at_the_pinned_commit(lesson):
+    assert lesson.chapter.startswith(BOOK_SRC), lesson.chapter
+    name = lesson.chapter[len(BOOK_SRC):]
+    assert name in CHAPTERS_AT_COMMIT, f"{lesson.source}: no chapter {name} at {BOOK_COMMIT}"
+    week, day = lesson.id.split(".")
+    assert name.startswith(f"week{week}-{int(day):02d}-"), f"{lesson.source}: {name}"
+
+
+def test_course_links_the_book_at_the_pinned_commit():
+    assert COURSE.book.startswith(BOOK_SRC)
+    assert COURSE.book[len(BOOK_SRC):] in CHAPTERS_AT_COMMIT

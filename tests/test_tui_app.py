@@ -98,7 +98,7 @@ async def test_start_week1_opens_the_first_unfinished_day(session):
         assert "Day 1.1" in status_text(app)
         md = text_of(app, "#lesson-md")
         assert "Attention and Multi-Head Attention" in md and "impl/attention.py" in md
-        assert "skyzh.github.io/tiny-llm/week1-01-attention" in md
+        assert "skyzh/tiny-llm/blob/ea4769d/book/src/week1-01-attention.md" in md
         cards = list(app.query("#before-questions QuestionCard").results(QuestionCard))
         assert [c.question.id for c in cards] == ["scale-value", "score-shape"]
         assert app.theme == "textual-dark"

@@ -39,7 +39,7 @@ def lesson():
 def test_lesson_view_names_files_symbols_and_the_chapter(lesson):
     text = render.lesson_plain(lesson)
     assert text.startswith("Day 1.1 · Attention and Multi-Head Attention")
-    assert "https://skyzh.github.io/tiny-llm/week1-01-attention.html" in text
+    assert "https://github.com/skyzh/tiny-llm/blob/ea4769d/book/src/week1-01-attention.md" in text
     assert "Edit impl/attention.py: scaled_dot_product_attention_simple" in text
     assert "• Compute scaled dot-product attention" in text
     assert "key axis (the last one)" in text  # **bold** markers are gone
