@@ -523,11 +523,13 @@ class Ctx:
                      dtype: str | None = None, rtol: float | None = None,
                      atol: float | None = None,
                      candidates: dict[str, Any] | None = None,
-                     expect_dtype: str | None = None) -> dict:
+                     expect_dtype: str | None = None,
+                     axes: tuple[str, ...] | None = None) -> dict:
         """Compare with the oracle. On a mismatch, the candidates (pitfall id -> output of
         that mistake, or a zero-argument function computing it; a list/tuple of outputs for
         several variants of one mistake) name the mistake whose output the learner's
-        matches. Returns the evidence of a pass (max errors)."""
+        matches; when none does, the message says how the output differs (``axes`` names
+        the output's axes for that). Returns the evidence of a pass (max errors)."""
         if not hasattr(got, "shape"):
             raise CheckFailed(f"{_case(case)}{what} is a {type(got).__name__}, expected an mx.array.",
                               {"what": what, "type": type(got).__name__, "case": case})
@@ -544,14 +546,15 @@ class Ctx:
                 ev)
         if g.shape != w.shape:
             pit = _match_candidates(g, candidates, rtol, atol)
-            raise CheckFailed(
-                f"{_case(case)}{what} has shape {tuple(g.shape)}, expected {tuple(w.shape)}.",
-                ev, pitfall=pit)
+            msg = f"{_case(case)}{what} has shape {tuple(g.shape)}, expected {tuple(w.shape)}."
+            if pit is None:
+                msg += " " + describe_shape_difference(g.shape, w.shape)
+            raise CheckFailed(msg, ev, pitfall=pit)
         ok, stats = _compare(g, w, rtol, atol)
         ev.update(stats)
         if ok:
             return ev
-        pit = _match_candidates(g, candidates, rtol, atol)
+        pit = _match_candidates(g, candidates, rtol, atol, want=w)
         first = stats["first_mismatch"]
         where = (f"first at index {tuple(first['index'])}: got {first['got']:.4g}, "
                  f"expected {first['expected']:.4g}")
@@ -559,6 +562,11 @@ class Ctx:
                f"{stats['of']} values outside tolerance ({where}).")
         if stats.get("nan"):
             msg += " It has NaN or inf where the reference is finite."
+        if pit is None:
+            how = describe_difference(g, w, rtol, atol, axes)
+            if how:
+                msg += " " + how
+                ev["difference"] = how
         raise CheckFailed(msg, ev, pitfall=pit)
 
     def fail(self, message: str, evidence: dict | None = None, pitfall: str | None = None):
@@ -637,22 +645,151 @@ def _variants(cand):
             continue
 
 
+def _gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Root-mean-square distance over the entries finite in both; inf when the two disagree
+    on where the non-finite values are (NaN against a number, -inf against 0)."""
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    with np.errstate(invalid="ignore"):
+        same_nonfinite = (~fa & ~fb) & ((a == b) | (np.isnan(a) & np.isnan(b)))
+    if np.any((fa != fb) | ((~fa & ~fb) & ~same_nonfinite)):
+        return float("inf")
+    both = fa & fb
+    if not both.any():
+        return 0.0
+    return float(np.sqrt(np.mean(np.square(a[both] - b[both]))))
+
+
+# A candidate names a mistake only if it explains the learner's output much better than the
+# reference does (its distance at most this fraction of the reference's), and only if it
+# beats every other mistake that also fits by the same margin: two mistakes that coincide
+# on these inputs are not told apart by guessing.
+EXPLAINS = 0.25
+BEATS = 0.2
+
+
 def _match_candidates(g: np.ndarray, candidates: dict[str, Any] | None, rtol: float,
-                      atol: float) -> str | None:
-    """The catalogued mistake whose output the learner's output matches, if any."""
+                      atol: float, want: np.ndarray | None = None) -> str | None:
+    """The catalogued mistake whose output the learner's output matches, if any.
+
+    A candidate that is itself within tolerance of the reference (the mistake does not show
+    on these inputs) never names anything; with the reference given, a candidate must also
+    explain the difference (see ``EXPLAINS``)."""
     if not candidates:
         return None
-    best, best_err = None, None
+    ref_gap = None
+    if want is not None and want.shape == g.shape:
+        ref_gap = _gap(g, want)
+    fits: dict[str, float] = {}
     for pitfall, cand in candidates.items():
         for c in _variants(cand):
             if c.shape != g.shape:
                 continue
-            ok, stats = _compare(g, c, rtol, atol)
-            if ok:
-                err = stats["max_abs_err"]
-                if best_err is None or err < best_err:
-                    best, best_err = pitfall, err
-    return best
+            ok, _ = _compare(g, c, rtol, atol)
+            if not ok:
+                continue
+            if ref_gap is not None:
+                if c.shape == want.shape and _compare(c, want, rtol, atol)[0]:
+                    continue
+                gap = _gap(g, c)
+                if not (gap <= EXPLAINS * ref_gap):
+                    continue
+            else:
+                gap = _gap(g, c)
+            if pitfall not in fits or gap < fits[pitfall]:
+                fits[pitfall] = gap
+    if not fits:
+        return None
+    ranked = sorted(fits.items(), key=lambda kv: kv[1])
+    if len(ranked) > 1 and not ranked[0][1] <= BEATS * ranked[1][1]:
+        return None
+    return ranked[0][0]
+
+
+# --------------------------------------------------------------------------- what differs
+
+
+def describe_difference(g: np.ndarray, w: np.ndarray, rtol: float, atol: float,
+                        axes: tuple[str, ...] | None = None) -> str:
+    """One or two sentences on how ``g`` differs from ``w`` (same shape) when no catalogued
+    mistake explains it: off by a constant factor or offset, confined to some indices along
+    an axis, the reference with two axes exchanged or one reversed. Empty if nothing simple
+    fits. Evidence only: it says where and how, never why."""
+    try:
+        return " ".join(_describe(g, w, rtol, atol, axes))
+    except Exception:  # a description must never turn a failed check into a crash
+        return ""
+
+
+def _axis_name(axes, i: int, ndim: int) -> str:
+    if axes and len(axes) == ndim and axes[i]:
+        return axes[i]
+    return f"axis {i}"
+
+
+def _describe(g, w, rtol, atol, axes) -> list[str]:
+    out: list[str] = []
+    fin = np.isfinite(w)
+    if np.all(np.isfinite(g)) and fin.all() and g.size:
+        ww = float(np.sum(w * w))
+        if np.all(np.abs(g) <= atol):
+            return ["Your output is zero (to within tolerance) everywhere."]
+        if ww > 0:
+            c = float(np.sum(g * w) / ww)
+            if abs(c - 1.0) > 1e-3 and _compare(g, c * w, rtol, atol)[0]:
+                if abs(c + 1.0) < 1e-2:
+                    return ["Every value has the reference's magnitude with the sign flipped."]
+                return [f"Every value is about {c:.4g} times the reference value."]
+        d = float(np.median(g - w))
+        if abs(d) > atol and _compare(g, w + d, rtol, atol)[0]:
+            return [f"Every value is shifted by about {d:.4g} from the reference."]
+    if g.ndim >= 2:
+        for i in range(g.ndim):
+            for j in range(i + 1, g.ndim):
+                if g.shape[i] == g.shape[j] and g.shape[i] > 1:
+                    if _compare(g, np.swapaxes(w, i, j), rtol, atol)[0]:
+                        return [f"It equals the reference with {_axis_name(axes, i, g.ndim)} "
+                                f"and {_axis_name(axes, j, g.ndim)} exchanged."]
+    for i in range(g.ndim):
+        if g.shape[i] > 1 and _compare(g, np.flip(w, axis=i), rtol, atol)[0]:
+            return [f"It equals the reference reversed along {_axis_name(axes, i, g.ndim)}."]
+    _, stats = _compare(g, w, rtol, atol)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(g - w)
+        same_nonfinite = ~np.isfinite(w) & ((g == w) | (np.isnan(g) & np.isnan(w)))
+        bad = ~((diff <= atol + rtol * np.abs(w)) | same_nonfinite)
+    spots = []
+    for i in range(g.ndim):
+        n = g.shape[i]
+        if n <= 1:
+            continue
+        other = tuple(k for k in range(g.ndim) if k != i)
+        hit = np.nonzero(bad.any(axis=other) if other else bad)[0]
+        if 0 < len(hit) < n:
+            spots.append((len(hit) / n, i, [int(h) for h in hit]))
+    for _, i, hit in sorted(spots)[:2]:
+        n = g.shape[i]
+        shown = ", ".join(str(h) for h in hit[:8]) + (", ..." if len(hit) > 8 else "")
+        name = _axis_name(axes, i, g.ndim)
+        which = f"index {shown} differs" if len(hit) == 1 else f"indices {shown} differ"
+        out.append(f"Along {name} (size {n}) only {which}; the other {n - len(hit)} match.")
+    if not np.all(np.isfinite(g[np.isfinite(w)])):
+        k = int(np.sum(~np.isfinite(g) & fin))
+        out.append(f"{k} value(s) are NaN or inf where the reference is finite.")
+    return out
+
+
+def describe_shape_difference(g_shape, w_shape) -> str:
+    """What a wrong shape has in common with the expected one."""
+    g_shape, w_shape = tuple(g_shape), tuple(w_shape)
+    if sorted(g_shape) == sorted(w_shape):
+        return "It has the expected axis sizes, in another order."
+    if int(np.prod(g_shape)) == int(np.prod(w_shape)):
+        return "It holds the expected number of elements, in another shape."
+    if len(g_shape) == len(w_shape):
+        diff = [i for i, (a, b) in enumerate(zip(g_shape, w_shape)) if a != b]
+        return "Axis " + ", ".join(f"{i} has size {g_shape[i]} (expected {w_shape[i]})"
+                                   for i in diff) + "."
+    return f"It has {len(g_shape)} axes, expected {len(w_shape)}."
 
 
 # --------------------------------------------------------------------------- tracebacks

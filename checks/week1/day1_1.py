@@ -7,12 +7,13 @@ one thing done wrong; they are never used as the reference.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..harness import check, dtype_str, merge_evidence
+from ..harness import CheckFailed, check, dtype_str, merge_evidence
 
 DAY = "1.1"
 SDPA = "mx.fast.scaled_dot_product_attention"
@@ -26,13 +27,75 @@ F32, F16 = mx.float32, mx.float16
 # --------------------------------------------------------------------------- mistake models
 
 
-def attention_model(q, k, v, scale, mask=None, axis=-1):
-    """softmax(q k^T * scale + mask, axis) v in float32, cast back to q's dtype."""
+def attention_model(q, k, v, scale, mask=None, axis=-1, mask_mode="add"):
+    """softmax(q k^T * scale + mask, axis) v in float32, cast back to q's dtype.
+
+    mask_mode models where the mask meets the scores: "add" (right), "mul" (multiplied in),
+    "sub" (subtracted), "before-scale" (added before the scale, so it is scaled too),
+    "after-softmax" (added to the weights)."""
     qf, kf, vf = (t.astype(F32) for t in (q, k, v))
-    scores = (qf @ kf.swapaxes(-1, -2)) * scale
-    if mask is not None:
-        scores = scores + mask.astype(F32)
-    return (mx.softmax(scores, axis=axis) @ vf).astype(q.dtype)
+    raw = qf @ kf.swapaxes(-1, -2)
+    scores = raw * scale
+    m = None if mask is None else mask.astype(F32)
+    if m is not None:
+        if mask_mode == "add":
+            scores = scores + m
+        elif mask_mode == "mul":
+            scores = scores * m
+        elif mask_mode == "sub":
+            scores = scores - m
+        elif mask_mode == "before-scale":
+            scores = (raw + m) * scale
+    weights = mx.softmax(scores, axis=axis)
+    if m is not None and mask_mode == "after-softmax":
+        weights = weights + m
+    return (weights @ vf).astype(q.dtype)
+
+
+MASK_MISTAKES = ("mul", "sub", "before-scale", "after-softmax")
+
+
+def wrong_scales(right: float, *, dims=(), given=None, exclude=()) -> list[float]:
+    """Scale factors a learner plausibly uses instead of ``right``: 1/sqrt, 1/x or sqrt of
+    a size of the problem (``dims``: head dim, query and key lengths, hidden size, heads),
+    and for a given scale its square, inverse or root, or a default applied on top of it.
+    Never 1 (attn-missing-scale), nothing in ``exclude`` (named by another mistake), and
+    never a value equal to the right one on these shapes."""
+    out = []
+    for x in dims:
+        if x and x > 0:
+            out += [1.0 / math.sqrt(x), 1.0 / x, math.sqrt(x)]
+    if given is not None:
+        out += [given * given, 1.0 / given, math.sqrt(given)]
+        out += [given / math.sqrt(x) for x in dims if x]
+    keep = []
+    for f in out:
+        if any(abs(f - t) <= 1e-6 * abs(t) for t in (1.0, right, *exclude)):
+            continue
+        if all(abs(f - k) > 1e-9 * abs(k) for k in keep):
+            keep.append(f)
+    return keep
+
+
+def naive_softmax_failed(exc: CheckFailed, large: bool) -> CheckFailed:
+    """NaN or inf in the output where the reference is finite, on inputs that differ from the
+    passing ones only by their magnitude: exp overflowed (or underflowed to 0/0)."""
+    if exc.pitfall is None and large and exc.evidence.get("nan"):
+        exc.pitfall = "softmax-not-stable"
+    return exc
+
+
+def softmax_axis_models(x, axis):
+    """Softmax that does not honour ``axis``: all over the last axis, or the max taken over
+    one axis and the sum over the other."""
+    xf = x.astype(F32)
+    if axis in (-1, x.ndim - 1):
+        return []
+    e1 = mx.exp(xf - mx.max(xf, axis=axis, keepdims=True))
+    e2 = mx.exp(xf - mx.max(xf, axis=-1, keepdims=True))
+    return [mx.softmax(xf, axis=-1).astype(x.dtype),
+            (e1 / mx.sum(e1, axis=-1, keepdims=True)).astype(x.dtype),
+            (e2 / mx.sum(e2, axis=axis, keepdims=True)).astype(x.dtype)]
 
 
 def _oracle_sdpa(q, k, v, scale, mask=None):
@@ -59,6 +122,10 @@ def _case(batch, L, S, D, dtype, extra=""):
     return f"batch {tuple(batch)}, L={L}, S={S}, D={D}, {dtype_str(dtype)}{extra}"
 
 
+# Names of an attention output's axes, for saying where a wrong output differs.
+AXES = ("batch", "batch", "batch", "query position", "feature")
+
+
 
 
 # --------------------------------------------------------------------------- task 1
@@ -82,10 +149,16 @@ def sdpa_simple(ctx):
         want = _oracle_sdpa(q, k, v, scale)
         got = ctx.call(fn, q, k, v)
         case = _case(batch, L, S, D, dtype, ", large scores" if mag > 1 else "")
-        evs.append(ctx.expect_close(got, want, case=case, candidates={
-            "attn-missing-scale": lambda: attention_model(q, k, v, 1.0),
-            "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, axis=-2),
-        }))
+        try:
+            evs.append(ctx.expect_close(got, want, case=case, axes=AXES[-len(want.shape):],
+                                        candidates={
+                "attn-missing-scale": lambda: attention_model(q, k, v, 1.0),
+                "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, axis=-2),
+                "attn-scale-wrong-value": lambda: [
+                    attention_model(q, k, v, f) for f in wrong_scales(scale, dims=(D, L, S))],
+            }))
+        except CheckFailed as exc:
+            raise naive_softmax_failed(exc, mag > 1) from None
     # softmax is provided, but a learner may write their own: it must honour any axis and
     # survive large inputs.
     sm = ctx.symbol("softmax")
@@ -93,10 +166,15 @@ def sdpa_simple(ctx):
                                     ((3, 4, 5), 1, F16, 1), ((4, 6), -1, F16, 20)]:
         x = (mx.random.normal(shape) * mag).astype(dtype)
         got = ctx.call(sm, x, axis)
-        evs.append(ctx.expect_close(
-            got, mx.softmax(x.astype(F32), axis=axis).astype(dtype), what="softmax output",
-            case=f"softmax(x, axis={axis}), x {shape} {dtype_str(dtype)}"
-                 + (f", values up to about {4 * mag}" if mag > 1 else "")))
+        try:
+            evs.append(ctx.expect_close(
+                got, mx.softmax(x.astype(F32), axis=axis).astype(dtype), what="softmax output",
+                case=f"softmax(x, axis={axis}), x {shape} {dtype_str(dtype)}"
+                     + (f", values up to about {4 * mag}" if mag > 1 else ""),
+                candidates={"softmax-ignores-axis": lambda x=x, axis=axis:
+                            softmax_axis_models(x, axis)}))
+        except CheckFailed as exc:
+            raise naive_softmax_failed(exc, mag > 1) from None
     return merge_evidence(evs)
 
 
@@ -122,12 +200,18 @@ def sdpa_simple_scale_mask(ctx):
         want = _oracle_sdpa(q, k, v, scale, mask)
         got = ctx.call(fn, q, k, v, scale=scale, mask=mask)
         case = _case(batch, L, S, D, dtype, f", scale={scale}, mask {kind}")
-        evs.append(ctx.expect_close(got, want, case=case, candidates={
+        evs.append(ctx.expect_close(got, want, case=case, axes=AXES[-len(want.shape):],
+                                    candidates={
             "attn-missing-scale": [
                 lambda: attention_model(q, k, v, 1.0, mask),
                 lambda: attention_model(q, k, v, 1.0 / math.sqrt(D), mask)],
             "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, mask, axis=-2),
             "attn-mask-ignored": lambda: attention_model(q, k, v, scale),
+            "attn-scale-wrong-value": lambda: [
+                attention_model(q, k, v, f, mask) for f in wrong_scales(
+                    scale, dims=(D, L, S), given=scale, exclude=(1.0 / math.sqrt(D),))],
+            "attn-mask-misapplied": lambda: [
+                attention_model(q, k, v, scale, mask, mask_mode=mm) for mm in MASK_MISTAKES],
         }))
     return merge_evidence(evs)
 
@@ -154,24 +238,30 @@ def linear_check(ctx):
         want = layer(x)
         got = ctx.call(fn, x, w, b) if with_bias else ctx.call(fn, x, w)
         case = f"x {(*lead, I)}, w {(O, I)}, {'with' if with_bias else 'no'} bias, {dtype_str(dtype)}"
-        wrong = (lambda x=x, w=w, b=b: x @ w + (b if b is not None else 0)) if I == O else None
-        evs.append(ctx.expect_close(
-            got, want, case=case,
-            candidates={"linear-weight-not-transposed": wrong} if wrong else None))
+        cands = {}
+        if I == O:
+            cands["linear-weight-not-transposed"] = (
+                lambda x=x, w=w, b=b: x @ w + (b if b is not None else 0))
+        if with_bias:
+            cands["linear-bias-ignored"] = lambda x=x, w=w: x.astype(F32) @ w.astype(F32).T
+        evs.append(ctx.expect_close(got, want, case=case, candidates=cands or None))
     return merge_evidence(evs)
 
 
 def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", back=True, scale=None,
-              axis=-1, use_mask=True):
+              axis=-1, use_mask=True, wiring=(0, 1, 2), inputs=(0, 1, 2), out_proj=True,
+              mask_mode="add"):
     """Multi-head attention in float32 with one thing optionally done wrong.
 
     heads: "ok" (reshape to (N,L,H,D), transpose), "reshape" ((N,L,H*D) viewed straight as
     (N,H,L,D)) or "none" (never transposed); back: whether the (N,H,L,D)-shaped output is
-    transposed before the reshape to (N,L,H*D)."""
+    transposed before the reshape to (N,L,H*D). wiring / inputs: which of (wq, wk, wv) and
+    of (query, key, value) make q, k and v; out_proj: whether wo is applied at all."""
     wq, wk, wv, wo = (w.astype(F32) for w in ws)
     if w_t:
         wq, wk, wv, wo = wq.T, wk.T, wv.T, wo.T
-    q, k, v = (x.astype(F32) @ w.T for x, w in ((xq, wq), (xk, wk), (xv, wv)))
+    w3, x3 = (wq, wk, wv), (xq, xk, xv)
+    q, k, v = (x3[i].astype(F32) @ w3[j].T for i, j in zip(inputs, wiring))
     N, L, E = q.shape
     D = E // H
 
@@ -185,11 +275,18 @@ def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", back=True,
 
     qh, kh, vh = split(q), split(k), split(v)
     s = 1.0 / math.sqrt(D) if scale is None else scale
-    out = attention_model(qh, kh, vh, s, mask if use_mask else None, axis=axis)
+    out = attention_model(qh, kh, vh, s, mask if use_mask else None, axis=axis,
+                          mask_mode=mask_mode)
     if back:
         out = out.transpose(0, 2, 1, 3)
     out = out.reshape(N, L, E)
-    return (out @ wo.T).astype(xq.dtype)
+    return (out @ wo.T if out_proj else out).astype(xq.dtype)
+
+
+# Projections wired wrongly: a weight used for another projection (each of q, k, v made
+# with some weight of the three, not the right one), or one input projected for all three.
+_WIRINGS = [w for w in itertools.product(range(3), repeat=3) if w != (0, 1, 2)]
+_INPUTS = [(0, 0, 0), (1, 1, 1), (2, 2, 2), (0, 1, 1), (0, 0, 1)]
 
 
 @check(DAY, "mha", 2, "SimpleMultiHeadAttention against MLX's own multi-head attention",
@@ -228,9 +325,19 @@ def mha(ctx):
                 for h, b in (("reshape", True), ("reshape", False), ("none", False),
                              ("none", True), ("ok", False))],
             "linear-weight-not-transposed": lambda: mha_model(xq, xk, xv, ws, H, w_t=True, **m),
+            "attn-scale-wrong-value": lambda: [
+                mha_model(xq, xk, xv, ws, H, scale=f, **m)
+                for f in wrong_scales(1.0 / math.sqrt(E // H), dims=(E // H, L, E, H))],
+            "mha-projection-mixup": lambda: (
+                [mha_model(xq, xk, xv, ws, H, wiring=w, **m) for w in _WIRINGS]
+                + [mha_model(xq, xk, xv, ws, H, inputs=i, **m) for i in _INPUTS]
+                + [mha_model(xq, xk, xv, ws, H, out_proj=False, **m)]),
         }
         if with_mask:
             cands["attn-mask-ignored"] = lambda: mha_model(xq, xk, xv, ws, H, use_mask=False,
                                                            **m)
-        evs.append(ctx.expect_close(got, want, case=case, candidates=cands))
+            cands["attn-mask-misapplied"] = lambda: [
+                mha_model(xq, xk, xv, ws, H, mask_mode=mm, **m) for mm in MASK_MISTAKES]
+        evs.append(ctx.expect_close(got, want, case=case, candidates=cands,
+                                    axes=("batch", "position", "feature")))
     return merge_evidence(evs)
