@@ -195,6 +195,67 @@ def test_start_validates_its_target(ws):
     assert r.returncode == 2 and "Unknown day" in r.stderr
 
 
+# --------------------------------------------------------------------------- the book's day numbers
+
+
+def test_check_takes_a_book_day_and_says_which_lesson_covers_it(ws):
+    r = tutor("check", "day2.3", "--json", cwd=ws)
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["day"] == "2.2"  # stdout stays pure JSON
+    assert ("Book day 2.3 is covered by lesson 2.2 (Quantized Matmul, book days 2.2–2.3)."
+            in r.stderr)
+
+
+@pytest.mark.parametrize("day", ["3.1", "day3.4", "w3d7", "week3"])
+def test_check_on_week_3_says_it_is_not_in_the_tutor_yet(ws, day):
+    r = tutor("check", day, cwd=ws)
+    assert r.returncode == 2
+    assert "not in the tutor yet" in r.stderr and "Did you mean" not in r.stderr
+
+
+def test_hint_and_ask_take_a_book_day(ws):
+    r = tutor("hint", "2.5", cwd=ws)
+    assert r.returncode == 0, r.stderr
+    assert "Write the flash_attention wrapper in Python" in r.stdout  # lesson 2.4, task 1
+    assert "Book day 2.5 is covered by lesson 2.4" in r.stderr
+    r = tutor("ask", "w2d7", "what is a slot?", cwd=ws)
+    assert r.returncode == 0, r.stderr
+    assert "Book day 2.7 is covered by lesson 2.6" in r.stderr and r.stdout.strip()
+
+
+def test_hint_on_a_week_does_what_its_help_says(ws):
+    help_text = " ".join(tutor("hint", "--help", cwd=ws).stdout.split())
+    assert "week1 for the first day of the week you have not finished" in help_text
+    assert "2.3" in help_text  # the book's numbers are accepted
+    r = tutor("hint", "week1", cwd=ws)
+    assert r.returncode == 0, r.stderr
+    assert "Hint for day 1.1" in r.stderr and "Hint 1 of 4 for task 1" in r.stdout
+
+
+def test_check_help_names_the_book_s_numbers(ws):
+    help_text = " ".join(tutor("check", "--help", cwd=ws).stdout.split())
+    assert "as the book numbers it: day2.3, 2.3 or w2d3" in help_text
+    assert "week1 for every day of the week" in help_text
+
+
+def test_reset_and_start_take_a_book_day(ws):
+    batch = ws / "impl" / "batch.py"
+    batch.write_text(batch.read_text() + "\n# mine\n")
+    r = tutor("reset", "day2.7", "--yes", cwd=ws)
+    assert r.returncode == 0, r.stderr
+    assert "Book day 2.7 is covered by lesson 2.6" in r.stderr
+    assert "impl/batch.py: Request, batch_generate back to the stub" in r.stdout
+    assert "Day 2.6 reset." in r.stdout
+    r = tutor("start", "day2.7", cwd=ws)
+    assert r.returncode == 2 and "needs a terminal" in r.stderr  # the id was accepted
+
+
+def test_doctor_says_which_edition_the_tutor_follows(ws):
+    out = " ".join(tutor("doctor", cwd=ws).stdout.split())
+    assert "Qwen2 edition at commit ea4769d (https://github.com/skyzh/tiny-llm/tree/ea4769d)" in out
+    assert "https://skyzh.github.io/tiny-llm/ is a Qwen3 edition since August 2026" in out
+
+
 @pytest.mark.parametrize("body, status", [
     ("while True:\n        pass", "timeout"),
     ("import os\n    os._exit(7)", "crashed"),

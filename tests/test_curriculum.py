@@ -4,6 +4,7 @@ and field."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,134 @@ def test_course_yaml_unknown_lesson_file(course_copy):
     _edit(course_copy / "course.yaml", "week1/day1.2-rope.yaml", "week1/nope.yaml")
     with pytest.raises(CurriculumError, match="nope.yaml: cannot read"):
         load_course.__wrapped__(course_copy)
+
+
+# --------------------------------------------------------------------------- book days
+
+
+def test_merged_lessons_name_the_book_days_they_cover():
+    course = load_course()
+    covers = {x.id: x.covers for x in course.lessons}
+    assert covers["2.2"] == ("2.2", "2.3") and covers["2.4"] == ("2.4", "2.5")
+    assert covers["2.6"] == ("2.6", "2.7") and covers["1.3"] == ("1.3",)
+    every = sorted(d for c in covers.values() for d in c)
+    assert every == [f"{w}.{n}" for w in (1, 2) for n in range(1, 8)]  # each once
+    assert course.lesson("2.4").book_days_label == "book days 2.4–2.5"
+    assert course.book_plan == (3, 7)
+
+
+@pytest.mark.parametrize("days, message", [
+    ('["1.1", "2.2"]', "is not a day of week 1"),
+    ('["1.2"]', "starts with the lesson's own day"),
+    ('["1.1", "1.1"]', "listed twice"),
+])
+def test_book_days_are_validated(course_copy, days, message):
+    f = course_copy / LESSON
+    _edit(f, "\nweek: 1\n", f"\nweek: 1\nbook_days: {days}\n")
+    with pytest.raises(CurriculumError, match=message):
+        load_lesson(f)
+
+
+def test_a_book_day_covered_twice_is_an_error(course_copy):
+    _edit(course_copy / "week1/day1.1-attention.yaml", "\nweek: 1\n",
+          '\nweek: 1\nbook_days: ["1.1", "1.2"]\n')
+    with pytest.raises(CurriculumError, match="book day 1.2 is already covered by lesson 1.1"):
+        load_course.__wrapped__(course_copy)
+
+
+def test_book_terms_are_filled_in_per_lesson():
+    course = load_course()
+    terms = dict(course.lesson("2.2").book_terms)
+    assert terms["src/tiny_llm/"] == "impl/" and terms["src/extensions/"] == "kernels/"
+    assert terms["pdm run test --week 2 --day 2"] == "tiny-llm-tutor check day2.2"
+    assert terms["pdm run build-ext"] == "tiny-llm-tutor build-kernels"
+    assert dict(course.lesson("1.3").book_terms)["pdm run test --week 1 --day 3"] == \
+        "tiny-llm-tutor check day1.3"
+
+
+# --------------------------------------------------------------------------- task files
+
+
+def _top_level(path):
+    import ast
+
+    return {n.name for n in ast.parse(path.read_text()).body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def test_every_task_names_real_files_and_symbols():
+    """Each (file, symbol) pair of every task exists in the shipped stubs: a Python symbol
+    is defined at top level of that very file; a kernel file exists."""
+    root = paths.content_root()
+    for lesson in load_course().lessons:
+        for task in lesson.tasks:
+            assert task.edits, (lesson.id, task.id)
+            for e in task.edits:
+                f = root / e.path
+                assert f.is_file(), (lesson.id, task.id, e.path)
+                if e.in_impl and e.symbol:
+                    assert e.symbol in _top_level(f), (lesson.id, task.id, e)
+
+
+def test_tasks_that_span_files_name_each_of_them():
+    course = load_course()
+    pairs = lambda d, t: {(e.path, e.symbol) for e in course.lesson(d).task(t).edits}
+    assert pairs("1.1", 2) == {("impl/basics.py", "linear"),
+                               ("impl/attention.py", "SimpleMultiHeadAttention")}
+    assert pairs("1.4", 2) == {("impl/basics.py", "silu"), ("impl/qwen2_week1.py", "Qwen2MLP")}
+    assert {p for p, _ in pairs("2.6", 1)} == {"impl/positional_encoding.py",
+                                               "impl/qwen2_week2.py", "impl/attention.py"}
+    # the week-2 attention lives in qwen2_week2.py, not in week 1's file of the same name
+    assert pairs("2.1", 2) == {("impl/qwen2_week2.py", "Qwen2MultiHeadAttention")}
+    assert ("kernels/src/tiny_llm_ext.h", "QuantizedMatmul") in pairs("2.2", 2)
+
+
+def test_the_older_single_file_form_still_loads(course_copy):
+    f = course_copy / LESSON
+    _edit(f, "    edit:\n      - {file: impl/attention.py, symbol: scaled_dot_product_attention_simple}\n",
+          "    file: attention.py\n    symbols: [scaled_dot_product_attention_simple, softmax]\n")
+    task = load_lesson(f).task(1)
+    assert [(e.path, e.symbol) for e in task.edits] == [
+        ("impl/attention.py", "scaled_dot_product_attention_simple"), ("impl/attention.py", "softmax")]
+    assert task.file == "attention.py"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ("    edit:\n      - {file: attention.py, symbol: x}\n", r"tasks\[0\].edit\[0\].file: a path inside"),
+    ("    edit:\n      - {file: impl/../x.py}\n", "a path inside"),
+    ("    edit: []\n", "needs at least 1"),
+    ("    edit:\n      - {symbol: x}\n", "missing required field 'file'"),
+    ("    file: attention.py\n    symbols: [a]\n    edit:\n      - {file: impl/a.py}\n",
+     "either `edit` or `file`"),
+    ("", "missing required field 'edit'"),
+])
+def test_task_edits_are_validated(course_copy, edit, message):
+    f = course_copy / LESSON
+    _edit(f, "    edit:\n      - {file: impl/attention.py, symbol: scaled_dot_product_attention_simple}\n",
+          edit)
+    with pytest.raises(CurriculumError, match=message):
+        load_lesson(f)
+
+
+def test_readmes_and_kernel_stubs_use_the_same_book_mapping():
+    """README.md, kernels/README.md and the kernel stubs' comments say what the course data
+    says (book_terms for lesson 2.2, the merged days, the edition)."""
+    from tutor.doctor import BOOK_COMMIT, BOOK_TREE, LIVE_SITE
+
+    root = paths.content_root()
+    repo = Path(__file__).resolve().parents[1]
+    terms = load_course().lesson("2.2").book_terms
+    readme = (repo / "README.md").read_text()
+    kernels = (root / "kernels" / "README.md").read_text()
+    for book, ours in terms:
+        assert f"| `{book}` | `{ours}` |" in readme, book
+        assert f"`{book}`" in kernels or book in kernels, book
+        assert ours in kernels, ours
+    for text in (readme, kernels):
+        assert "2.2–2.3" in text and "2.4–2.5" in text
+    assert BOOK_COMMIT in readme and BOOK_TREE in readme and LIVE_SITE in readme
+    for stub in ("quantized_matmul.cpp", "flash_attention.cpp"):
+        src = (root / "kernels" / "src" / stub).read_text()
+        for needle in ("src/extensions/", "tiny-llm-tutor build-kernels", "pdm run build-ext",
+                       "tiny-llm-tutor check day2."):
+            assert needle in src, (stub, needle)

@@ -361,3 +361,16 @@ def test_learner_question_text_cannot_break_blocks(tmp_path, evil):
     doc = p.read_text()
     for name, _ in SECTIONS:
         assert doc.count(begin_marker(name)) == 1 and doc.count(end_marker(name)) == 1
+
+
+def test_session_doc_names_every_file_of_a_task_and_the_book_days():
+    from tutor.curriculum import load_course
+
+    course = load_course()
+    blocks = render_blocks(course.lesson("1.1"), {"days": {}, "sessions": []}, course)
+    assert ("Task 2 — Implement linear and SimpleMultiHeadAttention (`impl/basics.py`: "
+            "`linear`; `impl/attention.py`: `SimpleMultiHeadAttention`)") in blocks["implementation"]
+    merged = render_blocks(course.lesson("2.2"), {"days": {}, "sessions": []}, course)
+    assert "(book days 2.2–2.3)" in merged["objectives"].splitlines()[0]
+    assert "`kernels/src/quantized_matmul.cpp`: `quantized_matmul`, `QuantizedMatmul`; " \
+           "`kernels/src/tiny_llm_ext.h`: `QuantizedMatmul`" in merged["implementation"]

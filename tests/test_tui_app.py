@@ -416,6 +416,42 @@ async def test_e_opens_the_task_file_at_the_symbol_in_the_editor(ws, session, mo
     assert calls == [["vim", f"+{line}", str(path)]]
 
 
+async def test_starting_at_a_book_day_opens_its_lesson_and_says_so(ws):
+    s = open_session(ws, "day2.7")
+    try:
+        assert s.lesson.id == "2.6"
+        app = make_app(s)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await pilot.pause()
+            notes = [n.message for n in app._notifications]
+    finally:
+        s.close()
+    assert any(n.startswith("Book day 2.7 is covered by lesson 2.6") for n in notes), notes
+
+
+async def test_e_opens_the_file_the_task_names_not_a_namesake(ws, monkeypatch):
+    """Day 2.1 task 2 is the week-2 attention: `e` opens qwen2_week2.py, although week 1's
+    file defines a class of the same name (and sorts first)."""
+    monkeypatch.setenv("EDITOR", "vim")
+    monkeypatch.delenv("VISUAL", raising=False)
+    s = open_session(ws, "day2.1")
+    try:
+        lesson = s.lesson
+        s.latest[lesson.id] = {"checks": [{"id": "kv-full-cache", "status": "pass"}]}
+        assert s.current_task().id == 2
+        app = make_app(s)
+        calls = []
+        monkeypatch.setattr(app, "open_in_editor", lambda argv, path, line: calls.append(argv))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
+    finally:
+        s.close()
+    path = ws / "impl" / "qwen2_week2.py"
+    line = next(i for i, l in enumerate(path.read_text().splitlines(), 1)
+                if l.startswith("class Qwen2MultiHeadAttention"))
+    assert calls == [["vim", f"+{line}", str(path)]]
+
+
 async def test_e_without_a_suspendable_terminal_says_where_to_look(session):
     app = make_app(session)
     async with app.run_test(size=SIZE, notifications=True) as pilot:

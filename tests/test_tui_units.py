@@ -46,6 +46,38 @@ def test_lesson_view_names_files_symbols_and_the_chapter(lesson):
     assert "`" not in text and "**" not in text
 
 
+def test_lesson_view_names_every_file_of_a_task():
+    text = render.lesson_plain(load_course().lesson("1.1"))
+    i = text.index("2. Implement linear and SimpleMultiHeadAttention")
+    assert text[i:].splitlines()[1:3] == [
+        "Edit impl/basics.py: linear",
+        "     impl/attention.py: SimpleMultiHeadAttention · checks: linear, mha"]
+
+
+def test_lesson_view_says_which_book_days_a_merged_lesson_covers():
+    course = load_course()
+    text = render.lesson_plain(course.lesson("2.4"))
+    assert text.splitlines()[1].startswith("Week 2 · book days 2.4–2.5 · chapter: ")
+    assert "Week 1 · book day 1.1 · chapter:" in render.lesson_plain(course.lesson("1.1"))
+
+
+def test_lesson_view_maps_the_book_s_paths_and_commands():
+    text = render.lesson_plain(load_course().lesson("2.2"))
+    for line in ("src/tiny_llm/ → impl/", "src/extensions/ → kernels/",
+                 "pdm run test --week 2 --day 2 → tiny-llm-tutor check day2.2",
+                 "pdm run build-ext → tiny-llm-tutor build-kernels"):
+        assert f"\n  {line}\n" in text, line
+
+
+def test_the_tree_shows_a_merged_lesson_s_book_days():
+    from tutor.tui.widgets import LessonTree
+
+    course = load_course()
+    assert LessonTree._label(course.lesson("2.6"), "⬜") == \
+        "⬜ 2.6–2.7 Chunked Prefill and Continuous Batching"
+    assert LessonTree._label(course.lesson("2.1"), "✅") == "✅ 2.1 Key-Value Cache"
+
+
 def test_inline_markdown_subset():
     t = render.inline("use `softmax` on the **key axis**, see [the book](https://x.y)")
     assert t.plain == "use softmax on the key axis, see the book"

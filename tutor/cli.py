@@ -35,13 +35,28 @@ def _course():
         raise UsageError(f"A lesson file is broken: {exc}") from None
 
 
-def _days(course, text: str) -> list[str]:
+def _route(course, text: str):
+    """Where a typed day leads (lesson ids, and a note for a book day that a lesson with
+    another number covers); an unknown day is a usage error."""
     from tutor import dayids
 
     try:
-        return dayids.parse(text, course.day_ids)
+        return dayids.resolve(text, course)
     except dayids.UnknownDay as exc:
         raise UsageError(exc.render()) from None
+
+
+def _days(course, text: str) -> list[str]:
+    """The lesson ids for ``text``; a book day merged into a lesson says which one, on
+    stderr (stdout stays the command's own, e.g. JSON)."""
+    route = _route(course, text)
+    _note(route.note)
+    return route.days
+
+
+def _note(text: str | None) -> None:
+    if text:
+        _console(stderr=True).print(f"[cyan]{_escape(text)}[/cyan]", soft_wrap=True)
 
 
 def _workspace(required: bool = True) -> Path | None:
@@ -114,6 +129,8 @@ def _progress_printer(out, lesson, verbose: bool):
     from tutor.checking.results import ICONS
 
     header = f"[bold]Day {lesson.id} · {escape(lesson.title)}[/bold]"
+    if len(lesson.covers) > 1:
+        header += f"  [dim]({lesson.book_days_label})[/dim]"
     out.print(header)
 
     def on_event(ev: dict) -> None:
@@ -228,7 +245,8 @@ def cmd_lessons(args) -> int:
         out.print(f"\n[bold]Week {week.number}: {escape(week.title)}[/bold]")
         for lesson in week.days:
             icon = status.get(lesson.id, "⬜")
-            out.print(f" {icon} day{lesson.id}  {escape(lesson.title)}")
+            days = f"  [dim]({lesson.book_days_label})[/dim]" if len(lesson.covers) > 1 else ""
+            out.print(f" {icon} day{lesson.id}  {escape(lesson.title)}{days}")
     if ws is None:
         out.print("\n[dim]No workspace here: statuses are not shown. `tiny-llm-tutor init DIR` "
                   "creates one.[/dim]")
@@ -278,7 +296,7 @@ def cmd_init(args) -> int:
 def cmd_reset(args) -> int:
     from rich.markup import escape
 
-    from tutor.workspace import reset_day
+    from tutor.workspace import reset_day, reset_plan
 
     course = _course()
     days = _days(course, args.day)
@@ -286,19 +304,19 @@ def cmd_reset(args) -> int:
         raise UsageError("reset takes one day (e.g. day1.3), not a whole week.")
     lesson = course.lesson(days[0])
     ws = _workspace()
-    files = sorted({f"impl/{t.file}" for t in lesson.tasks if t.symbols})
     out = _console()
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("reset asks for confirmation; run it in a terminal or add --yes.")
-        out.print(f"Reset day {lesson.id} ({escape(lesson.title)}): "
-                  f"{', '.join(files)} go back to the stubs for this day's symbols.\n"
-                  "Your current files are copied to backups/ first.")
+        out.print(f"Reset day {lesson.id} ({escape(lesson.title)}):")
+        for item in reset_plan(lesson, course):
+            out.print(f"  {escape(item.describe())}")
+        out.print("Your current files are copied to backups/ first.")
         answer = input("Reset? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
             out.print("Nothing changed.")
             return EXIT_OK
-    backup, report = reset_day(ws, lesson)
+    backup, report = reset_day(ws, lesson, course=course)
     for line in report:
         out.print(f"  {escape(line)}")
     out.print(f"[green]Day {lesson.id} reset.[/green] Your previous files are in "
@@ -375,7 +393,7 @@ def cmd_start(args) -> int:
 
     course = _course()
     if args.target:
-        _days(course, args.target)  # validates the id
+        _route(course, args.target)  # validates the id; the app itself shows any note
     ws = _workspace()
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("start opens the full-screen tutor and needs a terminal. In scripts, "
@@ -404,13 +422,13 @@ def _open_session(day_text: str, verb: str):
     from tutor.records.state import StateError, StateLocked
 
     course = _course()
-    days = _days(course, day_text)
-    if len(days) != 1:
-        raise UsageError(f"{verb} takes one day (e.g. day1.3), not a whole week.")
+    route = _route(course, day_text)
+    _note(route.note)
     ws = _workspace()
     session = TutorSession(ws, course=course)  # hint/ask work in scripts: no terminal needed
     try:
-        session.open(days[0])
+        # A week means its first unfinished day, as for `start week1`.
+        session.open(route.days[0] if len(route.days) == 1 else day_text)
     except StateLocked as exc:
         text = str(exc)
         raise UsageError(text[:1].upper() + text[1:] + ".") from None
@@ -418,6 +436,9 @@ def _open_session(day_text: str, verb: str):
         raise UsageError(f"The progress records cannot be opened: {exc}") from None
     if session.notice:
         _console(stderr=True).print(f"[yellow]{_escape(session.notice)}[/yellow]")
+    if len(route.days) > 1:
+        _note(f"{verb.capitalize()} for day {session.lesson.id} ({session.lesson.title}), the "
+              f"first day of {day_text.strip()} you have not finished.")
     return session
 
 
@@ -476,6 +497,11 @@ def cmd_ask(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+_DAY_HELP = ("a day as the book numbers it: day2.3, 2.3 or w2d3 (a book day the tutor "
+             "merges into another lesson, like 2.3 into 2.2, opens that lesson)")
+_WEEK_HELP = "week1 for the first day of the week you have not finished"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tiny-llm-tutor",
@@ -484,11 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("start", help="open the tutor at a week or day (default: where you left off)")
-    s.add_argument("target", nargs="?", help="week1, day1.3, 1.3 or w1d3")
+    s.add_argument("target", nargs="?", help=f"{_WEEK_HELP}; or {_DAY_HELP}")
     s.set_defaults(func=cmd_start)
 
     c = sub.add_parser("check", help="run a day's hidden checks on your code")
-    c.add_argument("day", help="day1.3, 1.3, w1d3, or week1 for every day of the week")
+    c.add_argument("day", help=f"{_DAY_HELP}; or week1 for every day of the week")
     c.add_argument("--impl", help="package directory to check (default: the workspace's impl/)")
     c.add_argument("--kernels", help="folder with your built C++ extension "
                                      "(default: the workspace's kernels/)")
@@ -509,11 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_init)
 
     h = sub.add_parser("hint", help="the next rung of the current task's hint ladder")
-    h.add_argument("day", help="day1.3, 1.3 or w1d3")
+    h.add_argument("day", help=f"{_DAY_HELP}; or {_WEEK_HELP}")
     h.set_defaults(func=cmd_hint)
 
     a = sub.add_parser("ask", help="ask the coach one question (streamed; offline or an LLM)")
-    a.add_argument("day", help="day1.3, 1.3 or w1d3")
+    a.add_argument("day", help=f"{_DAY_HELP}; or {_WEEK_HELP}")
     a.add_argument("question", nargs="+", help='the question, e.g. "why divide by sqrt(D)?"')
     a.set_defaults(func=cmd_ask)
 
@@ -533,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("reset", help="put a day's code back to the stubs (after a backup)")
-    r.add_argument("day")
+    r.add_argument("day", help=f"{_DAY_HELP} (one day, not a week)")
     r.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     r.set_defaults(func=cmd_reset)
     return p

@@ -40,6 +40,19 @@ def _run(cmd: list[str]) -> str | None:
     return (out.stdout or out.stderr).strip() if out.returncode == 0 else None
 
 
+BOOK_COMMIT = "ea4769d"
+BOOK_TREE = f"https://github.com/skyzh/tiny-llm/tree/{BOOK_COMMIT}"
+LIVE_SITE = "https://skyzh.github.io/tiny-llm/"
+
+
+def edition_finding() -> Finding:
+    """Which edition of the book the tutor follows, and why the live site differs."""
+    return Finding("edition", "info",
+                   f"Book: the Qwen2 edition at commit {BOOK_COMMIT} ({BOOK_TREE}); the live "
+                   f"site {LIVE_SITE} is a Qwen3 edition since August 2026, so its code "
+                   "differs from these lessons")
+
+
 def python_finding() -> Finding:
     v = sys.version_info
     text = f"Python {platform.python_version()} ({sys.executable})"
@@ -158,8 +171,9 @@ def _reachable(url: str, timeout: float = 2.0) -> tuple[bool, str]:
 
 
 def run_doctor(workspace: Path | None) -> list[Finding]:
-    findings = [python_finding(), *mlx_findings(), compiler_finding(), cmake_finding(),
-                nanobind_finding(), *weights_findings(), llm_finding(workspace)]
+    findings = [edition_finding(), python_finding(), *mlx_findings(), compiler_finding(),
+                cmake_finding(), nanobind_finding(), *weights_findings(),
+                llm_finding(workspace)]
     if workspace is None:
         findings.append(Finding("workspace", "info", "No workspace here",
                                 "tiny-llm-tutor init DIR  (then cd DIR)"))

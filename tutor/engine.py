@@ -34,6 +34,7 @@ class TutorSession:
         self.lesson = course.lessons[0]
         self.latest: dict[str, dict] = {}  # day -> latest check result of this session
         self.notice: str | None = None
+        self.route_note: str | None = None  # "Book day 2.3 is covered by lesson 2.2 (...)"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -68,10 +69,11 @@ class TutorSession:
         day the learner was last on (or the first unfinished one)."""
         ids = self.course.day_ids
         if target:
-            days = dayids.parse(target, ids)
-            if len(days) == 1:
-                return days[0]
-            return self._first_unfinished(days)
+            route = dayids.resolve(target, self.course)  # the book's day numbers too
+            self.route_note = route.note
+            if len(route.days) == 1:
+                return route.days[0]
+            return self._first_unfinished(route.days)
         current = self.store.current_day
         if current in ids:
             return current

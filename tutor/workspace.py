@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -146,52 +147,185 @@ def locate_symbol(package: Path, symbol: str) -> str | None:
     return None
 
 
-def symbols_by_file(lesson) -> dict[str, list[str]]:
-    """The day's symbols grouped by the impl file that defines them."""
+def stub_of(rel: str) -> Path:
+    """The shipped stub of a workspace file (``impl/basics.py``, ``kernels/src/x.cpp``)."""
+    return paths.content_root() / rel
+
+
+def day_edits(lesson) -> dict[str, list[str]]:
+    """Every file the day's tasks name (relative to the workspace), with the symbols to
+    write in it, in task order. A file named without a symbol maps to []."""
     by_file: dict[str, list[str]] = {}
     for task in lesson.tasks:
-        for sym in task.symbols:
-            rel = locate_symbol(paths.stubs_dir(), sym) or task.file
-            if not rel.startswith(".."):
-                by_file.setdefault(rel, []).append(sym)
+        for e in task.edits:
+            syms = by_file.setdefault(e.path, [])
+            if e.symbol and e.symbol not in syms:
+                syms.append(e.symbol)
     return by_file
 
 
+def symbols_by_file(lesson) -> dict[str, list[str]]:
+    """The day's Python symbols grouped by their impl file (relative to impl/)."""
+    return {rel[len("impl/"):]: syms for rel, syms in day_edits(lesson).items()
+            if rel.startswith("impl/") and syms}
+
+
 def lesson_files(lesson) -> list[str]:
-    """The impl files (relative to impl/) the day's tasks ask the learner to edit."""
-    return list(symbols_by_file(lesson))
+    """The files (relative to the workspace) the day's tasks ask the learner to edit."""
+    return list(day_edits(lesson))
 
 
-def reset_day(workspace: Path, lesson, now: datetime | None = None) -> tuple[Path, list[str]]:
-    """Back up the day's files, then restore the day's symbols from the stubs. Work on
-    other days in the same files is kept; a file that no longer parses is restored whole
-    (it is in the backup). Returns the backup folder and a line per file."""
+def symbol_line(path: Path, symbol: str | None) -> int:
+    """The line where ``symbol`` is defined in ``path`` (1 if not found). Python files are
+    parsed; in C++ and Metal the first line naming it (``A::b``, else ``b``) is taken."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return 1
+    if not symbol:
+        return 1
+    if path.suffix == ".py":
+        try:
+            node = _top_level_nodes(text).get(symbol)
+        except SyntaxError:
+            node = None
+        return node.lineno if node is not None else 1
+    import re
+
+    lines = text.splitlines()
+    # Code before comments: the stubs' comments name what is still to be written.
+    for code_only in (True, False):
+        for name in dict.fromkeys((symbol, symbol.split("::")[-1])):
+            word = re.compile(rf"(?<![\w:]){re.escape(name)}\b(?!\.)")
+            for i, line in enumerate(lines, 1):
+                if code_only and line.lstrip().startswith(("//", "/*", "*")):
+                    continue
+                if word.search(line):
+                    return i
+    return 1
+
+
+def _still_stub(workspace: Path, rel: str, symbol: str | None) -> bool:
+    """Whether the learner's file (or, in Python, the symbol) is as shipped."""
+    try:
+        mine = (workspace / rel).read_text(encoding="utf-8")
+        stub = stub_of(rel).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if rel.endswith(".py") and symbol:
+        try:
+            a, b = _top_level_nodes(mine).get(symbol), _top_level_nodes(stub).get(symbol)
+        except SyntaxError:
+            return False
+        if a is None or b is None:
+            return False
+        return ast.get_source_segment(mine, a) == ast.get_source_segment(stub, b)
+    return mine == stub
+
+
+def edit_target(workspace: Path, task, impl: Path | None = None) -> tuple[Path, int]:
+    """Where ``e`` opens a task: the first of its (file, symbol) pairs still as shipped
+    (the piece not started yet), else its first pair; at the symbol's line."""
+    impl = Path(impl) if impl else workspace / "impl"
+
+    def where(e) -> Path:
+        return impl / e.impl_rel if e.in_impl else workspace / e.path
+
+    edits = list(task.edits)
+    pick = next((e for e in edits if _still_stub(workspace, e.path, e.symbol)), edits[0])
+    path = where(pick)
+    line = symbol_line(path, pick.symbol)
+    if line == 1 and pick.in_impl and pick.symbol and path.suffix == ".py":
+        moved = locate_symbol(impl, pick.symbol)  # the learner moved it to another file
+        if moved and moved != pick.impl_rel:
+            path = impl / moved
+            line = symbol_line(path, pick.symbol)
+    return path, line
+
+
+@dataclass(frozen=True)
+class ResetItem:
+    path: str  # relative to the workspace
+    symbols: tuple[str, ...]
+    whole_file: bool  # C++/Metal: no per-function reset, the file goes back whole
+    shared_with: tuple[str, ...] = ()  # other lessons writing in a whole file: left alone
+    earlier: tuple[str, ...] = ()  # earlier lessons that wrote these symbols first
+
+    def describe(self) -> str:
+        if self.shared_with:
+            return (f"{self.path}: left as it is, since {_days_text(self.shared_with)} "
+                    f"writes in it too (take {', '.join(self.symbols)} out by hand if you "
+                    "want it gone)")
+        what = "the whole file" if self.whole_file else ", ".join(self.symbols)
+        line = f"{self.path}: {what} back to the stub"
+        if self.earlier:
+            line += f" (this also undoes your work on it from {_days_text(self.earlier)})"
+        return line
+
+
+def _days_text(days) -> str:
+    days = list(days)
+    if len(days) == 1:
+        return f"day {days[0]}"
+    return f"days {', '.join(days[:-1])} and {days[-1]}"
+
+
+def reset_plan(lesson, course=None) -> list[ResetItem]:
+    """What ``reset`` does to each of the day's files. Files named without a symbol (a
+    build file to set up, say) are not touched."""
+    others = [x for x in (getattr(course, "lessons", None) or ()) if x.id != lesson.id]
+    before = [x for x in others if _order(x.id) < _order(lesson.id)]
+    plan = []
+    for rel, syms in day_edits(lesson).items():
+        if not syms:
+            continue
+        whole = not rel.endswith(".py")
+        shared = tuple(x.id for x in others if rel in day_edits(x)) if whole else ()
+        earlier = tuple(x.id for x in before
+                        if set(day_edits(x).get(rel, ())) & set(syms)) if not whole else ()
+        plan.append(ResetItem(rel, tuple(syms), whole, shared, earlier))
+    return plan
+
+
+def _order(day: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in day.split("."))
+
+
+def reset_day(workspace: Path, lesson, now: datetime | None = None,
+              course=None) -> tuple[Path, list[str]]:
+    """Back up the day's files, then put the day's symbols back to the stubs, in every
+    file the day's tasks name. Work on other days in the same Python files is kept; a
+    Python file that no longer parses, and a C++/Metal file only this day writes in, are
+    restored whole (they are in the backup). Returns the backup folder and a line per
+    file."""
     now = now or datetime.now()
-    impl = workspace / "impl"
     backup = workspace / "backups" / f"{now:%Y-%m-%dT%H-%M-%S}-day{lesson.id}"
-    by_file = symbols_by_file(lesson)
     report = []
-    for rel, symbols in by_file.items():
-        src = impl / rel
-        stub = paths.stubs_dir() / rel
+    for item in reset_plan(lesson, course):
+        src = workspace / item.path
+        if item.shared_with:
+            report.append(item.describe())
+            continue
         if src.exists():
-            dest = backup / "impl" / rel
+            dest = backup / item.path
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-        stub_text = stub.read_text(encoding="utf-8")
+        stub_text = stub_of(item.path).read_text(encoding="utf-8")
         if not src.exists():
             src.parent.mkdir(parents=True, exist_ok=True)
             src.write_text(stub_text, encoding="utf-8")
-            report.append(f"impl/{rel}: restored from the stubs")
+            report.append(f"{item.path}: restored from the stubs")
             continue
-        text = src.read_text(encoding="utf-8")
-        try:
-            new = restore_symbols(text, stub_text, symbols)
-            what = ", ".join(symbols)
-            report.append(f"impl/{rel}: {what} back to the stub")
-        except SyntaxError:
-            new = stub_text
-            report.append(f"impl/{rel}: did not parse, restored the whole file")
+        if item.whole_file:
+            new, line = stub_text, item.describe()
+        else:
+            try:
+                new = restore_symbols(src.read_text(encoding="utf-8"), stub_text,
+                                      list(item.symbols))
+                line = item.describe()
+            except SyntaxError:
+                new, line = stub_text, f"{item.path}: did not parse, restored the whole file"
+        report.append(line)
         tmp = src.with_suffix(src.suffix + ".tmp")
         tmp.write_text(new, encoding="utf-8")
         os.replace(tmp, src)

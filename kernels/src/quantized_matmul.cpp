@@ -1,4 +1,7 @@
-// Day 2.2 (CPU) and 2.3 (GPU): quantized matmul as an MLX primitive.
+// Book days 2.2 (CPU) and 2.3 (GPU), both in lesson 2.2: quantized matmul as an MLX primitive.
+// The book's src/extensions/ is this kernels/ folder: build with `tiny-llm-tutor build-kernels`
+// (the book's `pdm run build-ext`), check with `tiny-llm-tutor check day2.2` (the book's
+// `pdm run test --week 2 --day 2`).
 //
 // Your task (see the lesson): replace the throw below with
 //   1. checks on the inputs (dtypes, 2-D shapes, group_size, bits, the packed width of b);
@@ -6,7 +9,7 @@
 //   3. a `QuantizedMatmul : mx::Primitive` (declare it in tiny_llm_ext.h) whose eval_cpu
 //      allocates the output and queues the loop on mx::cpu::get_command_encoder(stream()),
 //      like Axpby::eval_cpu in axpby.cpp;
-//   4. (day 2.3, Apple GPU) an eval_gpu that runs your kernel from quantized_matmul.metal,
+//   4. (book day 2.3, Apple GPU) an eval_gpu that runs your kernel from quantized_matmul.metal,
 //      inside #ifdef _METAL_ ... #else throw ... #endif so that it still builds on Linux.
 #include <stdexcept>
 

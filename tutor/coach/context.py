@@ -40,24 +40,37 @@ class CoachContext:
 
 
 def learner_code(impl: Path, task, limit: int = CODE_LIMIT) -> str:
-    """The learner's source of the task's symbols (top-level functions and classes),
-    each headed by its file; the whole file when a symbol cannot be found."""
-    from tutor import paths
+    """The learner's source of the task's symbols (top-level functions and classes) in
+    every file the task names, each headed by its file; the whole file when a symbol
+    cannot be found (a C++ or Metal file is always whole)."""
     from tutor.workspace import locate_symbol
 
     parts = []
-    for sym in task.symbols:
-        rel = locate_symbol(impl, sym) or locate_symbol(paths.stubs_dir(), sym) or task.file
-        path = impl / rel
+    for e in task.edits:
+        if e.in_impl:
+            rel = e.impl_rel
+            if e.symbol and not _has(impl / rel, e.symbol):
+                rel = locate_symbol(impl, e.symbol) or rel  # the learner moved it
+            path, head = impl / rel, rel
+        else:
+            path, head = impl.parent / e.path, e.path
         try:
             src = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        parts.append(f"# {rel}\n{_segment(src, sym) or src}")
+        seg = _segment(src, e.symbol) if e.symbol and path.suffix == ".py" else None
+        parts.append(f"# {head}\n{seg or src}")
     text = "\n\n".join(dict.fromkeys(parts))
     if len(text) > limit:
         text = text[:limit] + "\n# ... (cut: too long)"
     return text
+
+
+def _has(path: Path, symbol: str) -> bool:
+    try:
+        return _segment(path.read_text(encoding="utf-8", errors="replace"), symbol) is not None
+    except OSError:
+        return False
 
 
 def _segment(src: str, symbol: str) -> str | None:

@@ -60,7 +60,12 @@ def rung_rule(ctx: CoachContext, allow_solution: bool = False) -> str:
 def _lesson_section(lesson) -> str:
     out = [f"## Today's lesson: day {lesson.id}, {lesson.title}"]
     if getattr(lesson, "chapter", ""):
-        out.append(f"Book chapter: {lesson.chapter}")
+        out.append(f"Book chapter: {lesson.chapter} ({lesson.book_days_label}; the learner "
+                   "may number days as the book does)")
+    terms = getattr(lesson, "book_terms", ())
+    if terms:
+        out.append("The book's paths and commands, here: "
+                   + "; ".join(f"{b} -> {t}" for b, t in terms))
     if lesson.objectives:
         out.append("\nObjectives:")
         out += [f"- {o}" for o in lesson.objectives]
@@ -78,7 +83,8 @@ def _lesson_section(lesson) -> str:
 def _task_section(ctx: CoachContext) -> str:
     t = ctx.task
     out = [f"## The task the learner is on: task {t.id}, {t.title}",
-           f"File: impl/{t.file}; symbols: {', '.join(t.symbols) or '-'}",
+           "Files: " + "; ".join(
+               f"{f} ({', '.join(t.symbols_in(f))})" if t.symbols_in(f) else f for f in t.files),
            "", _bounded(t.description, 3000)]
     if t.guiding_questions:
         out.append("\nGuiding questions from the lesson (use them, one at a time):")

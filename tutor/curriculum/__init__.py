@@ -16,7 +16,7 @@ from tutor import paths
 from tutor.curriculum.schema import (CurriculumError, Field, ListOf, OneOf, Record, Validator,
                                      compose)
 
-__all__ = ["Course", "Week", "Lesson", "Task", "Concept", "ConceptQuestion", "Pitfall",
+__all__ = ["Course", "Week", "Lesson", "Task", "Edit", "Concept", "ConceptQuestion", "Pitfall",
            "CurriculumError", "load_course", "load_lesson"]
 
 HINT_RUNGS = 4
@@ -34,11 +34,17 @@ LESSON_SCHEMA = Record({
     "prerequisites": Field(ListOf(str)),
     "objectives": Field(ListOf(str), min_items=1),
     "concepts": Field(ListOf(Record({"name": _S, "explanation": _S})), min_items=1),
+    "book_days": Field(ListOf(str), required=False, min_items=1),
     "tasks": Field(ListOf(Record({
         "id": Field(int),
         "title": _S,
-        "file": _S,
-        "symbols": _STRS,
+        # What the learner edits: a list of {file, symbol} pairs, paths relative to the
+        # workspace (impl/basics.py, kernels/src/x.cpp). The older single `file` (relative
+        # to impl/) with `symbols` still loads, as pairs in that one file.
+        "edit": Field(ListOf(Record({"file": _S, "symbol": Field(str, required=False)})),
+                      required=False, min_items=1),
+        "file": Field(str, required=False),
+        "symbols": Field(ListOf(str), required=False),
         "checks": _STRS,
         "description": _S,
         "guiding_questions": Field(ListOf(str), min_items=3),
@@ -60,6 +66,12 @@ LESSON_SCHEMA = Record({
 COURSE_SCHEMA = Record({
     "title": _S,
     "book": _S,
+    # The book's own plan (weeks of days), so a book day no lesson covers yet is answered
+    # as "not in the tutor yet" instead of a near miss.
+    "book_plan": Field(Record({"weeks": Field(int), "days_per_week": Field(int)}),
+                       required=False),
+    # The book's paths and commands beside the tutor's; {week} and {day} are the lesson's.
+    "book_terms": Field(ListOf(Record({"book": _S, "tutor": _S})), required=False),
     "weeks": Field(ListOf(Record({
         "number": Field(int),
         "title": _S,
@@ -75,15 +87,51 @@ class Concept:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """One place a task asks the learner to write: a file (relative to the workspace) and
+    the top-level function or class in it (None for a file to set up, not to write in)."""
+    path: str
+    symbol: str | None = None
+
+    @property
+    def in_impl(self) -> bool:
+        return self.path.startswith("impl/")
+
+    @property
+    def impl_rel(self) -> str:
+        """The path inside impl/ (``basics.py``); only for edits in impl/."""
+        return self.path[len("impl/"):]
+
+
+@dataclass(frozen=True)
 class Task:
     id: int
     title: str
-    file: str
-    symbols: tuple[str, ...]
+    edits: tuple[Edit, ...]
     checks: tuple[str, ...]
     description: str
     guiding_questions: tuple[str, ...]
     hints: tuple[str, ...]
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every symbol the task names, in order, each once."""
+        return tuple(dict.fromkeys(e.symbol for e in self.edits if e.symbol))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file the task names (relative to the workspace), in order, each once."""
+        return tuple(dict.fromkeys(e.path for e in self.edits))
+
+    @property
+    def file(self) -> str:
+        """The task's first file as the older single-file form named it (relative to
+        impl/, ``../kernels/...`` outside it)."""
+        first = self.edits[0]
+        return first.impl_rel if first.in_impl else f"../{first.path}"
+
+    def symbols_in(self, path: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.symbol for e in self.edits if e.path == path and e.symbol))
 
 
 @dataclass(frozen=True)
@@ -120,6 +168,23 @@ class Lesson:
     concept_questions: tuple[ConceptQuestion, ...]
     pitfalls: tuple[Pitfall, ...]
     source: str = ""
+    book_days: tuple[str, ...] = ()  # the book's days this lesson covers; () means (id,)
+    # The book's paths and commands beside the tutor's, filled in for this lesson (from
+    # course.yaml's book_terms: one place for every lesson).
+    book_terms: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def covers(self) -> tuple[str, ...]:
+        """The book's day numbers this lesson teaches (``("2.2", "2.3")``)."""
+        return self.book_days or (self.id,)
+
+    @property
+    def book_days_label(self) -> str:
+        """``book day 1.3`` or ``book days 2.2-2.3``."""
+        days = self.covers
+        if len(days) == 1:
+            return f"book day {days[0]}"
+        return f"book days {days[0]}–{days[-1]}"
 
     @property
     def session_filename(self) -> str:
@@ -152,6 +217,13 @@ class Course:
     book: str
     weeks: tuple[Week, ...]
     lessons: tuple[Lesson, ...] = field(default=())
+    book_plan: tuple[int, int] | None = None  # (weeks, days per week) of the book
+    book_terms: tuple[tuple[str, str], ...] = ()  # (the book's, the tutor's)
+
+    def lesson_covering(self, book_day: str) -> Lesson | None:
+        """The lesson that teaches the book's day ``book_day`` (``"2.3"`` -> lesson 2.2)."""
+        return next((x for x in self.lessons if book_day in x.covers), None)
+
 
     def lesson(self, day_id: str) -> Lesson:
         for lesson in self.lessons:
@@ -181,7 +253,12 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def load_lesson(path: Path) -> Lesson:
+def _fill_terms(terms, lesson_id: str) -> tuple[tuple[str, str], ...]:
+    week, day = lesson_id.split(".")
+    return tuple((b.format(week=week, day=day), t.format(week=week, day=day)) for b, t in terms)
+
+
+def load_lesson(path: Path, book_terms=()) -> Lesson:
     name = _rel(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -199,7 +276,18 @@ def load_lesson(path: Path) -> Lesson:
         raise bad(f"slug: use lowercase words joined by '-', not {data['slug']!r}")
     if data["timeout_s"] <= 0:
         raise bad("timeout_s: must be positive")
+    book_days = tuple(data.get("book_days") or ())
+    for d in book_days:
+        if not _DAY_ID.match(d) or int(d.split(".")[0]) != data["week"]:
+            raise bad(f"book_days: {d!r} is not a day of week {data['week']} (like "
+                      f"'{data['week']}.3')")
+    if book_days and book_days[0] != data["id"]:
+        raise bad(f"book_days: starts with the lesson's own day {data['id']!r}, not {book_days[0]!r}")
+    if len(set(book_days)) != len(book_days):
+        raise bad("book_days: a day is listed twice")
     seen_checks: set[str] = set()
+    edits = [_task_edits(t, lambda m, line=t["__line__"]: bad(m, line), f"tasks[{i}]")
+             for i, t in enumerate(data["tasks"])]
     for i, t in enumerate(data["tasks"]):
         for c in t["checks"]:
             if c in seen_checks:
@@ -221,9 +309,9 @@ def load_lesson(path: Path) -> Lesson:
         chapter=data["chapter"], timeout_s=float(data["timeout_s"]),
         prerequisites=tuple(data["prerequisites"]), objectives=tuple(data["objectives"]),
         concepts=tuple(Concept(c["name"], c["explanation"]) for c in data["concepts"]),
-        tasks=tuple(Task(t["id"], t["title"], t["file"], tuple(t["symbols"]), tuple(t["checks"]),
+        tasks=tuple(Task(t["id"], t["title"], e, tuple(t["checks"]),
                          t["description"], tuple(t["guiding_questions"]), tuple(t["hints"]))
-                    for t in data["tasks"]),
+                    for t, e in zip(data["tasks"], edits)),
         concept_questions=tuple(
             ConceptQuestion(q["id"], q["when"], q["kind"], q["prompt"], q["answer"],
                             q["explanation"], float(q.get("tolerance", 1e-6)),
@@ -231,7 +319,36 @@ def load_lesson(path: Path) -> Lesson:
             for q in data["concept_questions"]),
         pitfalls=tuple(Pitfall(p["id"], p["symptom"], p["question"]) for p in data["pitfalls"]),
         source=name,
+        book_days=book_days,
+        book_terms=_fill_terms(book_terms, data["id"]),
     )
+
+
+_EDIT_ROOTS = ("impl/", "kernels/")
+
+
+def _task_edits(t: dict, bad, where: str) -> tuple[Edit, ...]:
+    """A task's (file, symbol) pairs, from ``edit`` or from the older ``file`` + ``symbols``."""
+    if "edit" in t:
+        if "file" in t or "symbols" in t:
+            raise bad(f"{where}: use either `edit` or `file` with `symbols`, not both")
+        out = []
+        for j, e in enumerate(t["edit"]):
+            path = e["file"]
+            if not path.startswith(_EDIT_ROOTS) or ".." in path.split("/"):
+                raise bad(f"{where}.edit[{j}].file: a path inside the workspace's impl/ or "
+                          f"kernels/ (like impl/basics.py), not {path!r}")
+            out.append(Edit(path, e.get("symbol")))
+        if len(set(out)) != len(out):
+            raise bad(f"{where}.edit: a file and symbol pair is listed twice")
+        return tuple(out)
+    if "file" not in t or "symbols" not in t:
+        raise bad(f"{where}: missing required field 'edit' (a list of {{file, symbol}})")
+    rel = t["file"]
+    path = rel[len("../"):] if rel.startswith("../") else f"impl/{rel}"
+    if not path.startswith(_EDIT_ROOTS):
+        raise bad(f"{where}.file: {rel!r} is neither in impl/ nor in ../kernels/")
+    return tuple(Edit(path, s) for s in t["symbols"]) or (Edit(path),)
 
 
 def _check_answer(q: dict, where: str, bad) -> None:
@@ -266,11 +383,18 @@ def load_course(root: Path | None = None) -> Course:
     except OSError as exc:
         raise CurriculumError(f"{name}: cannot read: {exc.strerror}") from None
     data = Validator(name).record(compose(text, name), COURSE_SCHEMA, "")
+    terms = tuple((t["book"], t["tutor"]) for t in data.get("book_terms") or ())
+    for t in data.get("book_terms") or ():
+        try:
+            _fill_terms([(t["book"], t["tutor"])], "1.1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise CurriculumError(f"{name}:{t['__line__']}: book_terms: only {{week}} and "
+                                  f"{{day}} can be filled in ({exc!r})") from None
     weeks, lessons = [], []
     for w in data["weeks"]:
         days = []
         for rel in w["days"]:
-            lesson = load_lesson(root / rel)
+            lesson = load_lesson(root / rel, terms)
             if lesson.week != w["number"]:
                 raise CurriculumError(f"{lesson.source}:1: week: is {lesson.week} but "
                                       f"course.yaml lists it under week {w['number']}")
@@ -284,4 +408,21 @@ def load_course(root: Path | None = None) -> Course:
         for p in lesson.prerequisites:
             if p not in ids:
                 raise CurriculumError(f"{lesson.source}:1: prerequisites: unknown day '{p}'")
-    return Course(data["title"], data["book"], tuple(weeks), tuple(lessons))
+    covered: dict[str, str] = {}
+    for lesson in lessons:
+        for d in lesson.covers:
+            if d in covered:
+                raise CurriculumError(f"{lesson.source}:1: book_days: book day {d} is already "
+                                      f"covered by lesson {covered[d]}")
+            covered[d] = lesson.id
+    plan = data.get("book_plan")
+    book_plan = (plan["weeks"], plan["days_per_week"]) if plan else None
+    if book_plan:
+        for lesson in lessons:
+            for d in lesson.covers:
+                w, n = map(int, d.split("."))
+                if not (1 <= w <= book_plan[0] and 1 <= n <= book_plan[1]):
+                    raise CurriculumError(f"{lesson.source}:1: book_days: day {d} is outside "
+                                          f"the book's plan in course.yaml ({book_plan[0]} "
+                                          f"weeks of {book_plan[1]} days)")
+    return Course(data["title"], data["book"], tuple(weeks), tuple(lessons), book_plan, terms)

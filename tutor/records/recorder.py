@@ -15,22 +15,22 @@ RecordsBusy = StateLocked
 
 
 def changed_files(workspace: Path, lesson, since: datetime | None) -> list[str]:
-    """The day's impl files that differ from the stubs and were saved since ``since``."""
-    from tutor import paths
-    from tutor.workspace import lesson_files
+    """The day's files (in impl/ and kernels/) that differ from the stubs and were saved
+    since ``since``, relative to the workspace."""
+    from tutor.workspace import lesson_files, stub_of
 
     out = []
     for rel in lesson_files(lesson):
-        p = workspace / "impl" / rel
+        p = workspace / rel
         try:
             mtime = datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc)
             if since is not None and mtime <= since:
                 continue
-            if p.read_bytes() == (paths.stubs_dir() / rel).read_bytes():
+            if p.read_bytes() == stub_of(rel).read_bytes():
                 continue
         except OSError:
             continue
-        out.append(f"impl/{rel}")
+        out.append(rel)
     return out
 
 

@@ -344,8 +344,9 @@ def _rungs(rungs: list[int]) -> str:
 def _objectives(lesson: Any) -> str:
     lines = []
     chapter = getattr(lesson, "chapter", None)
+    label = getattr(lesson, "book_days_label", None)
     if chapter:
-        lines += [f"Book chapter: {chapter}", ""]
+        lines += [f"Book chapter: {chapter}" + (f" ({label})" if label else ""), ""]
     objectives = getattr(lesson, "objectives", None) or []
     lines += [f"- {md_safe(o, 300)}" for o in objectives] or ["_This lesson lists no objectives._"]
     return "\n".join(lines)
@@ -420,11 +421,7 @@ def _implementation(lesson: Any, rec: dict) -> str:
                 icon, tail = "✅", f"{passing}/{len(ids)} checks pass"
             else:
                 icon, tail = "🟡", f"{passing}/{len(ids)} checks pass (others skipped or not run)"
-            where = ""
-            file = getattr(task, "file", None)
-            symbols = getattr(task, "symbols", None) or []
-            if file:
-                where = f" (`{md_safe(file, 80)}`" + (": " + ", ".join(f"`{md_safe(s, 60)}`" for s in symbols) if symbols else "") + ")"
+            where = _task_where(task)
             lines.append(
                 f"- {icon} Task {getattr(task, 'id', '?')} — {md_safe(getattr(task, 'title', ''), 120)}{where} — {tail}"
             )
@@ -433,6 +430,32 @@ def _implementation(lesson: Any, rec: dict) -> str:
         for cid, c in checks.items():
             lines.append(f"- `{md_safe(cid, 80)}`: {c.get('last_status') or 'not run'}")
     return "\n".join(lines)
+
+
+def _task_files(task: Any) -> list[tuple[str, list[str]]]:
+    """(file, symbols) for every file a task names: its (file, symbol) pairs when it has
+    them, else the older single file with all its symbols."""
+    edits = getattr(task, "edits", None)
+    if edits:
+        out: dict[str, list[str]] = {}
+        for e in edits:
+            syms = out.setdefault(e.path, [])
+            if e.symbol and e.symbol not in syms:
+                syms.append(e.symbol)
+        return list(out.items())
+    file = getattr(task, "file", None)
+    return [(file, list(getattr(task, "symbols", None) or []))] if file else []
+
+
+def _task_where(task: Any) -> str:
+    """`` (`impl/basics.py`: `linear`; `impl/attention.py`: `SimpleMultiHeadAttention`)``"""
+    parts = []
+    for file, symbols in _task_files(task):
+        part = f"`{md_safe(file, 80)}`"
+        if symbols:
+            part += ": " + ", ".join(f"`{md_safe(s, 60)}`" for s in symbols)
+        parts.append(part)
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _challenges(lesson: Any, rec: dict) -> str:

@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tutor.tui.coachlink import CoachLink, Reply
 from tutor.tui.messages import CheckEvent, ChecksDone, CoachReply, HintShown, Notice, Saved
 from tutor.tui.render import (editor_command, lesson_renderable, results_renderable,
-                              summary_text, symbol_line)
+                              summary_text)
 from tutor.tui.watch import DEBOUNCE_S, POLL_S, FileWatcher
 from tutor.tui.widgets import ChatLog, KeyBar, LessonTree, QuestionCard
 
@@ -128,6 +128,8 @@ class TutorApp(App[int]):
         self._watch_timer = self.set_interval(self.poll_s, self._watch_tick, pause=True)
         if self.session.notice:
             self.notify(self.session.notice, severity="warning", timeout=10)
+        if self.session.route_note:  # `start day2.3`: which lesson covers the book's day
+            self.notify(self.session.route_note, timeout=10)
 
     # ------------------------------------------------------------------ rendering
 
@@ -617,15 +619,13 @@ class TutorApp(App[int]):
     # ------------------------------------------------------------------ editor
 
     def action_edit(self) -> None:
-        from tutor.workspace import locate_symbol
+        from tutor.workspace import edit_target
 
         s = self.session
         with s.lock:
             task = s.current_task()
-        sym = task.symbols[0] if task.symbols else None
-        rel = (locate_symbol(s.impl, sym) if sym else None) or task.file
-        path = Path(s.impl) / rel
-        line = symbol_line(path, sym) if sym else 1
+        # The task's first (file, symbol) still as shipped, at the symbol; else its first.
+        path, line = edit_target(s.workspace, task, impl=s.impl)
         self.open_in_editor(editor_command(path, line), path, line)
 
     def open_in_editor(self, argv: list[str], path: Path, line: int) -> None:

@@ -6,7 +6,6 @@ No Textual here, so all of it is testable on its own and cheap to import.
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shlex
@@ -126,20 +125,49 @@ def blocks(text: str) -> list:
     return out
 
 
+def edit_line(task) -> Text:
+    """``Edit impl/basics.py: linear`` and, a line each under it, every other file the task
+    names (``impl/attention.py: SimpleMultiHeadAttention``), with its symbols."""
+    where = Text("Edit ")
+    for i, path in enumerate(task.files):
+        if i:
+            where.append("\n     ")  # one file a line, under the first
+        where.append(path, style="bold cyan")
+        syms = task.symbols_in(path)
+        if syms:
+            where.append(": " + ", ".join(syms))
+    return where
+
+
+def book_terms_text(lesson) -> Text | None:
+    """The book's paths and commands beside the tutor's (course.yaml's book_terms), one
+    pair a line so that a command never breaks in two."""
+    terms = getattr(lesson, "book_terms", ())
+    if not terms:
+        return None
+    t = Text("The book's paths and commands, here:", style="dim")
+    for book, ours in terms:
+        t.append(f"\n  {book} → ", style="dim")
+        t.append(ours, style="cyan")
+    return t
+
+
 def lesson_renderable(lesson):
-    """The day: title and chapter link, objectives, the tasks (file and symbols to edit),
-    the concepts."""
+    """The day: title, the book's days and chapter link, the book's names for paths and
+    commands, objectives, the tasks (files and symbols to edit), the concepts."""
     parts: list = [
         Text(f"Day {lesson.id} · {lesson.title}", style="bold"),
-        Text.assemble(f"Week {lesson.week} · book chapter: ",
+        Text.assemble(f"Week {lesson.week} · {lesson.book_days_label} · chapter: ",
                       (lesson.chapter, Style(underline=True, link=lesson.chapter))),
-        Text(""), Text("Objectives", style="bold underline"),
     ]
+    terms = book_terms_text(lesson)
+    if terms is not None:
+        parts.append(terms)
+    parts += [Text(""), Text("Objectives", style="bold underline")]
     parts += blocks("\n".join(f"- {o}" for o in lesson.objectives))
     parts += [Text(""), Text("Tasks", style="bold underline")]
     for t in lesson.tasks:
-        where = Text.assemble("Edit ", (f"impl/{t.file}", "bold cyan"), ": ",
-                              ", ".join(t.symbols) or "-", style="")
+        where = edit_line(t)
         where.append(f" · checks: {', '.join(t.checks) or '-'}", style="dim")
         parts += [Text(""), Text(f"{t.id}. {t.title}", style="bold"), where]
         for b in blocks(t.description):
@@ -409,16 +437,10 @@ def active_time_chart(rows: list[dict], width: int = 40) -> str:
 
 
 def symbol_line(path: Path, symbol: str) -> int:
-    """The line where ``symbol`` is defined at top level in ``path`` (1 if not found)."""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return 1
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                and node.name == symbol:
-            return node.lineno
-    return 1
+    """The line where ``symbol`` is defined in ``path`` (1 if not found)."""
+    from tutor.workspace import symbol_line as find
+
+    return find(path, symbol)
 
 
 def editor_command(path: Path, line: int, editor: str | None = None) -> list[str]:

@@ -32,7 +32,9 @@ class LessonTree(Tree[str]):
 
     @staticmethod
     def _label(lesson, icon: str) -> str:
-        return f"{icon} {lesson.id} {lesson.title}"
+        covers = getattr(lesson, "covers", None) or (lesson.id,)
+        days = lesson.id if len(covers) == 1 else f"{covers[0]}–{covers[-1]}"  # the book's
+        return f"{icon} {days} {lesson.title}"
 
     def update_icons(self, icons: dict[str, str]) -> None:
         for lesson in self.course.lessons:
