@@ -106,6 +106,8 @@ def _concepts(day: str) -> str:
     ("1.3", "(N.., H, 1, S, D)"),                    # how K and V broadcast over a group
     ("1.3", "(B, L, heads, D)"),                     # where RoPE goes in Qwen2's attention
     ("2.1", "axis 2"),                               # which axis the cache grows on
+    ("2.1", "slice(offset, offset + L)"),            # where the new tokens are rotated
+    ("2.1", "single row of zeros"),                  # the decode mask
     ("2.4", "exp(m − m_new)"),                       # the online-softmax rescale factor
     ("2.4", "n / (H_q / H)"),                        # which kv row a query row reads
     ("2.6", "slice(o_0, o_0 + L)"),                  # per-row RoPE slices
