@@ -2,9 +2,12 @@
 
 Runs in a temporary workspace made by `tiny-llm-tutor init`, whose impl/ holds the answer
 key (so every check runs to the end, and the attempt is recorded as a learner's would be).
-Reports the median over --runs runs of each of day1.1 .. day1.7 and week1.
+Reports the median over --runs runs of each of day1.1 .. day1.7 and week1. With --impl the
+checks run on that package instead (`check --impl PATH`, nothing recorded), e.g. the
+book-style solution, whose sampler is written for one row as the book's is:
 
     python benchmarks/check_speed.py [--runs 7] [--days 1.1,1.3,week1]
+    python benchmarks/check_speed.py --days 1.7 --impl tests/fixtures/book_solution/tiny_llm
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--days", default="1.1,1.2,1.3,1.4,1.5,1.6,1.7,week1")
+    ap.add_argument("--impl", default="", help="check this package instead of the answer key")
     args = ap.parse_args()
     exe = shutil.which("tiny-llm-tutor")
     if not exe:
@@ -50,6 +54,8 @@ def main() -> int:
         print(f"{'target':<8} {'median s':>9} {'min s':>7} {'max s':>7} {'peak MiB':>9}  exit")
         for day in args.days.split(","):
             cmd = [exe, "check", day if day.startswith("week") else f"day{day}"]
+            if args.impl:
+                cmd += ["--impl", str(Path(args.impl).resolve())]
             run_once(cmd, ws)  # warm the page cache; not counted
             walls, rsss, codes = [], [], set()
             for _ in range(args.runs):
