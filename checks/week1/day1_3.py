@@ -34,15 +34,66 @@ F32, F16, BF16 = mx.float32, mx.float16, mx.bfloat16
 def mask_model(L, S, kind="ok"):
     """(L, S) additive causal mask as numpy float32: "ok" bottom-right (diagonal offset
     S - L), "top-left" (offset 0), "flipped" (offset L - S: the alignment shifted the wrong
-    way, which counts as the same misplaced diagonal), "strict" (the diagonal masked too)."""
-    k = {"ok": S - L, "top-left": 0, "flipped": L - S, "strict": S - L - 1}[kind]
-    allowed = np.tril(np.ones((L, S), dtype=bool), k=k)
+    way, which counts as the same misplaced diagonal), "strict" (the diagonal masked too);
+    the inverted ones: "upper" (the future allowed instead of the past, diagonal kept),
+    "upper-top-left" (the same from the top-left corner), "values-swapped" (0 and -inf
+    exchanged)."""
+    if kind in ("upper", "upper-top-left"):
+        allowed = np.triu(np.ones((L, S), dtype=bool), k=S - L if kind == "upper" else 0)
+    else:
+        k = {"ok": S - L, "top-left": 0, "flipped": L - S, "strict": S - L - 1,
+             "values-swapped": S - L}[kind]
+        allowed = np.tril(np.ones((L, S), dtype=bool), k=k)
+        if kind == "values-swapped":
+            allowed = ~allowed
     return np.where(allowed, 0.0, -np.inf).astype(np.float32)
 
 
-def gqa_model(q, k, v, scale=None, mask=None, *, head_order="div", causal="ok"):
+INVERTED = ("upper", "upper-top-left", "values-swapped")
+
+# k and v projections wired from the wrong weights (the two have the same shape), as
+# (slot, source) pairs: exchanged, or one copied over the other, weights and/or biases.
+KV_WIRINGS = [
+    (("wk", "wv"), ("wv", "wk")),
+    (("bk", "bv"), ("bv", "bk")),
+    (("wk", "wv"), ("wv", "wk"), ("bk", "bv"), ("bv", "bk")),
+    (("wv", "wk"),), (("wk", "wv"),),
+    (("wv", "wk"), ("bv", "bk")), (("wk", "wv"), ("bk", "bv")),
+]
+
+
+def wrong_scales(right, dims, given=None):
+    """Scale factors a learner plausibly uses instead of ``right``: none at all (1), 1/sqrt,
+    1/x or sqrt of a size of the problem, the default instead of a given scale, or a given
+    scale squared, inverted or applied on top of the default. Never the right value."""
+    out = [1.0]
+    for x in dims:
+        if x and x > 0:
+            out += [1.0 / math.sqrt(x), 1.0 / x, math.sqrt(x)]
+    if given is not None:
+        out += [given * given, 1.0 / given] + [given / math.sqrt(x) for x in dims if x]
+    keep = []
+    for f in out:
+        if abs(f - right) > 1e-6 * abs(right) and all(abs(f - k) > 1e-9 for k in keep):
+            keep.append(f)
+    return keep
+
+
+def _mask_heads_swapped(mask, batch, Hq, H, L, S):
+    """The (…, H_q, L, S) mask with its heads regrouped the other way round: the mask of
+    query head h goes to the head that sits at h in (repeat, kv head) order."""
+    rep = Hq // H
+    m = mx.broadcast_to(mask, (*batch, Hq, L, S))
+    m = m.reshape(*batch, rep, H, L, S)
+    return mx.swapaxes(m, -3, -4).reshape(*batch, Hq, L, S)
+
+
+def gqa_model(q, k, v, scale=None, mask=None, *, head_order="div", causal="ok",
+              mask_mode="add"):
     """Grouped attention in float32. head_order "div" pairs query head h with kv head
-    h // n_repeats; "mod" with h % H (the mistake). mask: None, "causal" or an array."""
+    h // n_repeats; "mod" with h % H (the mistake). mask: None, "causal" or an array;
+    mask_mode: "add" (right), "mul" (multiplied into the scores), "after-softmax" (added to
+    the weights)."""
     *_, Hq, L, D = q.shape
     H, S = k.shape[-3], k.shape[-2]
     rep = Hq // H
@@ -54,11 +105,19 @@ def gqa_model(q, k, v, scale=None, mask=None, *, head_order="div", causal="ok"):
         kf, vf = mx.tile(kf, reps), mx.tile(vf, reps)
     s = 1.0 / math.sqrt(D) if scale is None else scale
     scores = (qf @ kf.swapaxes(-1, -2)) * s
+    m = None
     if isinstance(mask, str):
-        scores = scores + mx.array(mask_model(L, S, causal))
+        m = mx.array(mask_model(L, S, causal))
     elif mask is not None:
-        scores = scores + mask.astype(F32)
-    return (mx.softmax(scores, axis=-1) @ vf).astype(q.dtype)
+        m = mask.astype(F32)
+    if m is not None and mask_mode == "add":
+        scores = scores + m
+    elif m is not None and mask_mode == "mul":
+        scores = scores * m
+    weights = mx.softmax(scores, axis=-1)
+    if m is not None and mask_mode == "after-softmax":
+        weights = weights + m
+    return (weights @ vf).astype(q.dtype)
 
 
 def _oracle_gqa(q, k, v, scale, mask):
@@ -78,6 +137,10 @@ def _qkv(batch, Hq, H, L, S, D, dtype):
     k = mx.random.normal((*batch, H, S, D)).astype(dtype)
     v = mx.random.normal((*batch, H, S, D)).astype(dtype)
     return q, k, v
+
+
+# Names of an attention output's axes, for saying where a wrong output differs.
+AXES = ("batch", "batch", "query head", "query position", "feature")
 
 
 def _case(batch, Hq, H, L, S, D, dtype, extra=""):
@@ -101,8 +164,11 @@ def gqa(ctx):
         want = _oracle_gqa(q, k, v, None, None)
         got = ctx.call(fn, q, k, v)
         evs.append(ctx.expect_close(got, want, case=_case(batch, Hq, H, L, S, D, dtype),
-                                    candidates={"gqa-kv-head-order":
-                                                lambda: gqa_model(q, k, v, head_order="mod")}))
+                                    axes=AXES[-len(want.shape):], candidates={
+            "gqa-kv-head-order": lambda: gqa_model(q, k, v, head_order="mod"),
+            "gqa-scale-wrong": lambda: [gqa_model(q, k, v, f) for f in
+                                        wrong_scales(1.0 / math.sqrt(D), (D, L, S, Hq, H))],
+        }))
     return merge_evidence(evs)
 
 
@@ -123,8 +189,16 @@ def gqa_scale_mask(ctx):
         want = _oracle_gqa(q, k, v, scale, mask)
         got = ctx.call(fn, q, k, v, scale=scale, mask=mask)
         case = _case(batch, Hq, H, L, S, D, dtype, f", scale={scale}, mask {kind}")
-        evs.append(ctx.expect_close(got, want, case=case, candidates={
-            "gqa-kv-head-order": lambda: gqa_model(q, k, v, scale, mask, head_order="mod")}))
+        evs.append(ctx.expect_close(got, want, case=case, axes=AXES[-len(want.shape):],
+                                    candidates={
+            "gqa-kv-head-order": lambda: gqa_model(q, k, v, scale, mask, head_order="mod"),
+            "gqa-scale-wrong": lambda: [gqa_model(q, k, v, f, mask) for f in wrong_scales(
+                scale, (D, L, S, Hq, H), given=scale)],
+            "gqa-mask-misapplied": lambda: (
+                [gqa_model(q, k, v, scale, None)]
+                + [gqa_model(q, k, v, scale, mask, mask_mode=mm) for mm in ("mul", "after-softmax")]
+                + [gqa_model(q, k, v, scale, _mask_heads_swapped(mask, batch, Hq, H, L, S))]),
+        }))
     return merge_evidence(evs)
 
 
@@ -148,15 +222,17 @@ def causal_mask_check(ctx):
             if finite_block.any() and np.all(g[~blocked] == 0):
                 raise CheckFailed(
                     f"[{case}] masked entries hold {g[finite_block][0]:.4g}, expected -inf. "
-                    "A large negative number only approximates -inf; use -inf so masked "
-                    "keys get exactly zero weight in any dtype.",
-                    {"case": case, "got_masked_value": float(g[finite_block][0])})
+                    "A large negative number only approximates -inf, and in float16 or "
+                    "bfloat16 it may not even be representable.",
+                    {"case": case, "got_masked_value": float(g[finite_block][0])},
+                    pitfall="causal-mask-not-infinite")
         evs.append(ctx.expect_close(
             got, mx.array(want).astype(dtype), case=case, rtol=0.0, atol=0.0,
             expect_dtype=dtype_str(dtype),
             candidates={"causal-mask-top-left": [mask_model(L, S, "top-left"),
                                                               mask_model(L, S, "flipped")],
-                        "causal-mask-diagonal-masked": mask_model(L, S, "strict")}))
+                        "causal-mask-diagonal-masked": mask_model(L, S, "strict"),
+                        "causal-mask-inverted": [mask_model(L, S, kd) for kd in INVERTED]}))
     return {"cases": len(evs)}
 
 
@@ -180,7 +256,14 @@ def gqa_causal(ctx):
             "causal-mask-diagonal-masked": lambda: gqa_model(q, k, v, scale, "causal",
                                                              causal="strict"),
             "gqa-kv-head-order": lambda: gqa_model(q, k, v, scale, "causal", head_order="mod"),
-        }))
+            "causal-mask-inverted": lambda: [gqa_model(q, k, v, scale, "causal", causal=kd)
+                                             for kd in INVERTED],
+            "gqa-scale-wrong": lambda: [
+                gqa_model(q, k, v, f, "causal") for f in wrong_scales(
+                    1.0 / math.sqrt(D) if scale is None else scale, (D, L, S, Hq, H),
+                    given=scale)],
+            "gqa-mask-misapplied": lambda: gqa_model(q, k, v, scale, None),
+        }, axes=AXES[-len(want.shape):]))
     return merge_evidence(evs)
 
 
@@ -188,11 +271,17 @@ def gqa_causal(ctx):
 
 
 def qwen_model(x, w, Hq, H, theta, mask, *, traditional=False, no_bias=(), head_order="div",
-               causal="ok"):
-    """Qwen2 self-attention in float32 from the weights the learner gets."""
+               causal="ok", rope_on="qk", scale=None, use_mask=True, wiring=(), out_proj=True):
+    """Qwen2 self-attention in float32 from the weights the learner gets. Mistakes: the
+    other RoPE layout, biases left out, kv heads paired round-robin, another causal mask,
+    RoPE on other tensors than q and k (``rope_on``), another scale, the mask never
+    applied, weights taken from the wrong slot (``wiring``: (slot, source) pairs of keys of
+    ``w``, all read from the right weights), no output
+    projection."""
     B, L, E = x.shape
     D = E // Hq
     xf = x.astype(F32)
+    w = {**w, **{dst: w[src] for dst, src in wiring}}
 
     def proj(name, heads):
         y = xf @ w["w" + name].astype(F32).T
@@ -201,12 +290,15 @@ def qwen_model(x, w, Hq, H, theta, mask, *, traditional=False, no_bias=(), head_
         y = y.reshape(B, L, heads, D).transpose(0, 2, 1, 3)
         return y
 
-    q, k, v = proj("q", Hq), proj("k", H), proj("v", H)
-    q = mx.fast.rope(q, D, traditional=traditional, base=theta, scale=1.0, offset=0)
-    k = mx.fast.rope(k, D, traditional=traditional, base=theta, scale=1.0, offset=0)
-    out = gqa_model(q, k, v, 1.0 / math.sqrt(D), mask, head_order=head_order, causal=causal)
+    t = {"q": proj("q", Hq), "k": proj("k", H), "v": proj("v", H)}
+    for name in rope_on:
+        t[name] = mx.fast.rope(t[name], D, traditional=traditional, base=theta, scale=1.0,
+                               offset=0)
+    s = 1.0 / math.sqrt(D) if scale is None else scale
+    out = gqa_model(t["q"], t["k"], t["v"], s, mask if use_mask else None,
+                    head_order=head_order, causal=causal)
     out = out.transpose(0, 2, 1, 3).reshape(B, L, Hq * D)
-    return out @ w["wo"].astype(F32).T
+    return out @ w["wo"].astype(F32).T if out_proj else out
 
 
 @check(DAY, "qwen2-attention", 3,
@@ -261,14 +353,24 @@ def qwen2_attention(ctx):
         def model(**kw):
             return qwen_model(x, w, Hq, H, theta, mask, **kw).astype(want.dtype)
 
+        D = E // Hq
         cands = {
             "qwen-attn-traditional-rope": lambda: model(traditional=True),
             "qwen-attn-missing-bias": [
                 lambda nb=nb: model(no_bias=nb) for nb in ("qkv", "q", "k", "v", "qk")],
             "gqa-kv-head-order": lambda: model(head_order="mod"),
+            "qwen-attn-rope-wrong-tensors": lambda: [
+                model(rope_on=r) for r in ("q", "k", "qkv", "")],
+            "gqa-scale-wrong": lambda: [
+                model(scale=f) for f in wrong_scales(1.0 / math.sqrt(D), (D, E, Hq, H, L))],
+            "qwen-attn-projection-mixup": lambda: [
+                model(wiring=wr) for wr in KV_WIRINGS] + [model(out_proj=False)],
         }
         if mkind == "causal":
             cands["causal-mask-diagonal-masked"] = lambda: model(causal="strict")
+            cands["causal-mask-inverted"] = lambda: [model(causal=kd) for kd in INVERTED]
+        if mkind is not None:
+            cands["gqa-mask-misapplied"] = lambda: model(use_mask=False)
         # With float32 weights and float16 x the oracle computes in float32 (the weights
         # promote it), but the input has float16 precision and a learner may well compute in
         # x's dtype: float16 tolerance, as in the book's test.
