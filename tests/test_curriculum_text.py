@@ -168,3 +168,47 @@ def test_lesson_links_its_chapter_at_the_pinned_commit(lesson):
 def test_course_links_the_book_at_the_pinned_commit():
     assert COURSE.book.startswith(BOOK_SRC)
     assert COURSE.book[len(BOOK_SRC):] in CHAPTERS_AT_COMMIT
+
+
+def test_every_lesson_says_which_edition_it_follows():
+    """One line, the same for every lesson (course.yaml's `edition`): the edition and commit
+    the tutor follows, and why the live site's code differs."""
+    note = COURSE.edition
+    assert note and "\n" not in note.strip()
+    for needle in ("Qwen2 edition", BOOK_COMMIT, "Qwen3", "https://skyzh.github.io/tiny-llm/"):
+        assert needle in note, needle
+    assert {lesson.edition for lesson in COURSE.lessons} == {note}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lesson_view_shows_the_edition(lesson):
+    """The TUI's Lesson tab (and `start`, which opens it) renders this view."""
+    from tutor.tui import render
+
+    text = " ".join(render.lesson_plain(lesson).split())
+    assert " ".join(COURSE.edition.split()) in text
+    assert text.index(BOOK_COMMIT) < text.index("Objectives")  # up top, by the chapter link
+
+
+def test_lessons_command_says_which_edition(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "100"}
+    env.pop("TINY_LLM_TUTOR_WORKSPACE", None)
+    r = subprocess.run([sys.executable, "-m", "tutor", "lessons"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert " ".join(COURSE.edition.split()) in " ".join(r.stdout.split())
+
+
+def test_coach_prompt_says_which_edition():
+    """So the LLM coach can tell a learner why code from the live site looks different."""
+    from tutor.coach.context import CoachContext
+    from tutor.coach.prompt import build_system_prompt
+
+    lesson = COURSE.lesson("1.3")
+    ctx = CoachContext(lesson=lesson, task=lesson.tasks[0], day_record=None, latest_result=None,
+                       learner_code="", rung=0)
+    assert COURSE.edition in build_system_prompt(ctx, "rules")

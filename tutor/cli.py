@@ -241,6 +241,8 @@ def cmd_lessons(args) -> int:
         status = recorder.day_icons(ws, course)
     out = _console()
     out.print(f"[bold]{escape(course.title)}[/bold]  [dim]{course.book}[/dim]")
+    if course.edition:
+        out.print(f"[dim]{escape(course.edition)}[/dim]")
     for week in course.weeks:
         out.print(f"\n[bold]Week {week.number}: {escape(week.title)}[/bold]")
         for lesson in week.days:

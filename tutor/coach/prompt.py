@@ -62,6 +62,8 @@ def _lesson_section(lesson) -> str:
     if getattr(lesson, "chapter", ""):
         out.append(f"Book chapter: {lesson.chapter} ({lesson.book_days_label}; the learner "
                    "may number days as the book does)")
+    if getattr(lesson, "edition", ""):  # code the learner brings from the live site differs
+        out.append(lesson.edition)
     terms = getattr(lesson, "book_terms", ())
     if terms:
         out.append("The book's paths and commands, here: "

@@ -66,6 +66,9 @@ LESSON_SCHEMA = Record({
 COURSE_SCHEMA = Record({
     "title": _S,
     "book": _S,
+    # One line shown with every lesson: which edition of the book the tutor follows, and
+    # why the book's live site shows other code.
+    "edition": Field(str, required=False),
     # The book's own plan (weeks of days), so a book day no lesson covers yet is answered
     # as "not in the tutor yet" instead of a near miss.
     "book_plan": Field(Record({"weeks": Field(int), "days_per_week": Field(int)}),
@@ -172,6 +175,7 @@ class Lesson:
     # The book's paths and commands beside the tutor's, filled in for this lesson (from
     # course.yaml's book_terms: one place for every lesson).
     book_terms: tuple[tuple[str, str], ...] = ()
+    edition: str = ""  # course.yaml's edition line, the same for every lesson
 
     @property
     def covers(self) -> tuple[str, ...]:
@@ -219,6 +223,7 @@ class Course:
     lessons: tuple[Lesson, ...] = field(default=())
     book_plan: tuple[int, int] | None = None  # (weeks, days per week) of the book
     book_terms: tuple[tuple[str, str], ...] = ()  # (the book's, the tutor's)
+    edition: str = ""  # which edition of the book the tutor follows (one line)
 
     def lesson_covering(self, book_day: str) -> Lesson | None:
         """The lesson that teaches the book's day ``book_day`` (``"2.3"`` -> lesson 2.2)."""
@@ -258,7 +263,7 @@ def _fill_terms(terms, lesson_id: str) -> tuple[tuple[str, str], ...]:
     return tuple((b.format(week=week, day=day), t.format(week=week, day=day)) for b, t in terms)
 
 
-def load_lesson(path: Path, book_terms=()) -> Lesson:
+def load_lesson(path: Path, book_terms=(), edition: str = "") -> Lesson:
     name = _rel(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -321,6 +326,7 @@ def load_lesson(path: Path, book_terms=()) -> Lesson:
         source=name,
         book_days=book_days,
         book_terms=_fill_terms(book_terms, data["id"]),
+        edition=edition,
     )
 
 
@@ -384,6 +390,7 @@ def load_course(root: Path | None = None) -> Course:
         raise CurriculumError(f"{name}: cannot read: {exc.strerror}") from None
     data = Validator(name).record(compose(text, name), COURSE_SCHEMA, "")
     terms = tuple((t["book"], t["tutor"]) for t in data.get("book_terms") or ())
+    edition = " ".join(data.get("edition", "").split())  # one line, however it is wrapped
     for t in data.get("book_terms") or ():
         try:
             _fill_terms([(t["book"], t["tutor"])], "1.1")
@@ -394,7 +401,7 @@ def load_course(root: Path | None = None) -> Course:
     for w in data["weeks"]:
         days = []
         for rel in w["days"]:
-            lesson = load_lesson(root / rel, terms)
+            lesson = load_lesson(root / rel, terms, edition)
             if lesson.week != w["number"]:
                 raise CurriculumError(f"{lesson.source}:1: week: is {lesson.week} but "
                                       f"course.yaml lists it under week {w['number']}")
@@ -425,4 +432,5 @@ def load_course(root: Path | None = None) -> Course:
                     raise CurriculumError(f"{lesson.source}:1: book_days: day {d} is outside "
                                           f"the book's plan in course.yaml ({book_plan[0]} "
                                           f"weeks of {book_plan[1]} days)")
-    return Course(data["title"], data["book"], tuple(weeks), tuple(lessons), book_plan, terms)
+    return Course(data["title"], data["book"], tuple(weeks), tuple(lessons), book_plan, terms,
+                  edition)

@@ -153,13 +153,16 @@ def book_terms_text(lesson) -> Text | None:
 
 
 def lesson_renderable(lesson):
-    """The day: title, the book's days and chapter link, the book's names for paths and
-    commands, objectives, the tasks (files and symbols to edit), the concepts."""
+    """The day: title, the book's days and chapter link, which edition of the book it
+    follows, the book's names for paths and commands, objectives, the tasks (files and
+    symbols to edit), the concepts."""
     parts: list = [
         Text(f"Day {lesson.id} · {lesson.title}", style="bold"),
         Text.assemble(f"Week {lesson.week} · {lesson.book_days_label} · chapter: ",
                       (lesson.chapter, Style(underline=True, link=lesson.chapter))),
     ]
+    if getattr(lesson, "edition", ""):
+        parts.append(Text(lesson.edition, style="dim"))
     terms = book_terms_text(lesson)
     if terms is not None:
         parts.append(terms)
