@@ -45,6 +45,7 @@ def _norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
         return mx.fast.rms_norm(x, mx.ones(w.shape, dtype=w.dtype), eps)
 
     cands = {"rmsnorm-eps-outside-sqrt": eps_outside, "rmsnorm-weight-missing": weight_missing}
+    cands.update(_more_norm_candidates(x, w, eps))
     if x.dtype == mx.float16:
         def half_accumulation():
             # everything in float16: the squares (and their sum) overflow to inf.
@@ -53,6 +54,49 @@ def _norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
 
         cands["rmsnorm-float16-accumulation"] = half_accumulation
     return cands
+
+
+def _more_norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
+    """Other ways to get RMSNorm wrong, each computed in float32 and cast back: the mean over
+    another axis, another statistic than the root mean square, eps elsewhere or nowhere,
+    the weight added or applied as (1 + w)."""
+    xf, wf = x.astype(mx.float32), w.astype(mx.float32)
+
+    def norm(stat, weight=lambda y: y * wf):
+        return lambda: weight(stat(xf)).astype(x.dtype)
+
+    def by_axes(axes):
+        return norm(lambda v: v * mx.rsqrt(mx.mean(mx.square(v), axis=axes, keepdims=True) + eps))
+
+    def ms(v):
+        return mx.mean(mx.square(v), axis=-1, keepdims=True)
+
+    def centred(v):
+        c = v - mx.mean(v, axis=-1, keepdims=True)
+        return c * mx.rsqrt(ms(c) + eps)
+
+    axes = [a for a in ([0], list(range(x.ndim)), [-2]) if x.ndim > 1 and a != [x.ndim - 1]]
+    return {
+        "rmsnorm-wrong-axis": [by_axes(a) for a in axes if a != [-1]],
+        "rmsnorm-wrong-statistic": [
+            norm(lambda v: v * mx.rsqrt(mx.sum(mx.square(v), axis=-1, keepdims=True) + eps)),
+            norm(lambda v: v / (ms(v) + eps)),
+            norm(centred),
+            norm(lambda v: v * mx.sqrt(ms(v) + eps)),
+            norm(lambda v: v / (mx.mean(mx.abs(v), axis=-1, keepdims=True) + eps)),
+        ],
+        "rmsnorm-eps-misplaced": [
+            norm(lambda v: v * mx.rsqrt(ms(v))),
+            norm(lambda v: v * mx.rsqrt(ms(v) + eps * eps)),
+            norm(lambda v: v * (mx.rsqrt(ms(v)) + eps)),
+            norm(lambda v: v * mx.rsqrt(ms(v)) + eps),
+            norm(lambda v: v * mx.rsqrt(ms(v)), weight=lambda y: y * wf + eps),
+        ],
+        "rmsnorm-weight-misapplied": [
+            norm(lambda v: v * mx.rsqrt(ms(v) + eps), weight=lambda y: y * (1.0 + wf)),
+            norm(lambda v: v * mx.rsqrt(ms(v) + eps), weight=lambda y: y + wf),
+        ],
+    }
 
 
 def _run_norm_cases(ctx: Ctx, cases) -> dict:
@@ -105,6 +149,12 @@ def rmsnorm_float16_range(ctx: Ctx):
 # --------------------------------------------------------------------------- SiLU
 
 
+def silu_flipped(x):
+    """x * sigmoid(-x), that is x / (1 + exp(x)): the sign inside the exponential lost."""
+    xf = x.astype(mx.float32)
+    return (xf * mx.sigmoid(-xf)).astype(x.dtype)
+
+
 @check(DAY, "silu", 2, "silu against MLX's own SiLU", forbid=SILU_FORBID, symbols=("silu",))
 def silu_check(ctx: Ctx):
     silu = ctx.symbol("silu")
@@ -115,7 +165,8 @@ def silu_check(ctx: Ctx):
         got = ctx.call(silu, x)
         want = nn.silu(x)
         ev = ctx.expect_close(got, want, what="silu(x)", case=f"shape {shape}, {_dt(dtype)}",
-                              candidates={"silu-missing-x": lambda x=x: mx.sigmoid(x)})
+                              candidates={"silu-missing-x": lambda x=x: mx.sigmoid(x),
+                                          "silu-sigmoid-sign": lambda x=x: silu_flipped(x)})
         worst = max(worst, ev["max_abs_err"])
     return {"cases": len(cases), "max_abs_err": worst}
 
@@ -142,6 +193,16 @@ def _mlx_mlp(e, i, w_gate, w_up, w_down):
     return mlp
 
 
+def _misplaced_silu(x, wg, wu, wd):
+    """SwiGLU with the activation in the wrong place: on the product, on both projections,
+    nowhere, or after the down projection."""
+    xf, g, u, d = (t.astype(mx.float32) for t in (x, wg, wu, wd))
+    gate, up = xf @ g.T, xf @ u.T
+    outs = [nn.silu(gate * up) @ d.T, (nn.silu(gate) * nn.silu(up)) @ d.T, (gate * up) @ d.T,
+            nn.silu((gate * up) @ d.T), nn.silu((nn.silu(gate) * up) @ d.T)]
+    return [o.astype(x.dtype) for o in outs]
+
+
 @check(DAY, "qwen2-mlp", 2, "Qwen2MLP matches mlx_lm's qwen2.MLP",
        forbid=SILU_FORBID, symbols=("qwen2_week1.Qwen2MLP", "silu"))
 def qwen2_mlp(ctx: Ctx):
@@ -166,6 +227,8 @@ def qwen2_mlp(ctx: Ctx):
         cands = {
             "mlp-gate-up-swapped": lambda: _mlx_mlp(e, i, wu, wg, wd)(x),
             "silu-missing-x": lambda: (mx.sigmoid(x @ wg.T) * (x @ wu.T)) @ wd.T,
+            "silu-sigmoid-sign": lambda: (silu_flipped(x @ wg.T) * (x @ wu.T)) @ wd.T,
+            "mlp-silu-misplaced": lambda: _misplaced_silu(x, wg, wu, wd),
         }
         ev = ctx.expect_close(got, want, what="Qwen2MLP(x)", case=case, candidates=cands)
         worst = max(worst, ev["max_abs_err"])
