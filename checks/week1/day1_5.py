@@ -45,16 +45,37 @@ def _dt(dtype) -> str:
 
 
 def _block(layer, x, mask, *, attn_residual=True, mlp_residual=True, norms="12",
-           mlp_norm=True):
+           mlp_norm=True, resid="xh", placement="pre", mlp_in="h", mlp_add="h",
+           use_mask=True, attn=None, mlp=None):
     """An mlx_lm TransformerBlock's forward pass with optional, catalogued mistakes.
     ``norms`` names the norm used before attention and before the MLP: "12" is right,
-    "21" swapped, "11"/"22" one norm used in both places."""
+    "21" swapped, "11"/"22" one norm used in both places. ``resid``: what each residual
+    adds back ("x"/"h" right, "n" the normalised sub-layer input). ``placement``: "pre"
+    (right), "post" (each norm after its residual add) or "out" (each norm on its
+    sub-layer's output). ``mlp_in`` / ``mlp_add``: the stream the MLP half reads and adds
+    back ("h" right, "x" the block input, "r" the attention output). ``attn`` / ``mlp``
+    replace the layer's sub-layers (a miswired model)."""
     pick = {"1": layer.input_layernorm, "2": layer.post_attention_layernorm}
     n1, n2 = pick[norms[0]], pick[norms[1]]
-    r = layer.self_attn(n1(x), mask)
-    h = x + r if attn_residual else r
-    m = layer.mlp(n2(h) if mlp_norm else h)
-    return h + m if mlp_residual else m
+    attn = attn or layer.self_attn
+    mlp = mlp or layer.mlp
+    pre = placement == "pre"
+    a_in = n1(x) if pre else x
+    r = attn(a_in, mask if use_mask else None)
+    if placement == "out":
+        r = n1(r)
+    base = a_in if resid[0] == "n" else x
+    h = base + r if attn_residual else r
+    if placement == "post":
+        h = n1(h)
+    src = {"h": h, "x": x, "r": r}[mlp_in]
+    m_in = n2(src) if (mlp_norm and pre) else src
+    m = mlp(m_in)
+    if placement == "out":
+        m = n2(m)
+    base = m_in if resid[1] == "n" else {"h": h, "x": x}[mlp_add]
+    out = base + m if mlp_residual else m
+    return n2(out) if placement == "post" else out
 
 
 BLOCK_MISTAKES = {
@@ -62,7 +83,54 @@ BLOCK_MISTAKES = {
     # swapped, or one of the two used in both places: the same confusion about which is which
     "block-norms-swapped": ({"norms": "21"}, {"norms": "11"}, {"norms": "22"}),
     "block-mlp-unnormalized": ({"mlp_norm": False},),
+    "block-residual-from-norm": ({"resid": "nh"}, {"resid": "xn"}, {"resid": "nn"}),
+    "block-norm-placement": ({"placement": "post"}, {"placement": "out"}),
+    "block-mlp-wrong-input": ({"mlp_in": "x"}, {"mlp_in": "r"}, {"mlp_add": "x"}),
+    "block-mask-dropped": ({"use_mask": False},),
 }
+
+
+def _attn(attn, x, mask, *, wiring=(), base=None):
+    """mlx_lm's qwen2 Attention forward written out, with its projections taken from the
+    wrong slots (``wiring``: (slot, source) pairs among "q", "k", "v" for the weights and
+    "bq", "bk", "bv" for the biases) or RoPE at another base."""
+    B, L, _ = x.shape
+    lin = {n: getattr(attn, f"{n}_proj") for n in "qkvo"}
+    w = {n: (lambda t, f=lin[n]: f(t) - f.bias) for n in "qkv"}
+    b = {f"b{n}": lin[n].bias for n in "qkv"}
+    w.update({dst: w[src] for dst, src in wiring if not dst.startswith("b")})
+    b.update({dst: b[src] for dst, src in wiring if dst.startswith("b")})
+    q, k, v = (w[n](x) + b[f"b{n}"] for n in "qkv")
+
+    def heads(t, n):
+        return t.reshape(B, L, n, -1).transpose(0, 2, 1, 3)
+
+    q, k, v = heads(q, attn.n_heads), heads(k, attn.n_kv_heads), heads(v, attn.n_kv_heads)
+    if base is None:
+        q, k = attn.rope(q), attn.rope(k)
+    else:
+        d = q.shape[-1]
+        q, k = (mx.fast.rope(t, d, traditional=False, base=base, scale=1.0, offset=0)
+                for t in (q, k))
+    out = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask=mask)
+    return lin["o"](out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+def _mlp(mlp, x, *, wiring=()):
+    """mlx_lm's qwen2 MLP with the gate or up projection taken from the other slot."""
+    p = {"gate": mlp.gate_proj, "up": mlp.up_proj}
+    p.update({dst: p[src] for dst, src in wiring})
+    return mlp.down_proj(nn.silu(p["gate"](x)) * p["up"](x))
+
+
+# A layer's weights loaded into the wrong slots: k and v (same shapes) exchanged or one
+# copied over the other, weights and/or biases; the gate or up weight copied over the other.
+ATTN_WIRINGS = [
+    (("k", "v"), ("v", "k")), (("bk", "bv"), ("bv", "bk")),
+    (("k", "v"), ("v", "k"), ("bk", "bv"), ("bv", "bk")),
+    (("v", "k"),), (("k", "v"),), (("v", "k"), ("bv", "bk")), (("k", "v"), ("bk", "bv")),
+]
+MLP_WIRINGS = [(("gate", "up"),), (("up", "gate"),)]
 
 
 def _log_softmax(x: mx.array) -> mx.array:
@@ -127,6 +195,12 @@ def qwen2_block(ctx: Ctx):
         want = blk(x32, mask)
         cands = {pit: (lambda vs=vs: [_block(blk, x32, mask, **v) for v in vs])
                  for pit, vs in BLOCK_MISTAKES.items()}
+        cands["model-weights-mixed-up"] = lambda: [
+            _block(blk, x32, mask, attn=lambda t, mm, wr=wr: _attn(blk.self_attn, t, mm,
+                                                                   wiring=wr))
+            for wr in ATTN_WIRINGS] + [
+            _block(blk, x32, mask, mlp=lambda t, wr=wr: _mlp(blk.mlp, t, wiring=wr))
+            for wr in MLP_WIRINGS]
         tol = BLOCK_F16 if dtype == mx.float16 else {}
         case = (f"x ({b}, {l}, {c['hidden']}), {c['heads']} heads / {c['kv_heads']} kv heads, "
                 f"mask={mask!r}, {_dt(dtype)}")
@@ -151,6 +225,17 @@ def _quantized_embedding():
     return q
 
 
+def _wrong_lookups(w, ids):
+    """Row lookups that lose the ids' shape or index the wrong axis: the rows for the
+    flattened ids, single elements of the flattened table, a column lookup when the ids
+    fit, or the rows come out transposed."""
+    flat = ids.reshape(-1)
+    outs = [w[flat], w.reshape(-1)[ids], mx.swapaxes(w[ids], -1, -2)]
+    if int(mx.max(ids)) < w.shape[1]:
+        outs += [w[:, ids], mx.take(w, ids, axis=1)]
+    return outs
+
+
 @check(DAY, "embedding", 2, "Embedding looks rows up like a quantized mlx embedding",
        symbols=("Embedding",))
 def embedding(ctx: Ctx):
@@ -166,7 +251,9 @@ def embedding(ctx: Ctx):
         got = ctx.call(built[dtype], ids)
         want = q(ids)
         case = f"token ids {shape}, vocab {EMB_V}, dim {EMB_E}, {_dt(dtype)} weights"
-        ctx.expect_close(got, want, what="embedding", case=case, dtype=_dt(dtype))
+        ctx.expect_close(got, want, what="embedding", case=case, dtype=_dt(dtype),
+                         candidates={"embedding-lookup-wrong": lambda ids=ids, dtype=dtype:
+                                     _wrong_lookups(dense_weight(q, dtype), ids)})
     return {"cases": len(cases)}
 
 
@@ -206,9 +293,24 @@ def _model_candidates(model, ids) -> dict:
     cands = {pit: (lambda vs=vs: [fwd(block=lambda l, h, m, v=v: _block(l, h, m, **v))
                                   for v in vs])
              for pit, vs in BLOCK_MISTAKES.items()}
+    cands["block-mask-dropped"] = lambda: [fwd(causal=False)] + [
+        fwd(block=lambda l, h, m, v=v: _block(l, h, m, **v))
+        for v in BLOCK_MISTAKES["block-mask-dropped"]]
     cands["model-final-norm-missing"] = lambda: fwd(final_norm=False)
     if not model.args.tie_word_embeddings:
         cands["model-lm-head-ignored"] = lambda: fwd(tied_head=True)
+    theta = model.args.rope_theta
+    cands["model-config-not-passed"] = lambda: [
+        fwd(block=lambda l, h, m, b=b: _block(l, h, m, attn=lambda x, mm: _attn(
+            l.self_attn, x, mm, base=b))) for b in (1e6, 1e4) if b != theta]
+    cands["model-weights-mixed-up"] = lambda: [
+        fwd(block=lambda l, h, m, wr=wr: _block(l, h, m, attn=lambda x, mm: _attn(
+            l.self_attn, x, mm, wiring=wr))) for wr in ATTN_WIRINGS] + [
+        fwd(block=lambda l, h, m, wr=wr: _block(l, h, m, mlp=lambda x: _mlp(
+            l.mlp, x, wiring=wr))) for wr in MLP_WIRINGS]
+    cands["model-layers-miswired"] = lambda: [
+        fwd(chain=False), fwd(layers=lambda ls: ls[:1]), fwd(layers=lambda ls: ls[::-1]),
+        fwd(layers=lambda ls: ls[:1] * len(ls)), fwd(layers=lambda ls: ls[-1:] * len(ls))]
     return cands
 
 

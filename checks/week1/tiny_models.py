@@ -79,16 +79,23 @@ def dense_weight(layer, dtype=None) -> mx.array:
 
 
 def qwen2_forward(model, ids: mx.array, *, block: Callable | None = None,
-                  final_norm: bool = True, tied_head: bool | None = None) -> mx.array:
+                  final_norm: bool = True, tied_head: bool | None = None,
+                  layers: Callable | None = None, chain: bool = True,
+                  causal: bool = True) -> mx.array:
     """mlx_lm's Qwen2 forward pass written out from its modules, so that a check can model a
     mistake by changing one piece: ``block(layer, h, mask)`` replaces each decoder layer,
     ``final_norm=False`` skips the last RMSNorm, ``tied_head=True`` uses the embedding as
-    the output head even when the model has an lm_head. Defaults reproduce ``model(ids)``."""
+    the output head even when the model has an lm_head, ``layers(list) -> list`` changes
+    which layers run in which order, ``chain=False`` feeds every layer the embeddings
+    instead of the previous layer's output, ``causal=False`` drops the mask. Defaults
+    reproduce ``model(ids)``."""
     inner = model.model
-    h = inner.embed_tokens(ids)
-    mask = "causal" if h.shape[1] > 1 else None
-    for layer in inner.layers:
-        h = block(layer, h, mask) if block is not None else layer(h, mask)
+    h = emb = inner.embed_tokens(ids)
+    mask = "causal" if (h.shape[1] > 1 and causal) else None
+    stack = list(inner.layers) if layers is None else layers(list(inner.layers))
+    for layer in stack:
+        x = h if chain else emb
+        h = block(layer, x, mask) if block is not None else layer(x, mask)
     if final_norm:
         h = inner.norm(h)
     tied = model.args.tie_word_embeddings if tied_head is None else tied_head
