@@ -66,9 +66,12 @@ def test_ask_without_a_question_is_usage(ws):
     assert r.returncode == 2 and "Ask something" in r.stderr
 
 
-def test_a_week_is_not_a_day(ws):
+def test_a_week_means_its_first_unfinished_day(ws):
+    """As `hint --help` says (and as `start week1` does)."""
     r = tutor("hint", "week1", cwd=ws, env=_offline_env())
-    assert r.returncode == 2 and "one day" in r.stderr
+    assert r.returncode == 0 and "Hint for day 1.1" in r.stderr
+    r = tutor("ask", "week2", "what does a cache hold?", cwd=ws, env=_offline_env())
+    assert r.returncode == 0 and "day 2.1" in r.stderr and r.stdout.strip()
 
 
 def test_another_tutor_holding_the_records_is_exit_2(ws):
