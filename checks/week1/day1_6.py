@@ -19,7 +19,9 @@ and one that prints it through ``tokenizer.detokenizer`` (stdout is captured).
 Diagnoses (from behaviour only): the first position's logits used (every step repeats the
 token predicted after the first prompt token), the new token never appended (the model
 sees the prompt over and over), EOS ignored (the model is fed EOS and asked to go on),
-the sampler ignored (the tokens follow argmax, or the sampler is never called).
+the sampler ignored (the tokens follow argmax, or the sampler is never called), only the
+newest token fed after the first step (later inputs lack the prompt), the sampler handed
+something other than log-probabilities, the whole text so far emitted at every step.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class RankSampler:
         self.calls = 0
         self.shapes: list[list[int]] = []
         self.logsumexp: list[float] = []  # of every row it was given: 0 for log-probs
+        self.saw_probs = False  # some row looked like probabilities, not their logarithms
 
     def __call__(self, logprobs):
         import mlx.core as mx
@@ -139,6 +142,8 @@ class RankSampler:
             for row in flat:
                 top = row.max()
                 self.logsumexp.append(float(top + np.log(np.exp(row - top).sum())))
+                if row.min() >= 0 and abs(row.sum() - 1.0) < 1e-2:
+                    self.saw_probs = True
             out = [_rank2(row) for row in flat]
             return mx.array(np.array(out, dtype=np.int32).reshape(a.shape[:-1]))
 
@@ -256,9 +261,31 @@ def _runaway_failure(case: str, tok, prompt_ids, model: GenModel) -> CheckFailed
             f"[{case}] the model produced EOS (token {EOS}) but generation went on: it was "
             f"fed back {eos_fed} EOS token(s) and called again with {len(calls[-1])} tokens.",
             ev, pitfall="gen-eos-ignored")
+    if _loses_context(prompt_ids, calls):
+        return _context_failure(case, prompt_ids, calls, ev)
     return CheckFailed(
         f"[{case}] simple_generate did not stop: {len(calls)} model calls, the last with "
         f"{len(calls[-1])} tokens (it should stop after {model.k + 1} calls).", ev)
+
+
+def _loses_context(prompt_ids: list[int], calls: list[list[int]]) -> bool:
+    """The first call is the prompt, but every later call is shorter than the sequence so
+    far and does not start with the prompt: only the newest token(s) are fed, as if the
+    model remembered the rest (it has no cache in week 1)."""
+    p = len(prompt_ids)
+    return (len(calls) >= 2 and calls[0] == prompt_ids
+            and all(c[:p] != prompt_ids and len(c) < p + i
+                    for i, c in enumerate(calls[1:], 1)))
+
+
+def _context_failure(case, prompt_ids, calls, ev) -> CheckFailed:
+    lengths = [len(c) for c in calls][:8]
+    return CheckFailed(
+        f"[{case}] the first model call got the {len(prompt_ids)}-token prompt, but the later "
+        f"calls got only {lengths[1:]} token(s) each, without the prompt: the model never "
+        "sees the whole sequence after the first step.",
+        {**ev, "input_lengths": lengths, "second_input": calls[1][:20]},
+        pitfall="gen-input-not-whole-sequence")
 
 
 def _generated(ctx, case: str, tok, prompt_ids, model: GenModel) -> list[int]:
@@ -267,6 +294,9 @@ def _generated(ctx, case: str, tok, prompt_ids, model: GenModel) -> list[int]:
     if not model.calls:
         raise CheckFailed(f"[{case}] simple_generate returned without calling the model.",
                           {"case": case, "model_calls": 0})
+    if _loses_context(prompt_ids, model.calls):
+        raise _context_failure(case, prompt_ids, model.calls,
+                               {"case": case, "model_calls": len(model.calls)})
     for i, c in enumerate(model.calls):
         if c[:p] != prompt_ids:
             raise CheckFailed(
@@ -293,6 +323,18 @@ def _check_text(case: str, tok, prompt: str, gen: list[int], ret, out: str) -> d
         return {"text_returned": True}
     if got_out in (want, prompt + want):
         return {"text_printed": True}
+    # The whole text so far emitted at every step (detokenizer.text, or the decoded
+    # sequence, instead of the newest segment): the output starts with every prefix in turn.
+    for start in ("", prompt):
+        grown = "".join(start + want[:i] for i in range(1, len(want) + 1))
+        if len(want) >= 2 and any(s is not None and s.startswith(grown)
+                                  for s in (got_ret, got_out)):
+            raise CheckFailed(
+                f"[{case}] the tokens are right, but the text repeats: each step emits the "
+                f"whole text so far ({grown[:40]!r}...) instead of only what is new "
+                f"({want!r} in all).",
+                {"case": case, "expected_text": want, "returned": repr(ret)[:200],
+                 "printed": out[-200:]}, pitfall="gen-text-repeated")
     raise CheckFailed(
         f"[{case}] the tokens are right, but the text is not: expected {want!r} to be "
         f"printed (detokenizer.last_segment) or returned; returned {ret!r}, printed "
@@ -388,10 +430,13 @@ def generate_uses_sampler(ctx):
           "sampler_input_shapes": sampler.shapes[:2]}
     worst = max(sampler.logsumexp, key=abs)
     if abs(worst) > 1e-2:
+        kind = "probabilities (values in [0, 1] summing to 1)" if sampler.saw_probs else \
+            "values whose logsumexp is not 0"
         raise CheckFailed(
-            f"[{case}] the right tokens, but the sampler was handed values whose logsumexp is "
-            f"{worst:.3g}, not 0: it takes log-probabilities (the last position's logits minus "
+            f"[{case}] the right tokens, but the sampler was handed {kind} (logsumexp "
+            f"{worst:.3g}): it takes log-probabilities (the last position's logits minus "
             "their logsumexp), and top-p reads probabilities off them.",
-            {**ev, "sampler_input_logsumexp": round(worst, 4)})
+            {**ev, "sampler_input_logsumexp": round(worst, 4)},
+            pitfall="gen-sampler-input-not-logprobs")
     ev.update(_check_text(case, tok, prompt, gen, ret, out))
     return ev
