@@ -1,4 +1,4 @@
-// Book days 2.4 (CPU) and 2.5 (GPU), both in lesson 2.4: flash attention as an MLX primitive.
+// Book days 2.4-2.5 (one chapter, CPU then GPU), lesson 2.4: flash attention as an MLX primitive.
 // The book's src/extensions/ is this kernels/ folder: build with `tiny-llm-tutor build-kernels`
 // (the book's `pdm run build-ext`), check with `tiny-llm-tutor check day2.4` (the book's
 // `pdm run test --week 2 --day 4`).
@@ -9,7 +9,7 @@
 //   2. a `FlashAttention : mx::Primitive` (declare it in tiny_llm_ext.h) whose eval_cpu
 //      runs the tiled online softmax (Br = Bc = 32) on the CPU command encoder, and with
 //      is_causal skips fully masked tiles (the causal offset is S - L);
-//   3. (book day 2.5, Apple GPU) an eval_gpu that runs your kernel from flash_attention.metal,
+//   3. (then, for an Apple GPU) an eval_gpu that runs your kernel from flash_attention.metal,
 //      inside #ifdef _METAL_ ... #else throw ... #endif so that it still builds on Linux.
 #include <stdexcept>
 

@@ -1,4 +1,4 @@
-// Book days 2.2 (CPU) and 2.3 (GPU), both in lesson 2.2: quantized matmul as an MLX primitive.
+// Book days 2.2-2.3 (one chapter, CPU then GPU), lesson 2.2: quantized matmul as an MLX primitive.
 // The book's src/extensions/ is this kernels/ folder: build with `tiny-llm-tutor build-kernels`
 // (the book's `pdm run build-ext`), check with `tiny-llm-tutor check day2.2` (the book's
 // `pdm run test --week 2 --day 2`).
@@ -9,7 +9,7 @@
 //   3. a `QuantizedMatmul : mx::Primitive` (declare it in tiny_llm_ext.h) whose eval_cpu
 //      allocates the output and queues the loop on mx::cpu::get_command_encoder(stream()),
 //      like Axpby::eval_cpu in axpby.cpp;
-//   4. (book day 2.3, Apple GPU) an eval_gpu that runs your kernel from quantized_matmul.metal,
+//   4. (then, for an Apple GPU) an eval_gpu that runs your kernel from quantized_matmul.metal,
 //      inside #ifdef _METAL_ ... #else throw ... #endif so that it still builds on Linux.
 #include <stdexcept>
 

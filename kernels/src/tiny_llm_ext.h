@@ -13,7 +13,8 @@ namespace tiny_llm_ext {
 // Load tiny_llm_ext.metallib from `path` (the package directory). No-op without Metal.
 void load_library(mx::Device d, const char *path);
 
-// Book days 2.2-2.3 (lesson 2.2): C = A @ dequantize(B)^T (transpose_b) with affine `bits`-bit weights.
+// Book days 2.2-2.3 (lesson 2.2): C = A @ dequantize(B)^T (transpose_b) with affine
+// `bits`-bit weights.
 mx::array quantized_matmul(const mx::array &scales,   // (K, N / group_size)
                            const mx::array &biases,   // (K, N / group_size)
                            const int group_size,      // 64 in the course
@@ -23,8 +24,8 @@ mx::array quantized_matmul(const mx::array &scales,   // (K, N / group_size)
                            const bool transpose_b,    // the course uses true
                            mx::StreamOrDevice s = {});
 
-// Book days 2.4-2.5 (lesson 2.4): flash attention over (N, L, E) queries and (N_kv, S, E) keys/values,
-// with an (N, L, S) float32 mask that is always given.
+// Book days 2.4-2.5 (lesson 2.4): flash attention over (N, L, E) queries and (N_kv, S, E)
+// keys/values, with an (N, L, S) float32 mask that is always given.
 mx::array flash_attention(const mx::array &q, const mx::array &k, const mx::array &v,
                           const mx::array &mask, const float scale, const bool is_causal,
                           const int num_kv_heads, const int num_heads,
