@@ -267,26 +267,26 @@ TEMP_LOGITS = _logprobs([1.6, 0.8, 0.4, 0.0, -0.4, -1.2], [2, 0, 5, 3, 1, 4])
 def sampler_temperature(ctx):
     lp = TEMP_LOGITS
     evidence = []
+    drawn = []
     for temp in (0.5, 2.0):
         case = f"make_sampler({temp}, None, None), V={len(lp)}"
         sample = _make(ctx, temp, None, None)
         counts, mode = draw(ctx, sample, lp, case)
+        drawn.append((temp, counts))
         right = chi2_test(counts, _softmax(lp / temp))
         if right["fits"]:
             evidence.append({"case": case, "draws": mode, **right})
             continue
         ev = {"case": case, "draws": mode, "counts": counts.tolist(),
               "expected_probs": np.round(_softmax(lp / temp), 4).tolist(), **right}
-        if chi2_test(counts, _softmax(lp * temp))["fits"]:
-            raise CheckFailed(
-                f"[{case}] the token frequencies fit softmax(logprobs * {temp}), not "
-                f"softmax(logprobs / {temp}) (chi-square {right['chi2']} > {right['critical']}).",
-                ev, pitfall="sampler-temp-multiplied")
-        if chi2_test(counts, _softmax(lp))["fits"]:
-            raise CheckFailed(
-                f"[{case}] the token frequencies fit temperature 1: the temperature is not "
-                f"applied (chi-square against softmax(logprobs / {temp}) {right['chi2']} > "
-                f"{right['critical']}).", ev)
+        if temp == 0.5:  # decide with both temperatures in view: they tell the mistakes apart
+            sample2 = _make(ctx, 2.0, None, None)
+            drawn.append((2.0, draw(ctx, sample2, lp, case.replace("0.5", "2.0"))[0]))
+        pit = _temperature_mistake(lp, drawn)
+        if pit is not None:
+            raise CheckFailed(f"[{case}] " + TEMP_WORDS[pit].format(t=temp) + (
+                f" (chi-square against softmax(logprobs / {temp}) {right['chi2']} > "
+                f"{right['critical']})."), ev, pitfall=pit)
         if len(_support(counts)) == 1:
             raise CheckFailed(f"[{case}] every draw gave token {int(np.argmax(counts))}: "
                               "the sampler is not random.", ev)
@@ -294,6 +294,57 @@ def sampler_temperature(ctx):
             f"[{case}] the token frequencies do not fit softmax(logprobs / {temp}): "
             f"chi-square {right['chi2']} > {right['critical']} (df {right['df']}).", ev)
     return {"cases": evidence}
+
+
+# How sampling with temperature T goes wrong, as the distribution each mistake draws from
+# (several forms of one mistake are listed together).
+TEMP_MISTAKES = {
+    "sampler-temp-multiplied": lambda lp, t: [_softmax(lp * t)],
+    "sampler-temp-ignored": lambda lp, t: [_softmax(lp)],
+    # mx.random.categorical takes logits; handed probabilities it draws from softmax(p).
+    "sampler-categorical-gets-probs": lambda lp, t: [
+        _softmax(np.exp(lp) / t), _softmax(np.exp(lp / t)), _softmax(_softmax(lp / t))],
+}
+TEMP_WORDS = {
+    "sampler-temp-multiplied": "the token frequencies fit softmax(logprobs * {t}), not "
+                               "softmax(logprobs / {t})",
+    "sampler-temp-ignored": "the token frequencies fit temperature 1: the temperature is not "
+                            "applied",
+    "sampler-categorical-gets-probs": "the token frequencies fit a draw whose logits are "
+                                      "probabilities (values between 0 and 1), which makes "
+                                      "every token almost equally likely",
+}
+# A mistake is named only if it explains the draws of every temperature and is at least
+# e**8 times likelier than the right distribution and every other mistake.
+DECISIVE = 8.0
+
+
+def _loglik(counts: np.ndarray, probs: np.ndarray) -> float:
+    if np.any(counts[probs <= 0] > 0):
+        return -np.inf
+    keep = counts > 0
+    return float(np.sum(counts[keep] * np.log(probs[keep])))
+
+
+def _temperature_mistake(lp: np.ndarray, drawn) -> str | None:
+    """The temperature mistake the token counts of all temperatures point to, if one does
+    decisively (see ``DECISIVE``)."""
+    scores = {"right": sum(_loglik(c, _softmax(lp / t)) for t, c in drawn)}
+    fits = set()
+    for pit, model in TEMP_MISTAKES.items():
+        for i in range(len(model(lp, 1.0))):
+            ll = sum(_loglik(c, model(lp, t)[i]) for t, c in drawn)
+            if ll > scores.get(pit, -np.inf):
+                scores[pit] = ll
+                if all(chi2_test(c, model(lp, t)[i])["fits"] for t, c in drawn):
+                    fits.add(pit)
+                else:
+                    fits.discard(pit)
+    best = max(scores, key=scores.get)
+    if best not in fits:
+        return None
+    rival = max(v for k, v in scores.items() if k != best)
+    return best if scores[best] - rival >= DECISIVE else None
 
 
 # Top-k: 9 tokens whose logits fall slowly, so the k-th and (k+1)-th most likely tokens both
@@ -325,6 +376,13 @@ def sampler_top_k(ctx):
                 raise CheckFailed(
                     f"[{case}] {kept} different tokens came out, the {kept} most likely: top-k "
                     f"with k={k} must keep exactly {k}.", ev, pitfall="sampler-topk-wrong-count")
+            if got in (set(ranked[-k:]), set(ranked[k:])):
+                which = "least likely" if got == set(ranked[-k:]) else "all but the most likely"
+                raise CheckFailed(
+                    f"[{case}] the tokens that came out, {sorted(got)}, are the {len(got)} "
+                    f"{which}: the filter keeps the wrong side of the cut.", ev,
+                    pitfall="sampler-topk-inverted")
+            _filter_mistake(case, got, counts, lp, range(k - 1, k + 2), ev)
             if outside:
                 raise CheckFailed(
                     f"[{case}] token(s) {outside} came out but are not among the {k} most "
@@ -383,13 +441,20 @@ def sampler_top_p(ctx):
         # dropped), mx.random.categorical's draw from an all -inf row is arbitrary.
         # Sorted the wrong way, the kept set is the tail (the most likely token is left out);
         # a filter that keeps everything is a different mistake.
-        if (ranked[-1] in got and 1 < _nucleus(lp, top_p) < len(lp) - 1
+        # The kept set must be a run at the unlikely end of the ranking: a draw that lets
+        # every token out (probabilities handed to the draw as logits, say) is not this.
+        tail = any(got == set(ranked[-j:]) for j in range(1, len(lp)))
+        if (tail and ranked[-1] in got and 1 < _nucleus(lp, top_p) < len(lp) - 1
                 and counts[ranked[0]] < 0.5 * np.exp(lp[ranked[0]]) * counts.sum()):
             raise CheckFailed(
                 f"[{case}] the least likely token ({ranked[-1]}, p={np.exp(lp[ranked[-1]]):.2f})"
                 f" came out although it is far outside the nucleus {ranked[:_nucleus(lp, top_p)]}"
                 ": the kept tokens are taken from the wrong end.",
                 _ev(case, mode, counts, lp, top_p), pitfall="sampler-topp-keeps-tail")
+    for name, top_p, lp, case, counts, mode in results:
+        m = _nucleus(lp, top_p)
+        _filter_mistake(case, _support(counts), counts, lp, range(m - 1, m + 2),
+                        _ev(case, mode, counts, lp, top_p))
     # Dropping the top token shows when p_max > top_p: nothing is left to keep, and the draw
     # from an all -inf row lands anywhere. Any accepted rule (or the off-by-one one) gives
     # the top token at least p_top / P(top m+1 tokens) of the draws; well under half of that
@@ -447,6 +512,25 @@ def sampler_top_p(ctx):
                 f"probabilities (chi-square {fit['chi2']} > {fit['critical']}).", ev)
         evidence.append({"case": case, "draws": mode, "convention": match, **fit})
     return {"cases": evidence}
+
+
+def _filter_mistake(case, got: set[int], counts, lp, sizes, ev) -> None:
+    """Fail naming a filter mistake that shows in which tokens came out: positions in the
+    sorted order taken for token ids (the kept tokens are ids 0 .. j-1 for a plausible
+    count j, not the j most likely), or a filter with no effect at all (every token comes
+    out, as often as without the filter). Two or more kept tokens are needed: a row with
+    nothing kept draws token 0 in a batch."""
+    ranked = _ranked(lp)
+    for j in sizes:
+        if j >= 2 and got == set(range(j)) and got != set(ranked[:j]):
+            raise CheckFailed(
+                f"[{case}] the tokens that came out are ids {sorted(got)}, the first {j} ids "
+                f"of the vocabulary, not the {j} most likely tokens {ranked[:j]}.", ev,
+                pitfall="sampler-sorted-positions")
+    if got == set(range(len(lp))) and chi2_test(counts, _softmax(lp))["fits"]:
+        raise CheckFailed(
+            f"[{case}] every one of the {len(lp)} tokens came out, as often as with no filter "
+            "at all: the filter has no effect.", ev, pitfall="sampler-filter-no-effect")
 
 
 def _sets(lp: np.ndarray, top_p: float) -> list[set[int]]:
