@@ -742,6 +742,15 @@ def _describe(g, w, rtol, atol, axes) -> list[str]:
         d = float(np.median(g - w))
         if abs(d) > atol and _compare(g, w + d, rtol, atol)[0]:
             return [f"Every value is shifted by about {d:.4g} from the reference."]
+        for i in reversed(range(g.ndim)):  # the last axis first: per-row factors are typical
+            if g.shape[i] < 2 or g.size == g.shape[i]:
+                continue
+            ww_i = np.sum(w * w, axis=i, keepdims=True)
+            c = np.sum(g * w, axis=i, keepdims=True) / np.where(ww_i > 0, ww_i, 1.0)
+            if _compare(g, c * w, rtol, atol)[0]:
+                return [f"Each vector along {_axis_name(axes, i, g.ndim)} equals the "
+                        "reference's times a factor of its own (between "
+                        f"{float(c.min()):.3g} and {float(c.max()):.3g})."]
     if g.ndim >= 2:
         for i in range(g.ndim):
             for j in range(i + 1, g.ndim):

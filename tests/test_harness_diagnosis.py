@@ -78,6 +78,12 @@ def test_the_indices_that_differ_are_named_with_the_axis(w):
     assert "Along position (size 3) only index 1 differs; the other 2 match." in text
 
 
+def test_a_scale_per_vector_is_described(w):
+    factors = np.array([0.5, 2.0, 3.0])[None, :, None]
+    text = describe_difference(w * factors, w, RTOL, ATOL, ("batch", "position", "feature"))
+    assert "Each vector along feature equals the reference's times a factor of its own" in text
+
+
 def test_exchanged_axes_are_described():
     w = np.random.default_rng(2).normal(size=(2, 3, 3))
     assert "axis 1 and axis 2 exchanged" in describe_difference(w.swapaxes(1, 2), w, RTOL, ATOL)

@@ -27,7 +27,19 @@ F32, F16 = mx.float32, mx.float16
 # --------------------------------------------------------------------------- mistake models
 
 
-def attention_model(q, k, v, scale, mask=None, axis=-1, mask_mode="add"):
+def unstable_softmax(x, axis, mode, dtype):
+    """Softmax computed in ``dtype`` without the row's own maximum subtracted: "naive" (no
+    shift at all, exp overflows) or "global-max" (one maximum for the whole array, so
+    rows far below it underflow to 0)."""
+    s = x.astype(dtype)
+    e = mx.exp(s - mx.max(s)) if mode == "global-max" else mx.exp(s)
+    return (e / mx.sum(e, axis=axis, keepdims=True)).astype(F32)
+
+
+UNSTABLE = ("naive", "global-max")
+
+
+def attention_model(q, k, v, scale, mask=None, axis=-1, mask_mode="add", softmax="stable"):
     """softmax(q k^T * scale + mask, axis) v in float32, cast back to q's dtype.
 
     mask_mode models where the mask meets the scores: "add" (right), "mul" (multiplied in),
@@ -46,7 +58,10 @@ def attention_model(q, k, v, scale, mask=None, axis=-1, mask_mode="add"):
             scores = scores - m
         elif mask_mode == "before-scale":
             scores = (raw + m) * scale
-    weights = mx.softmax(scores, axis=axis)
+    if softmax == "stable":
+        weights = mx.softmax(scores, axis=axis)
+    else:
+        weights = unstable_softmax(scores, axis, softmax, q.dtype)
     if m is not None and mask_mode == "after-softmax":
         weights = weights + m
     return (weights @ vf).astype(q.dtype)
@@ -156,6 +171,8 @@ def sdpa_simple(ctx):
                 "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, axis=-2),
                 "attn-scale-wrong-value": lambda: [
                     attention_model(q, k, v, f) for f in wrong_scales(scale, dims=(D, L, S))],
+                "softmax-not-stable": lambda: [
+                    attention_model(q, k, v, scale, softmax=sm) for sm in UNSTABLE],
             }))
         except CheckFailed as exc:
             raise naive_softmax_failed(exc, mag > 1) from None
@@ -172,7 +189,10 @@ def sdpa_simple(ctx):
                 case=f"softmax(x, axis={axis}), x {shape} {dtype_str(dtype)}"
                      + (f", values up to about {4 * mag}" if mag > 1 else ""),
                 candidates={"softmax-ignores-axis": lambda x=x, axis=axis:
-                            softmax_axis_models(x, axis)}))
+                            softmax_axis_models(x, axis),
+                            "softmax-not-stable": lambda x=x, axis=axis: [
+                                unstable_softmax(x, axis, sm, x.dtype).astype(x.dtype)
+                                for sm in UNSTABLE]}))
         except CheckFailed as exc:
             raise naive_softmax_failed(exc, mag > 1) from None
     return merge_evidence(evs)
@@ -284,9 +304,9 @@ def mha_model(xq, xk, xv, ws, H, mask=None, *, w_t=False, heads="ok", back=True,
 
 
 # Projections wired wrongly: a weight used for another projection (each of q, k, v made
-# with some weight of the three, not the right one), or one input projected for all three.
+# with some weight of the three, not the right one), or an input used for another one.
 _WIRINGS = [w for w in itertools.product(range(3), repeat=3) if w != (0, 1, 2)]
-_INPUTS = [(0, 0, 0), (1, 1, 1), (2, 2, 2), (0, 1, 1), (0, 0, 1)]
+_INPUTS = [i for i in itertools.product(range(3), repeat=3) if i != (0, 1, 2)]
 
 
 @check(DAY, "mha", 2, "SimpleMultiHeadAttention against MLX's own multi-head attention",

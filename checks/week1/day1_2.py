@@ -80,7 +80,7 @@ def wrong_freqs(D, base):
     """Frequency tables that are not base ** (-i / (D/2)) and that mx.fast.rope's base cannot
     express: the exponent's sign flipped, or the table in reverse order."""
     f = inv_freqs(D, base)
-    return [1.0 / f, f[::-1]]
+    return [mx.power(float(base), mx.arange(D // 2, dtype=F32) / (D // 2)), f[::-1]]
 
 
 # (N, L, H, D, dtype, base, seq_len, start) -- odd L, several heads, D = 8 and 16. Each list

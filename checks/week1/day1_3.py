@@ -52,14 +52,12 @@ def mask_model(L, S, kind="ok"):
 INVERTED = ("upper", "upper-top-left", "values-swapped")
 
 # k and v projections wired from the wrong weights (the two have the same shape), as
-# (slot, source) pairs: exchanged, or one copied over the other, weights and/or biases.
-KV_WIRINGS = [
-    (("wk", "wv"), ("wv", "wk")),
-    (("bk", "bv"), ("bv", "bk")),
-    (("wk", "wv"), ("wv", "wk"), ("bk", "bv"), ("bv", "bk")),
-    (("wv", "wk"),), (("wk", "wv"),),
-    (("wv", "wk"), ("bv", "bk")), (("wk", "wv"), ("bk", "bv")),
-]
+# (slot, source) pairs: weights and biases each right, exchanged, or one copied over the
+# other.
+_KV_WAYS = {"right": (), "swapped": (("k", "v"), ("v", "k")), "k<-v": (("k", "v"),),
+            "v<-k": (("v", "k"),)}
+KV_WIRINGS = [tuple(("w" + a, "w" + b) for a, b in ww) + tuple(("b" + a, "b" + b) for a, b in bb)
+              for ww in _KV_WAYS.values() for bb in _KV_WAYS.values() if ww or bb]
 
 
 def wrong_scales(right, dims, given=None):
@@ -374,5 +372,6 @@ def qwen2_attention(ctx):
         # With float32 weights and float16 x the oracle computes in float32 (the weights
         # promote it), but the input has float16 precision and a learner may well compute in
         # x's dtype: float16 tolerance, as in the book's test.
-        evs.append(ctx.expect_close(got, want, case=case, dtype=dtype_str(dtype), candidates=cands))
+        evs.append(ctx.expect_close(got, want, case=case, dtype=dtype_str(dtype), candidates=cands,
+                                    axes=("batch", "position", "feature")))
     return merge_evidence(evs)

@@ -116,7 +116,8 @@ def _run_norm_cases(ctx: Ctx, cases) -> dict:
         got = ctx.call(norm, x)
         want = mx.fast.rms_norm(x, w, eps)
         ev = ctx.expect_close(got, want, what="RMSNorm(x)", case=case,
-                              candidates=_norm_candidates(x, w, eps))
+                              candidates=_norm_candidates(x, w, eps),
+                              axes=("row",) * (x.ndim - 1) + ("feature",))
         worst = max(worst, ev["max_abs_err"])
     return {"cases": len(cases), "max_abs_err": worst}
 
@@ -230,6 +231,7 @@ def qwen2_mlp(ctx: Ctx):
             "silu-sigmoid-sign": lambda: (silu_flipped(x @ wg.T) * (x @ wu.T)) @ wd.T,
             "mlp-silu-misplaced": lambda: _misplaced_silu(x, wg, wu, wd),
         }
-        ev = ctx.expect_close(got, want, what="Qwen2MLP(x)", case=case, candidates=cands)
+        ev = ctx.expect_close(got, want, what="Qwen2MLP(x)", case=case, candidates=cands,
+                              axes=("row",) * (x.ndim - 1) + ("feature",))
         worst = max(worst, ev["max_abs_err"])
     return {"cases": len(cases), "max_abs_err": worst}
