@@ -761,6 +761,12 @@ def _describe(g, w, rtol, atol, axes) -> list[str]:
     for i in range(g.ndim):
         if g.shape[i] > 1 and _compare(g, np.flip(w, axis=i), rtol, atol)[0]:
             return [f"It equals the reference reversed along {_axis_name(axes, i, g.ndim)}."]
+        perm = _permutation(g, w, i, rtol, atol)
+        if perm is not None:
+            shown = ", ".join(str(p) for p in perm[:16]) + (", ..." if len(perm) > 16 else "")
+            return [f"It equals the reference with the indices along "
+                    f"{_axis_name(axes, i, g.ndim)} in another order: index k of yours holds "
+                    f"the reference's index [{shown}][k]."]
     _, stats = _compare(g, w, rtol, atol)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(g - w)
@@ -785,6 +791,23 @@ def _describe(g, w, rtol, atol, axes) -> list[str]:
         k = int(np.sum(~np.isfinite(g) & fin))
         out.append(f"{k} value(s) are NaN or inf where the reference is finite.")
     return out
+
+
+def _permutation(g, w, axis: int, rtol: float, atol: float) -> list[int] | None:
+    """The order of the reference's slices along ``axis`` that gives ``g``, when ``g`` is a
+    reordering of them (and not the identity); None otherwise. Small axes only."""
+    n = g.shape[axis]
+    if n < 2 or n > 64:
+        return None
+    gs, ws = np.moveaxis(g, axis, 0), np.moveaxis(w, axis, 0)
+    perm = []
+    for k in range(n):
+        hit = next((j for j in range(n) if j not in perm
+                    and _compare(gs[k], ws[j], rtol, atol)[0]), None)
+        if hit is None:
+            return None
+        perm.append(hit)
+    return None if perm == list(range(n)) else perm
 
 
 def describe_shape_difference(g_shape, w_shape) -> str:

@@ -84,6 +84,11 @@ def test_a_scale_per_vector_is_described(w):
     assert "Each vector along feature equals the reference's times a factor of its own" in text
 
 
+def test_a_reordering_along_an_axis_is_described(w):
+    text = describe_difference(w[:, [2, 0, 1], :], w, RTOL, ATOL, ("batch", "head", "feature"))
+    assert "indices along head in another order" in text and "[2, 0, 1]" in text
+
+
 def test_exchanged_axes_are_described():
     w = np.random.default_rng(2).normal(size=(2, 3, 3))
     assert "axis 1 and axis 2 exchanged" in describe_difference(w.swapaxes(1, 2), w, RTOL, ATOL)

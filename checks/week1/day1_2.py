@@ -116,7 +116,8 @@ def _run(ctx, traditional: bool, cases, seed: int):
         cands = {
             "rope-layout-swapped": lambda: rope_model(x, D, not traditional, base, p),
             "rope-wrong-frequencies": lambda: (
-                [rope_model(x, D, traditional, b, p) for b in (base ** 0.5, base ** 2)]
+                [rope_model(x, D, traditional, b, p)
+                 for b in {base ** 0.5, base ** 2, 10000, 1000000, seq_len, D} - {base}]
                 + [general(freqs=f) for f in wrong_freqs(D, base)]),
             "rope-rotation-reversed": lambda: rope_model(x, D, traditional, base, p, scale=-1.0),
             "rope-layout-mixed": lambda: [general(read=t, write=not t),

@@ -348,8 +348,8 @@ def qwen2_attention(ctx):
                 + f", theta={theta}, max_seq_len={max_len}, mask "
                 + {None: "None", "causal": '"causal"', "array": "(L, L) array"}[mkind])
 
-        def model(**kw):
-            return qwen_model(x, w, Hq, H, theta, mask, **kw).astype(want.dtype)
+        def model(base=theta, **kw):
+            return qwen_model(x, w, Hq, H, base, mask, **kw).astype(want.dtype)
 
         D = E // Hq
         cands = {
@@ -361,6 +361,9 @@ def qwen2_attention(ctx):
                 model(rope_on=r) for r in ("q", "k", "qkv", "")],
             "gqa-scale-wrong": lambda: [
                 model(scale=f) for f in wrong_scales(1.0 / math.sqrt(D), (D, E, Hq, H, L))],
+            # theta never reaches RoPE (its default is used), or max_seq_len lands there
+            "qwen-attn-theta-not-passed": lambda: [
+                model(base=b) for b in {10000, 1000000, max_len} if b != theta],
             "qwen-attn-projection-mixup": lambda: [
                 model(wiring=wr) for wr in KV_WIRINGS] + [model(out_proj=False)],
         }

@@ -308,6 +308,13 @@ def _model_candidates(model, ids) -> dict:
             l.self_attn, x, mm, wiring=wr))) for wr in ATTN_WIRINGS] + [
         fwd(block=lambda l, h, m, wr=wr: _block(l, h, m, mlp=lambda x: _mlp(
             l.mlp, x, wiring=wr))) for wr in MLP_WIRINGS]
+    first = model.model.layers[0]
+    norm = model.model.norm
+    cands["model-final-norm-misplaced"] = lambda: [
+        fwd(block=lambda l, h, m: norm(l(h, m)), final_norm=False),
+        fwd(block=lambda l, h, m: norm(l(h, m)), final_norm=True),
+        fwd(block=lambda l, h, m: l(norm(h) if l is first else h, m), final_norm=False),
+        fwd(block=lambda l, h, m: l(norm(h) if l is first else h, m), final_norm=True)]
     cands["model-layers-miswired"] = lambda: [
         fwd(chain=False), fwd(layers=lambda ls: ls[:1]), fwd(layers=lambda ls: ls[::-1]),
         fwd(layers=lambda ls: ls[:1] * len(ls)), fwd(layers=lambda ls: ls[-1:] * len(ls))]

@@ -351,6 +351,10 @@ def _compare(case: str, gen: list[int], want: list[int], tok, candidates: dict) 
         if gen == cand:
             pitfall = pit
             break
+    # EOS is impossible until the adapter forces it, so a run that is a strict beginning of
+    # the reference stopped on its own before the model had finished.
+    if pitfall is None and len(gen) < len(want) and gen == want[:len(gen)]:
+        pitfall = "gen-stops-early"
     first = next((i for i, (a, b) in enumerate(zip(gen, want)) if a != b), min(len(gen), len(want)))
     raise CheckFailed(
         f"[{case}] generated {_tokens_text(tok, gen)!r} ({len(gen)} tokens), the reference "
