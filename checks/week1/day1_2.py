@@ -35,10 +35,12 @@ def inv_freqs(D, base):
 
 
 def rope_general(x, positions, freqs, *, read: bool, write: bool, along_heads=False,
-                 swap_cos_sin=False):
+                 swap_cos_sin=False, signs=(1, -1, 1, 1)):
     """RoPE on (N, L, H, D) in float32: pairs read in one layout (True: interleaved) and
     written in another, token j rotated by ``positions[j] * freqs`` (positions indexed
-    along the head axis instead if ``along_heads``, which needs H == L)."""
+    along the head axis instead if ``along_heads``, which needs H == L). ``signs`` are the
+    factors of the four terms of y1 = x1 cos - x2 sin, y2 = x1 sin + x2 cos (0 drops a
+    term)."""
     N, L, H, D = x.shape
     h = D // 2
     xf = x.astype(F32)
@@ -56,12 +58,18 @@ def rope_general(x, positions, freqs, *, read: bool, write: bool, along_heads=Fa
         x1, x2 = xf[..., 0::2], xf[..., 1::2]
     else:
         x1, x2 = xf[..., :h], xf[..., h:]
-    y1, y2 = x1 * cos - x2 * sin, x1 * sin + x2 * cos
+    a, b, c, d = signs
+    y1, y2 = a * x1 * cos + b * x2 * sin, c * x1 * sin + d * x2 * cos
     if write:
         y = mx.stack([y1, y2], axis=-1).reshape(N, L, H, D)
     else:
         y = mx.concatenate([y1, y2], axis=-1)
     return y.astype(x.dtype)
+
+
+# One term of the rotation with the wrong sign (in one line only: both lines flipped is
+# rope-rotation-reversed), or the sin terms left out.
+FORMULA_SLIPS = [(1, 1, 1, 1), (1, -1, -1, 1), (1, 0, 0, 1), (-1, -1, 1, 1), (1, -1, 1, -1)]
 
 
 def wrong_positions(p: int, L: int, seq_len: int) -> list[list[int]]:
@@ -126,6 +134,7 @@ def _run(ctx, traditional: bool, cases, seed: int):
             "rope-positions-wrong": lambda: [general(positions=q)
                                              for q in wrong_positions(p, L, seq_len)],
             "rope-cos-sin-swapped": lambda: general(swap_cos_sin=True),
+            "rope-formula-slip": lambda: [general(signs=sg) for sg in FORMULA_SLIPS],
         }
         if p:
             cands["rope-offset-ignored"] = lambda: rope_model(x, D, traditional, base, 0)

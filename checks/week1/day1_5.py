@@ -46,7 +46,7 @@ def _dt(dtype) -> str:
 
 def _block(layer, x, mask, *, attn_residual=True, mlp_residual=True, norms="12",
            mlp_norm=True, resid="xh", placement="pre", mlp_in="h", mlp_add="h",
-           use_mask=True, attn=None, mlp=None):
+           use_mask=True, attn=None, mlp=None, order="attn-first"):
     """An mlx_lm TransformerBlock's forward pass with optional, catalogued mistakes.
     ``norms`` names the norm used before attention and before the MLP: "12" is right,
     "21" swapped, "11"/"22" one norm used in both places. ``resid``: what each residual
@@ -54,11 +54,17 @@ def _block(layer, x, mask, *, attn_residual=True, mlp_residual=True, norms="12",
     (right), "post" (each norm after its residual add) or "out" (each norm on its
     sub-layer's output). ``mlp_in`` / ``mlp_add``: the stream the MLP half reads and adds
     back ("h" right, "x" the block input, "r" the attention output). ``attn`` / ``mlp``
-    replace the layer's sub-layers (a miswired model)."""
+    replace the layer's sub-layers (a miswired model). ``order``: "mlp-first" runs the MLP
+    half before the attention half, each with its own norm, "mlp-first-norms-in-place" the
+    same with the norms left where they were."""
     pick = {"1": layer.input_layernorm, "2": layer.post_attention_layernorm}
     n1, n2 = pick[norms[0]], pick[norms[1]]
     attn = attn or layer.self_attn
     mlp = mlp or layer.mlp
+    if order != "attn-first":
+        first, second = (n2, n1) if order == "mlp-first" else (n1, n2)
+        h = x + mlp(first(x))
+        return h + attn(second(h), mask)
     pre = placement == "pre"
     a_in = n1(x) if pre else x
     r = attn(a_in, mask if use_mask else None)
@@ -87,6 +93,7 @@ BLOCK_MISTAKES = {
     "block-norm-placement": ({"placement": "post"}, {"placement": "out"}),
     "block-mlp-wrong-input": ({"mlp_in": "x"}, {"mlp_in": "r"}, {"mlp_add": "x"}),
     "block-mask-dropped": ({"use_mask": False},),
+    "block-sublayers-swapped": ({"order": "mlp-first"}, {"order": "mlp-first-norms-in-place"}),
 }
 
 
