@@ -787,6 +787,16 @@ def _describe(g, w, rtol, atol, axes) -> list[str]:
         name = _axis_name(axes, i, g.ndim)
         which = f"index {shown} differs" if len(hit) == 1 else f"indices {shown} differ"
         out.append(f"Along {name} (size {n}) only {which}; the other {n - len(hit)} match.")
+    if not spots and np.all(np.isfinite(g)) and fin.all():
+        for i in range(g.ndim):
+            if g.shape[i] < 2 or g.size == g.shape[i]:
+                continue
+            off = np.mean(g - w, axis=i, keepdims=True)
+            if _compare(g, w + off, rtol, atol)[0]:
+                out.append(f"The difference from the reference is the same at every index "
+                           f"along {_axis_name(axes, i, g.ndim)}: an offset that depends only "
+                           "on the other axes.")
+                break
     if not np.all(np.isfinite(g[np.isfinite(w)])):
         k = int(np.sum(~np.isfinite(g) & fin))
         out.append(f"{k} value(s) are NaN or inf where the reference is finite.")

@@ -84,6 +84,12 @@ def test_a_scale_per_vector_is_described(w):
     assert "Each vector along feature equals the reference's times a factor of its own" in text
 
 
+def test_an_offset_shared_along_an_axis_is_described(w):
+    bias = np.array([0.5, -1.0, 2.0, 0.25])
+    text = describe_difference(w + bias, w, RTOL, ATOL, ("batch", "row", "feature"))
+    assert "same at every index along batch" in text
+
+
 def test_a_reordering_along_an_axis_is_described(w):
     text = describe_difference(w[:, [2, 0, 1], :], w, RTOL, ATOL, ("batch", "head", "feature"))
     assert "indices along head in another order" in text and "[2, 0, 1]" in text
