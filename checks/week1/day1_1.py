@@ -101,16 +101,23 @@ def naive_softmax_failed(exc: CheckFailed, large: bool) -> CheckFailed:
 
 
 def softmax_axis_models(x, axis):
-    """Softmax that does not honour ``axis``: all over the last axis, or the max taken over
-    one axis and the sum over the other."""
+    """Softmax that does not honour ``axis``: all over the last axis, the max taken over one
+    axis and the sum over the other, or the sum taken over the whole array."""
     xf = x.astype(F32)
-    if axis in (-1, x.ndim - 1):
-        return []
-    e1 = mx.exp(xf - mx.max(xf, axis=axis, keepdims=True))
-    e2 = mx.exp(xf - mx.max(xf, axis=-1, keepdims=True))
-    return [mx.softmax(xf, axis=-1).astype(x.dtype),
-            (e1 / mx.sum(e1, axis=-1, keepdims=True)).astype(x.dtype),
-            (e2 / mx.sum(e2, axis=axis, keepdims=True)).astype(x.dtype)]
+    e0 = mx.exp(xf - mx.max(xf, axis=axis, keepdims=True))
+    eg = mx.exp(xf - mx.max(xf))
+    out = [e0 / mx.sum(e0), eg / mx.sum(eg)]
+    if axis not in (-1, x.ndim - 1):
+        e2 = mx.exp(xf - mx.max(xf, axis=-1, keepdims=True))
+        out += [mx.softmax(xf, axis=-1), e0 / mx.sum(e0, axis=-1, keepdims=True),
+                e2 / mx.sum(e2, axis=axis, keepdims=True)]
+    return [o.astype(x.dtype) for o in out]
+
+
+def attention_weights(q, k, scale):
+    """softmax(q k^T * scale) in float32: the weights, never applied to the values."""
+    scores = (q.astype(F32) @ k.astype(F32).swapaxes(-1, -2)) * scale
+    return mx.softmax(scores, axis=-1).astype(q.dtype)
 
 
 def _oracle_sdpa(q, k, v, scale, mask=None):
@@ -155,11 +162,36 @@ def sdpa_simple(ctx):
     evs = []
     # (batch, L, S, D, dtype, input magnitude). The last case has scores up to about 30:
     # exp overflows float16 above 11, so a softmax without the max-subtraction gives NaN.
+    attn_cases = []
     for batch, L, S, D, dtype, mag in [((2,), 3, 5, 5, F32, 1), ((), 4, 4, 8, F32, 1),
                                        ((2, 3), 3, 7, 5, F16, 1), ((2, 3, 2), 1, 4, 8, F32, 1),
                                        ((2,), 4, 6, 8, F16, 3)]:
         q, k, v = _qkv(batch, L, S, D, dtype)
-        q, k = q * mag, k * mag
+        attn_cases.append((batch, L, S, D, dtype, mag, q * mag, k * mag, v))
+    # softmax is provided, but a learner may write their own: it must honour any axis and
+    # survive large inputs. It is tried first, so that a broken softmax is named as such
+    # rather than as the attention built on it (the inputs are drawn in the same order as
+    # ever: the float16 cases were chosen for these values).
+    sm = ctx.symbol("softmax")
+    sm_cases = [((3, 4, 5), -1, F32, 1), ((3, 4, 5), 0, F32, 1), ((3, 4, 5), 1, F16, 1),
+                ((4, 6), -1, F16, 20)]
+    sm_inputs = [(mx.random.normal(shape) * mag).astype(dtype)
+                 for shape, axis, dtype, mag in sm_cases]
+    for (shape, axis, dtype, mag), x in zip(sm_cases, sm_inputs):
+        got = ctx.call(sm, x, axis)
+        try:
+            evs.append(ctx.expect_close(
+                got, mx.softmax(x.astype(F32), axis=axis).astype(dtype), what="softmax output",
+                case=f"softmax(x, axis={axis}), x {shape} {dtype_str(dtype)}"
+                     + (f", values up to about {4 * mag}" if mag > 1 else ""),
+                candidates={"softmax-ignores-axis": lambda x=x, axis=axis:
+                            softmax_axis_models(x, axis),
+                            "softmax-not-stable": lambda x=x, axis=axis: [
+                                unstable_softmax(x, axis, mode, x.dtype).astype(x.dtype)
+                                for mode in UNSTABLE]}))
+        except CheckFailed as exc:
+            raise naive_softmax_failed(exc, mag > 1) from None
+    for batch, L, S, D, dtype, mag, q, k, v in attn_cases:
         scale = 1.0 / math.sqrt(D)
         want = _oracle_sdpa(q, k, v, scale)
         got = ctx.call(fn, q, k, v)
@@ -172,27 +204,9 @@ def sdpa_simple(ctx):
                 "attn-scale-wrong-value": lambda: [
                     attention_model(q, k, v, f) for f in wrong_scales(scale, dims=(D, L, S))],
                 "softmax-not-stable": lambda: [
-                    attention_model(q, k, v, scale, softmax=sm) for sm in UNSTABLE],
+                    attention_model(q, k, v, scale, softmax=mode) for mode in UNSTABLE],
+                "attn-weights-returned": lambda: attention_weights(q, k, scale),
             }))
-        except CheckFailed as exc:
-            raise naive_softmax_failed(exc, mag > 1) from None
-    # softmax is provided, but a learner may write their own: it must honour any axis and
-    # survive large inputs.
-    sm = ctx.symbol("softmax")
-    for shape, axis, dtype, mag in [((3, 4, 5), -1, F32, 1), ((3, 4, 5), 0, F32, 1),
-                                    ((3, 4, 5), 1, F16, 1), ((4, 6), -1, F16, 20)]:
-        x = (mx.random.normal(shape) * mag).astype(dtype)
-        got = ctx.call(sm, x, axis)
-        try:
-            evs.append(ctx.expect_close(
-                got, mx.softmax(x.astype(F32), axis=axis).astype(dtype), what="softmax output",
-                case=f"softmax(x, axis={axis}), x {shape} {dtype_str(dtype)}"
-                     + (f", values up to about {4 * mag}" if mag > 1 else ""),
-                candidates={"softmax-ignores-axis": lambda x=x, axis=axis:
-                            softmax_axis_models(x, axis),
-                            "softmax-not-stable": lambda x=x, axis=axis: [
-                                unstable_softmax(x, axis, sm, x.dtype).astype(x.dtype)
-                                for sm in UNSTABLE]}))
         except CheckFailed as exc:
             raise naive_softmax_failed(exc, mag > 1) from None
     return merge_evidence(evs)

@@ -15,7 +15,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ..harness import CheckFailed, check, dtype_str, import_mlx_lm, merge_evidence, to_np
+from ..harness import (CheckFailed, check, dtype_name, dtype_str, import_mlx_lm, merge_evidence,
+                       to_np)
 
 DAY = "1.3"
 SDPA = "mx.fast.scaled_dot_product_attention"
@@ -224,6 +225,16 @@ def causal_mask_check(ctx):
                     "bfloat16 it may not even be representable.",
                     {"case": case, "got_masked_value": float(g[finite_block][0])},
                     pitfall="causal-mask-not-infinite")
+            got_dtype = dtype_name(got)
+            right_pattern = (np.array_equal(g, want) if got_dtype != "bool" else
+                             np.array_equal(g.astype(bool), ~blocked)
+                             or np.array_equal(g.astype(bool), blocked))
+            if got_dtype != dtype_str(dtype) and right_pattern:
+                raise CheckFailed(
+                    f"[{case}] the mask has the right pattern but dtype {got_dtype}, expected "
+                    f"{dtype_str(dtype)}.", {"case": case, "dtype": got_dtype,
+                                             "expected_dtype": dtype_str(dtype)},
+                    pitfall="causal-mask-wrong-dtype")
         evs.append(ctx.expect_close(
             got, mx.array(want).astype(dtype), case=case, rtol=0.0, atol=0.0,
             expect_dtype=dtype_str(dtype),

@@ -59,7 +59,7 @@ def _norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
 def _more_norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
     """Other ways to get RMSNorm wrong, each computed in float32 and cast back: the mean over
     another axis, another statistic than the root mean square, eps elsewhere or nowhere,
-    the weight added or applied as (1 + w)."""
+    the weight added, applied as (1 + w) or before the normalisation."""
     xf, wf = x.astype(mx.float32), w.astype(mx.float32)
 
     def norm(stat, weight=lambda y: y * wf):
@@ -95,6 +95,7 @@ def _more_norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
         "rmsnorm-weight-misapplied": [
             norm(lambda v: v * mx.rsqrt(ms(v) + eps), weight=lambda y: y * (1.0 + wf)),
             norm(lambda v: v * mx.rsqrt(ms(v) + eps), weight=lambda y: y + wf),
+            norm(lambda v: (v * wf) * mx.rsqrt(ms(v * wf) + eps), weight=lambda y: y),
         ],
     }
 
