@@ -97,11 +97,15 @@ class Skip(Exception):
 class LearnerError(Exception):
     """The learner's code raised; carries a message built from the learner's frames only."""
 
-    def __init__(self, message: str, frames: list[str], status: str = "error"):
+    def __init__(self, message: str, frames: list[str], status: str = "error",
+                 pitfall: str | None = None):
         super().__init__(message)
         self.message = message
         self.frames = frames
         self.status = status
+        # A crash can be as telling as a wrong value: a check that recognises what made
+        # the learner's code raise names the catalogued mistake here.
+        self.pitfall = pitfall
 
 
 # --------------------------------------------------------------------------- forbidden APIs

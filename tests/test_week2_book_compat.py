@@ -43,6 +43,23 @@ BOOK_PROVIDED_REQUEST = {
 }
 
 
+# The book's flash kernel takes float32 only (its C++ rejects anything else) and the book's
+# model casts to float32 before calling it. Wrappers that keep that contract pass: one that
+# rejects other dtypes itself, and one that hands them on to a kernel that rejects them.
+FLOAT32_ONLY_FLASH = [
+    {"id": "wrapper-rejects-non-float32", "day": "2.4", "file": "attention.py",
+     "find": "    ext = _extension()\n    *batch, n_q_heads, L, E = query.shape\n",
+     "replace": "    ext = _extension()\n"
+                "    if any(t.dtype != mx.float32 for t in (query, key, value)):\n"
+                "        raise RuntimeError(\"flash_attention: all input arrays must be float32\")\n"
+                "    *batch, n_q_heads, L, E = query.shape\n"},
+    {"id": "kernel-gets-the-callers-dtype", "day": "2.4", "edits": [
+        {"file": "attention.py", "find": f"{t} = mx.contiguous({name}.astype(mx.float32)",
+         "replace": f"{t} = mx.contiguous({name}"}
+        for t, name in (("q", "query"), ("k", "key"), ("v", "value"))]},
+]
+
+
 def _problems(result) -> list:
     """Checks that neither passed nor were skipped for a reason this machine cannot help
     (no Apple GPU, weights not downloaded, timing too noisy for the perf comparison)."""
@@ -73,6 +90,19 @@ def test_book_provided_request_code_passes(answer_key_ext, tmp_path):
     pkg = apply_mutation(BOOK, BOOK_PROVIDED_REQUEST, tmp_path)
     result = run_day("2.6", pkg, TIMEOUT, kernels=answer_key_ext)
     assert result["status"] == "pass", _problems(result)
+
+
+@pytest.mark.parametrize("entry", FLOAT32_ONLY_FLASH, ids=[e["id"] for e in FLOAT32_ONLY_FLASH])
+def test_float32_only_flash_kernel_passes(entry, answer_key_ext, tmp_path):
+    """The flash checks feed the learner's kernel float32 (or accept its float32-only error
+    for the wrapper's float16 cases), as the book's contract says."""
+    from tutor import paths
+
+    pkg = apply_mutation(paths.answer_key_dir(), entry, tmp_path)
+    for day in ("2.4", "2.6"):
+        result = run_day(day, pkg, TIMEOUT, kernels=answer_key_ext)
+        assert result["status"] == "pass", (day, _problems(result))
+        assert not _problems(result), (day, _problems(result))
 
 
 def test_week2_mutants_cover_every_day():

@@ -104,6 +104,31 @@ KVQ_EXTRA_PYTHON_MISTAKES = [
      "find": "        self.offset += key.shape[2]\n        return keys, values, self.offset, mask",
      "replace": "        self.offset += key.shape[2]\n"
                 "        return keys, values, self.offset - key.shape[2], mask"},
+    {"id": "kv-rope-q-or-k-skipped", "day": "2.1", "_name": "queries-unrotated",
+     "file": "qwen2_week2.py", "find": "q = self.rope(q, offset=positions)",
+     "replace": "q = q  # not rotated"},
+    {"id": "kv-attention-scale-wrong", "day": "2.1", "_name": "no-scale",
+     "file": "qwen2_week2.py", "find": "self.scale = 1.0 / math.sqrt(self.head_dim)",
+     "replace": "self.scale = 1.0"},
+    {"id": "qmm-flatten-restore", "day": "2.2", "_name": "activations-not-flattened",
+     "file": "quantize.py", "find": "a2 = mx.contiguous(a.reshape(-1, D))",
+     "replace": "a2 = mx.contiguous(a)"},
+    {"id": "qmm-model-weights-miswired", "day": "2.2", "_name": "up-uses-gate-weights",
+     "file": "qwen2_week2.py", "find": "quantized_linear(x, self.w_up)",
+     "replace": "quantized_linear(x, self.w_gate)"},
+    {"id": "qmm-model-weights-miswired", "day": "2.2", "_name": "untied-head-from-embedding",
+     "file": "qwen2_week2.py",
+     "find": "        if args.tie_word_embeddings:\n            self.w_lm_head = None",
+     "replace": "        if True:\n            self.w_lm_head = None"},
+    {"id": "qmm-bias-dropped", "day": "2.2", "_name": "model-drops-query-bias",
+     "file": "qwen2_week2.py", "find": "quantized_linear(x, self.wq, self.bq)",
+     "replace": "quantized_linear(x, self.wq)"},
+] + [
+    # The book's own int-offset mistake (catalogued on day 2.6) crashes the batch-of-two
+    # model checks of the earlier days too; they name it as well.
+    {**e, "day": day, "_name": f"{e['id']}-on-day-{day}"}
+    for e in load_mutations(paths.checks_dir() / "mistakes" / "day2_6.yaml")
+    if e["id"] == "rope-int-offset-one-slice" for day in ("2.1", "2.2")
 ]
 KVQ_KERNEL_MISTAKES = [e for e in KVQ_CATALOGUE if _is_kernel_mistake(e)] + [
     {"id": "qmm-group-size-wrong", "day": "2.2", "_name": "first-group-scale-only",
@@ -235,6 +260,27 @@ FB_EXTRA_PYTHON_MISTAKES = [
      "file": "kv_cache.py",
      "find": "masks.append(mx.full((mask_length, S), -mx.inf, dtype=mx.float32))",
      "replace": "masks.append(mx.zeros((mask_length, S), dtype=mx.float32))"},
+    {"id": "flash-scale-wrong", "day": "2.4", "_name": "default-scale-one-over-d",
+     "file": "attention.py", "find": "factor = _default_scale(E, scale)",
+     "replace": "factor = 1.0 / E if scale is None else scale"},
+    {"id": "flash-one-batch-axis", "day": "2.4", "_name": "query-unpacked-as-4d",
+     "file": "attention.py", "find": "    *batch, n_q_heads, L, E = query.shape\n"
+                                     "    n_kv_heads, S = key.shape[-3], key.shape[-2]\n"
+                                     "    factor = _default_scale(E, scale)",
+     "replace": "    B, n_q_heads, L, E = query.shape\n    batch = [B]\n"
+                "    _, n_kv_heads, S, _ = key.shape\n    factor = _default_scale(E, scale)"},
+    {"id": "batch-stale-decode-token", "day": "2.6", "_name": "feeds-prompt-tail",
+     "file": "batch.py",
+     "find": "tokens = [r.next_token if r is not None else 0 for r in slots]",
+     "replace": "tokens = [int(r.prefill_tokens[-1].item()) if r is not None else 0 "
+                "for r in slots]"},
+    {"id": "chunk-boundaries-wrong", "day": "2.6", "_name": "whole-prompt-in-one-chunk",
+     "file": "batch.py", "find": "n = min(self.prefill_max_step, total - self.offset)",
+     "replace": "n = total - self.offset"},
+] + [
+    {**e, "day": "2.4", "_name": f"{e['id']}-on-day-2.4"}
+    for e in load_mutations(paths.checks_dir() / "mistakes" / "day2_6.yaml")
+    if e["id"] == "rope-int-offset-one-slice"
 ]
 FB_PYTHON_MISTAKES = [e for e in FB_CATALOGUE if not _is_kernel_mistake(e)]
 FB_KERNEL_MISTAKES = [e for e in FB_CATALOGUE if _is_kernel_mistake(e)] + [

@@ -29,6 +29,7 @@ import numpy as np
 from ..harness import CheckFailed, Ctx, check, import_mlx_lm, outside_learner, to_np
 from ..week1.tiny_tokenizer import CharTokenizer
 from .real_weights import CASE_NAME, REAL_LOGP, REAL_REPO, load_real_qwen2, real_snapshot
+from .probes import int_offset_probe, offsets_as, with_probe
 from .w2_oracle import (RefCache, attention_steps, decode_steps, forward_chunk, log_softmax,
                         mlx_lm_cache, new_caches, tiny_w2)
 
@@ -46,10 +47,30 @@ ATTN_F16 = {"dtype": "float16", "rtol": 1e-2, "atol": 3e-3}
 # as on day 1.5. Correct code: ~5e-2 abs at worst; the mistakes move them by nats.
 MODEL_LOGP = {"dtype": "float16", "rtol": 1e-2, "atol": 0.15}
 
+# Pitfall id -> the forms of that mistake, as arguments of the modelled decode loop
+# (w2_oracle.attention_step / decode_steps). "shared" is a model-level mistake only.
 MISTAKES = {
-    "kv-rope-offset-ignored": {"rope_zero": True},
-    "kv-mask-wrong-for-decode": {"mask_mode": "top-left"},
+    "kv-rope-offset-ignored": [{"rope_zero": True}],
+    "kv-mask-wrong-for-decode": [{"mask_mode": "top-left"}],
+    "kv-mask-missing": [{"mask_mode": "none"}],
+    "kv-rope-q-or-k-skipped": [{"rope_skip": "k"}, {"rope_skip": "q"}],
+    "kv-attention-scale-wrong": [{"scale_power": 2.0}, {"scale_power": 0.0}],
+    "kv-cache-shared-across-layers": [{"shared": True}],
 }
+ATTN_MISTAKES = {p: v for p, v in MISTAKES.items() if p != "kv-cache-shared-across-layers"}
+
+
+def _modelled(run, pit: str, i: int, memo: dict):
+    """The candidate outputs of mistake ``pit`` at call ``i``: one per form, each computed
+    (by ``run(**form)``, the whole call sequence) the first time a mismatch asks for it."""
+    def form_out(j):
+        def fn():
+            key = (pit, j)
+            if key not in memo:
+                memo[key] = run(**MISTAKES[pit][j])
+            return memo[key][i]
+        return fn
+    return [form_out(j) for j in range(len(MISTAKES[pit]))]
 
 
 def _int(x):
@@ -117,10 +138,20 @@ def kv_full_cache(ctx: Ctx):
                     f"[{case}] update_and_fetch returned {_describe(out)}; it must return the "
                     "4-tuple (keys, values, offset, mask).", {"case": case})
             keys, values, off, got_mask = out
-            for what, got, seq in (("keys", keys, keys_in), ("values", values, values_in)):
+            for what, got, seq, other in (("keys", keys, keys_in, values_in),
+                                          ("values", values, values_in, keys_in)):
                 want = mx.concatenate(seq, axis=2)
                 cands = {"kv-concat-wrong-axis": [
-                    (lambda a=a, seq=list(seq): mx.concatenate(seq, axis=a)) for a in (0, 1, 3)]}
+                    (lambda a=a, seq=list(seq): mx.concatenate(seq, axis=a)) for a in (0, 1, 3)],
+                    # only this call's tokens handed back (stored or not)
+                    "kv-returns-new-only": [seq[-1]],
+                    # each call's tokens put in front of the ones cached before
+                    "kv-concat-order": [lambda seq=list(seq): mx.concatenate(seq[::-1], axis=2)],
+                    # the other array of the pair, stored or returned in this one's place
+                    "kv-keys-values-mixed": [
+                        lambda other=list(other): mx.concatenate(other, axis=2),
+                        lambda seq=list(seq), other=list(other): mx.concatenate(
+                            seq[:1] + other[1:], axis=2)]}
                 ctx.expect_close(got, want, what=f"returned {what}", case=case,
                                  candidates=cands, dtype=dtype_name(dtype))
             try:
@@ -178,6 +209,12 @@ def _offset_failure(case: str, got: list[int], lengths: list[int], what: str) ->
         msg = (f"[{case}] the {what}s were {got}, the number of positions cached BEFORE each "
                f"call; expected {want}, the count after storing the new tokens.")
         return CheckFailed(msg, ev, pitfall="kv-offset-not-advanced")
+    steps = [g - p for g, p in zip(got, [0] + got[:-1])]
+    if len(set(steps)) == 1 and steps[0] not in lengths:
+        msg = (f"[{case}] the {what}s were {got} after storing {lengths} new positions; "
+               f"expected {want}: the offset grows by {steps[0]} on every call, whatever the "
+               "number of new tokens.")
+        return CheckFailed(msg, ev, pitfall="kv-offset-not-advanced")
     return CheckFailed(f"[{case}] the {what}s were {got}; expected {want} (the number of "
                        "cached positions after each call).", ev)
 
@@ -216,11 +253,6 @@ def qwen2_week2_prefill(ctx: Ctx):
     a = oracle.args
     ga = given.model.layers[0].self_attn
     oa = oracle.model.layers[0].self_attn
-    attn = ctx.call(Attn, a.hidden_size, a.num_attention_heads, a.num_key_value_heads,
-                    _qweights(ctx, ga.q_proj), _qweights(ctx, ga.k_proj),
-                    _qweights(ctx, ga.v_proj), _qweights(ctx, ga.o_proj),
-                    _f16(ga.q_proj.bias), _f16(ga.k_proj.bias), _f16(ga.v_proj.bias),
-                    max_seq_len=a.max_position_embeddings, theta=a.rope_theta)
     xs = [mx.random.normal((ATTN_B, L, a.hidden_size), key=mx.random.key(ATTN_SEED + 1 + i))
           .astype(mx.float16) for i, L in enumerate(ATTN_STEPS)]
     xs32 = [x.astype(mx.float32) for x in xs]
@@ -231,16 +263,25 @@ def qwen2_week2_prefill(ctx: Ctx):
     for x in xs32:
         want.append(oa(x, mask=base.create_attention_mask(x, ref_cache), cache=ref_cache))
     mx.eval(want)
-    cands = {pit: (lambda kw=kw: attention_steps(oa, xs32, **kw)) for pit, kw in MISTAKES.items()}
     cands_cache: dict = {}
 
     def cand(pit, i):
-        def fn():
-            if pit not in cands_cache:
-                cands_cache[pit] = cands[pit]()
-            return cands_cache[pit][i]
-        return fn
+        return _modelled(lambda **kw: attention_steps(oa, xs32, **kw), pit, i, cands_cache)
 
+    def scenario(variant):
+        return _attention_calls(ctx, Attn, a, ga, xs, want, cand, variant)
+
+    return with_probe(scenario, int_offset_probe(ATTN_B))
+
+
+def _attention_calls(ctx: Ctx, Attn, a, ga, xs, want, cand, variant):
+    """The attention's calls over one cache; ``variant`` (a probe) changes how the
+    offsets are given."""
+    attn = ctx.call(Attn, a.hidden_size, a.num_attention_heads, a.num_key_value_heads,
+                    _qweights(ctx, ga.q_proj), _qweights(ctx, ga.k_proj),
+                    _qweights(ctx, ga.v_proj), _qweights(ctx, ga.o_proj),
+                    _f16(ga.q_proj.bias), _f16(ga.k_proj.bias), _f16(ga.v_proj.bias),
+                    max_seq_len=a.max_position_embeddings, theta=a.rope_theta)
     cache = RefCache()
     offset = 0
     H, D = a.num_key_value_heads, a.hidden_size // a.num_attention_heads
@@ -250,7 +291,7 @@ def qwen2_week2_prefill(ctx: Ctx):
                 f"with {offset} positions cached, {a.num_attention_heads} heads / {H} kv heads, "
                 "mask='causal'")
         n_before = len(cache.calls)
-        got = ctx.call(attn, x, offset, cache, mask="causal")
+        got = ctx.call(attn, x, offsets_as(variant, offset, ATTN_B), cache, mask="causal")
         if len(cache.calls) != n_before + 1:
             raise CheckFailed(
                 f"[{case}] the attention called cache.update_and_fetch "
@@ -259,14 +300,17 @@ def qwen2_week2_prefill(ctx: Ctx):
                 {"case": case, "cache_calls": cache.calls[n_before:]})
         handed = cache.calls[-1]
         if handed["key_shape"] != [ATTN_B, H, L, D] or handed["value_shape"] != [ATTN_B, H, L, D]:
+            in_order = [ATTN_B, L, H, D]
             raise CheckFailed(
                 f"[{case}] the attention handed keys {tuple(handed['key_shape'])} and values "
                 f"{tuple(handed['value_shape'])} to the cache; expected (B, H, L, D) = "
-                f"{(ATTN_B, H, L, D)}: move the heads in front of the sequence first.",
-                {"case": case, "handed": handed})
+                f"{(ATTN_B, H, L, D)}.", {"case": case, "handed": handed},
+                pitfall=("kv-layout-not-transposed"
+                         if in_order in (handed["key_shape"], handed["value_shape"]) else None))
         ctx.expect_shape(got, (ATTN_B, L, a.hidden_size), "attention output", case)
         ev = ctx.expect_close(got, want[i], what="attention output", case=case,
-                              candidates={pit: cand(pit, i) for pit in MISTAKES}, **ATTN_F16)
+                              candidates={pit: cand(pit, i) for pit in ATTN_MISTAKES},
+                              **ATTN_F16)
         worst = max(worst, ev["max_abs_err"])
         offset += L
     return {"calls": len(ATTN_STEPS), "max_abs_err": worst,
@@ -307,27 +351,32 @@ def qwen2_week2_decode(ctx: Ctx):
         modelled: dict = {}
 
         def cand(pit, i, chunks=chunks, oracle=oracle, modelled=modelled):
-            def fn():
-                if pit not in modelled:
-                    modelled[pit] = decode_steps(oracle, chunks, **MISTAKES[pit])
-                return log_softmax(modelled[pit][i])
-            return fn
+            return _modelled(lambda **kw: [log_softmax(o) for o in
+                                           decode_steps(oracle, chunks, **kw)], pit, i, modelled)
 
-        model = ctx.call(Model, given)
-        caches = _learner_caches(ctx, model, a.num_hidden_layers)
-        for i, (s, e) in enumerate(zip(bounds[:-1], bounds[1:])):
-            s, e = int(s), int(e)
-            kind = "prefill" if i == 0 else ("decode" if e - s == 1 else "chunk")
-            case = (f"{'tied' if tied else 'untied'} tiny 4-bit Qwen2 (hidden {a.hidden_size}, "
-                    f"{a.num_hidden_layers} layers), batch {B}, call {i + 1} ({kind}): tokens "
-                    f"{s}..{e - 1} at offset {s}")
-            got = ctx.call(model, chunks[i], s, caches)
-            ctx.expect_shape(got, (B, e - s, a.vocab_size), "logits", case)
-            ev = ctx.expect_close(log_softmax(got), full[:, s:e], what="log-softmax of the logits",
-                                  case=case, candidates={p: cand(p, i) for p in MISTAKES},
-                                  **MODEL_LOGP)
-            worst = max(worst, ev["max_abs_err"])
-            steps_total += 1
+        def scenario(variant, given=given, a=a, tied=tied, B=B, bounds=bounds, chunks=chunks,
+                     full=full, cand=cand):
+            model = ctx.call(Model, given)
+            caches = _learner_caches(ctx, model, a.num_hidden_layers)
+            errs = []
+            for i, (s, e) in enumerate(zip(bounds[:-1], bounds[1:])):
+                s, e = int(s), int(e)
+                kind = "prefill" if i == 0 else ("decode" if e - s == 1 else "chunk")
+                case = (f"{'tied' if tied else 'untied'} tiny 4-bit Qwen2 (hidden "
+                        f"{a.hidden_size}, {a.num_hidden_layers} layers), batch {B}, call "
+                        f"{i + 1} ({kind}): tokens {s}..{e - 1} at offset {s}")
+                got = ctx.call(model, chunks[i], offsets_as(variant, s, B), caches)
+                ctx.expect_shape(got, (B, e - s, a.vocab_size), "logits", case)
+                ev = ctx.expect_close(log_softmax(got), full[:, s:e],
+                                      what="log-softmax of the logits", case=case,
+                                      candidates={p: cand(p, i) for p in MISTAKES},
+                                      **MODEL_LOGP)
+                errs.append(ev["max_abs_err"])
+            return errs
+
+        errs = with_probe(scenario, int_offset_probe(B))
+        worst = max([worst] + errs)
+        steps_total += len(errs)
     return {"cases": len(DECODE_CASES), "calls": steps_total, "max_abs_err": worst}
 
 
@@ -354,11 +403,8 @@ def qwen2_real_decode(ctx: Ctx):
     modelled: dict = {}
 
     def cand(pit, i):
-        def fn():
-            if pit not in modelled:
-                modelled[pit] = decode_steps(oracle, chunks, **MISTAKES[pit])
-            return log_softmax(modelled[pit][i])
-        return fn
+        return _modelled(lambda **kw: [log_softmax(o) for o in
+                                       decode_steps(oracle, chunks, **kw)], pit, i, modelled)
 
     model = ctx.call(Model, oracle)
     caches = _learner_caches(ctx, model, a.num_hidden_layers)
@@ -487,6 +533,8 @@ class GenModel:
             state["len"] += len(ids)
             logits = _env(logits, state["len"], self.stop_at) + GEN_LOGIT_OFFSET
             mx.eval(logits)
+            # the greedy pick after this call: what the next decode step should feed
+            self.calls[-1]["picked"] = int(mx.argmax(logits[0, -1]).item())
             return logits
 
 
@@ -575,16 +623,33 @@ def generate_with_cache(ctx: Ctx):
                 f"[{case}] decode call {j} fed {len(c['ids'])} tokens"
                 + (" (the whole sequence again)" if fed_all else "")
                 + ": with a KV cache each decode step feeds only the newest token, as a (1, 1) "
-                "batch; the cache already holds everything before it.", ev)
+                "batch; the cache already holds everything before it.", ev,
+                pitfall="kv-decode-refeeds-tokens" if c["ids"] else None)
     offsets = [c["offset"] for c in calls[1:]]
     want_offsets = [P + j for j in range(len(offsets))]
     if offsets != want_offsets:
         stuck = len(set(offsets)) == 1 and len(offsets) > 1
+        shifts = {o - w for o, w in zip(offsets, want_offsets)}
         msg = (f"[{case}] the decode calls were given offsets {offsets[:10]}; after a "
                f"{P}-token prefill they should be {want_offsets[:10]} (the position of the "
                "token fed, one more every step).")
+        pit = None
+        if stuck:
+            pit = "kv-offset-not-advanced"
+        elif len(shifts) == 1:  # every step advances, all by the same amount off
+            shift = shifts.pop()
+            msg += f" Every decode position is off by {shift:+d}."
+            pit = "kv-decode-position-shifted"
         raise CheckFailed(msg, {**ev, "offsets": offsets, "expected_offsets": want_offsets},
-                          pitfall="kv-offset-not-advanced" if stuck else None)
+                          pitfall=pit)
+    for j in range(1, len(calls)):
+        picked, fed = calls[j - 1].get("picked"), calls[j]["ids"][0]
+        if picked is not None and fed != picked:
+            raise CheckFailed(
+                f"[{case}] decode call {j} fed token {fed}, but the logits of call {j} "
+                f"(greedy) picked token {picked}: each decode step feeds the token just "
+                "generated.", {**ev, "fed": fed, "picked": picked},
+                pitfall="kv-decode-wrong-token")
     if model.runaway:
         raise CheckFailed(
             f"[{case}] simple_generate_with_kv_cache did not stop: the model produced EOS "

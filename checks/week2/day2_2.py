@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import harness
 from ..harness import CheckFailed, Ctx, LearnerError, Skip, check, outside_learner, to_np
+from .probes import int_offset_probe, offsets_as, with_probe
 from .w2_oracle import log_softmax, tiny_w2
 
 DAY = "2.2"
@@ -319,6 +320,8 @@ class _Recorder:
 
     def __init__(self):
         self.calls: list[dict] = []
+        # (group_size, bits) of the weight the wrapper is working on, set per case
+        self.expect: tuple[int, int] | None = None
 
     def __call__(self, *args, **kwargs):
         with outside_learner():
@@ -341,7 +344,15 @@ class _Recorder:
                 raise CheckFailed(
                     f"Your wrapper handed the extension an `a` of shape {tuple(rec['a_shape'])}; "
                     "the kernel takes a 2-D (M, D) array: flatten the leading axes first and "
-                    "restore them on the result.", {"extension_call": rec})
+                    "restore them on the result.", {"extension_call": rec},
+                    pitfall="qmm-flatten-restore")
+            if self.expect is not None and (rec["group_size"], rec["bits"]) != self.expect:
+                gs, bits = self.expect
+                raise CheckFailed(
+                    f"Your wrapper handed the extension group_size={rec['group_size']}, "
+                    f"bits={rec['bits']} for a weight quantized with group_size={gs}, "
+                    f"bits={bits}.", {"extension_call": rec},
+                    pitfall="qmm-layer-params-not-passed")
             try:
                 return oracle_qmm(a, b, v["scales"], v["biases"], int(v["group_size"]),
                                   bool(v["transpose_b"]), int(v["bits"]))
@@ -428,6 +439,7 @@ def quantized_linear_check(ctx: Ctx):
             case = (f"x {(*prefix, N)}{' (a transposed view)' if strided else ''} {_dt(dtype)}, "
                     f"weight ({K}, {N}) group_size={gs}, {'with' if with_bias else 'no'} bias")
             n0 = len(rec.calls)
+            rec.expect = (gs, BITS)
             got = ctx.call(qlinear, x, w, bias) if with_bias else ctx.call(qlinear, x, w)
             calls = rec.calls[n0:]
             if any(not c["transpose_b"] for c in calls):
@@ -439,10 +451,10 @@ def quantized_linear_check(ctx: Ctx):
             want = p.want().reshape(*prefix, K)
             if bias is not None:
                 want = (want.astype(mx.float32) + bias.astype(mx.float32)).astype(dtype)
-            ctx.expect_shape(got, (*prefix, K), "output", case)
-            cands = {"qmm-no-transpose": lambda p=p, prefix=prefix, bias=bias, K=K: _no_t(
-                p, prefix, bias, K)}
-            ev = ctx.expect_close(got, want, what="output", case=case, candidates=cands,
+            if got is None:
+                ctx.expect_shape(got, (*prefix, K), "output", case)
+            ev = ctx.expect_close(got, want, what="output", case=case,
+                                  candidates=_linear_candidates(p, prefix, bias, K, want),
                                   expect_dtype=_dt(dtype), **_tolerance(want))
             worst = max(worst, ev["max_abs_err"])
             seen.append(len(calls))
@@ -450,6 +462,7 @@ def quantized_linear_check(ctx: Ctx):
         p = Problem(6, 64, 128, 64, F16, 2250, transpose=False)
         a3 = p.a.reshape(2, 3, 64)
         case = "quantized_matmul(..., a (2, 3, 64) float16, b packed (64, 128), transpose_b=False)"
+        rec.expect = (64, BITS)
         try:
             got = ctx.call(qmatmul, p.scales, p.biases, 64, BITS, a3, p.b, False)
         except LearnerError as e:
@@ -457,9 +470,12 @@ def quantized_linear_check(ctx: Ctx):
             rejected = e.message[:200]
         if got is not None:
             rejected = None
-            ctx.expect_shape(got, (2, 3, 128), "output", case)
+            if got is None:
+                ctx.expect_shape(got, (2, 3, 128), "output", case)
             want = p.want().reshape(2, 3, 128)
-            ctx.expect_close(got, want, what="output", case=case, **_tolerance(want))
+            ctx.expect_close(got, want, what="output", case=case,
+                             candidates={"qmm-flatten-restore": want.reshape(6, 128)},
+                             **_tolerance(want))
     ev = {"cases": len(LINEAR_CASES) + 1, "max_abs_err": worst,
           "extension_calls": rec.calls[:8]}
     if rejected:
@@ -469,6 +485,28 @@ def quantized_linear_check(ctx: Ctx):
                       "call time (imported at the top of quantize.py?); their results were "
                       "right anyway")
     return ev
+
+
+def _linear_candidates(p: Problem, prefix, bias, K, want) -> dict:
+    """What the wrappers return with one of the catalogued mistakes, for this case (the
+    extension stand-in answers exactly for whatever it is handed)."""
+    def with_bias(out):
+        out = out.astype(mx.float32)
+        if bias is not None:
+            out = out + bias.astype(mx.float32)
+        return out.astype(p.dtype).reshape(*prefix, K)
+
+    cands = {
+        "qmm-no-transpose": lambda: _no_t(p, prefix, bias, K),
+        # scales and biases handed over in each other's place
+        "qmm-scales-biases-swapped": lambda: with_bias(oracle_qmm(
+            p.a, p.b, p.biases, p.scales, p.gs, True)),
+        # the kernel's 2-D result returned as it is
+        "qmm-flatten-restore": [want.reshape(-1, K)],
+    }
+    if bias is not None:
+        cands["qmm-bias-dropped"] = lambda: p.want().reshape(*prefix, K)
+    return cands
 
 
 def _no_t(p: Problem, prefix, bias, K):
@@ -515,43 +553,155 @@ def qwen2_week2_quantized(ctx: Ctx):
         a = oracle.args
         ids = mx.random.randint(0, a.vocab_size, (B, P + 1), key=mx.random.key(seed + 1))
         full = log_softmax(oracle(ids))
-        model = ctx.call(Model, given)
-        caches = (ctx.call(model.create_kv_cache) if hasattr(model, "create_kv_cache") else
-                  [ctx.call(ctx.symbol("TinyKvFullCache")) for _ in range(a.num_hidden_layers)])
-        ext_fn = getattr(ext, "quantized_matmul", None)
-        ext_count = _Counter(ext_fn) if ext_fn is not None else None
-        deq = _Counter(mx.dequantize)
-        lin = [(m, _Counter(m.quantized_linear)) for m in _learner_modules(ctx)]
-        patches = [(mx, "dequantize", deq)] + [(m, "quantized_linear", c) for m, c in lin]
-        if ext_count is not None:
-            patches += [(m, "quantized_matmul", ext_count) for m in _extension_modules(ext)]
-        for i, (s, e) in enumerate(((0, P), (P, P + 1))):
-            case = (f"{'tied' if tied else 'untied'} tiny 4-bit Qwen2 (hidden {a.hidden_size}, "
-                    f"group size 64, {scales} scales and biases in the checkpoint), batch {B}, "
-                    f"{'prefill' if i == 0 else 'decode'}: tokens {s}..{e - 1} at offset {s}")
-            with _patched(*patches):
-                got = ctx.call(model, ids[:, s:e], s, caches)
-            ctx.expect_shape(got, (B, e - s, a.vocab_size), "logits", case)
-            ev = ctx.expect_close(log_softmax(got), full[:, s:e],
-                                  what="log-softmax of the logits", case=case, **MODEL_LOGP)
-            worst = max(worst, ev["max_abs_err"])
-        n_lin = sum(c.n for _, c in lin)
-        n_ext = ext_count.n if ext_count is not None else 0
-        counts.append({"quantized_linear_calls": n_lin, "extension_calls": n_ext,
-                       "dequantize_calls": deq.n})
-        if deq.n:
-            raise CheckFailed(
-                f"[{case}] the logits are right, but the forward passes called mx.dequantize "
-                f"{deq.n} times: on day 2.2 every projection (and an untied lm_head) goes "
-                "through quantized_linear on the packed weights; only the embedding table is "
-                "dequantized, once, in the constructor.", {"case": case, **counts[-1]})
-        if n_lin == 0 and n_ext == 0:
-            raise CheckFailed(
-                f"[{case}] the logits are right, but the forward passes never called "
-                "quantized_linear or your extension's quantized_matmul: the linear layers must "
-                "multiply by the packed weights (no dequantized copies kept from the "
-                "constructor).", {"case": case, **counts[-1]})
+        miswired = _miswired_candidates(oracle, ids)
+        unbiased = _unbiased_candidates(oracle, ids)
+
+        def scenario(variant, oracle=oracle, given=given, a=a, ids=ids, full=full,
+                     miswired=miswired, unbiased=unbiased, seed=seed, tied=tied,
+                     scales=scales, B=B, P=P):
+            model_from = _scales_as_float16(seed, tied) if variant == "f16-scales" else given
+            model = ctx.call(Model, model_from)
+            caches = (ctx.call(model.create_kv_cache) if hasattr(model, "create_kv_cache") else
+                      [ctx.call(ctx.symbol("TinyKvFullCache"))
+                       for _ in range(a.num_hidden_layers)])
+            ext_fn = getattr(ext, "quantized_matmul", None)
+            ext_count = _Counter(ext_fn) if ext_fn is not None else None
+            deq = _Counter(mx.dequantize)
+            lin = [(m, _Counter(m.quantized_linear)) for m in _learner_modules(ctx)]
+            patches = [(mx, "dequantize", deq)] + [(m, "quantized_linear", c) for m, c in lin]
+            if ext_count is not None:
+                patches += [(m, "quantized_matmul", ext_count) for m in _extension_modules(ext)]
+            errs = []
+            for i, (s, e) in enumerate(((0, P), (P, P + 1))):
+                case = (f"{'tied' if tied else 'untied'} tiny 4-bit Qwen2 (hidden "
+                        f"{a.hidden_size}, group size 64, {scales} scales and biases in the "
+                        f"checkpoint), batch {B}, {'prefill' if i == 0 else 'decode'}: tokens "
+                        f"{s}..{e - 1} at offset {s}")
+                with _patched(*patches):
+                    got = ctx.call(model, ids[:, s:e], offsets_as(variant, s, B), caches)
+                ctx.expect_shape(got, (B, e - s, a.vocab_size), "logits", case)
+                ev = ctx.expect_close(
+                    log_softmax(got), full[:, s:e], what="log-softmax of the logits", case=case,
+                    candidates={"qmm-model-weights-miswired": [
+                        (lambda f=f, s=s, e=e: f()[:, s:e]) for f in miswired],
+                        "qmm-bias-dropped": [
+                        (lambda f=f, s=s, e=e: f()[:, s:e]) for f in unbiased]},
+                    **MODEL_LOGP)
+                errs.append(ev["max_abs_err"])
+            n_lin = sum(c.n for _, c in lin)
+            n_ext = ext_count.n if ext_count is not None else 0
+            count = {"quantized_linear_calls": n_lin, "extension_calls": n_ext,
+                     "dequantize_calls": deq.n}
+            if deq.n:
+                raise CheckFailed(
+                    f"[{case}] the logits are right, but the forward passes called "
+                    f"mx.dequantize {deq.n} times: on day 2.2 every projection (and an untied "
+                    "lm_head) goes through quantized_linear on the packed weights; only the "
+                    "embedding table is dequantized, once, in the constructor.",
+                    {"case": case, **count})
+            if n_lin == 0 and n_ext == 0:
+                raise CheckFailed(
+                    f"[{case}] the logits are right, but the forward passes never called "
+                    "quantized_linear or your extension's quantized_matmul: the linear layers "
+                    "must multiply by the packed weights (no dequantized copies kept from the "
+                    "constructor).", {"case": case, **count})
+            return errs, count
+
+        probes = []
+        if scales != "float16":
+            probes.append((
+                "f16-scales", "qmm-bf16-scales-not-cast", lambda exc: True,
+                f"The same model built from a checkpoint whose scales and biases were cast "
+                f"from {scales} to float16 first is right."))
+        errs, count = with_probe(scenario, probes + int_offset_probe(B))
+        worst = max([worst] + errs)
+        counts.append(count)
     return {"cases": len(QMODEL_CASES), "max_abs_err": worst, "calls": counts}
+
+
+def _scales_as_float16(seed: int, tied: bool):
+    """A fresh copy of the checkpoint of ``_qmodels(seed, tied, "bfloat16")`` whose linear
+    layers' scales and biases are float16 (the same values: bfloat16 converts exactly)."""
+    from mlx.utils import tree_map_with_path
+
+    _, given = tiny_w2(seed, tied=tied, scales_dtype=mx.bfloat16)
+    given.update(tree_map_with_path(
+        lambda p, v: v.astype(mx.float16) if v.dtype == mx.bfloat16 else v,
+        given.parameters()))
+    mx.eval(given.parameters())
+    return given
+
+
+# Projections of one layer with the same weight shape in the week-2 tiny model: a model
+# that hands one of them the other's QuantizedWeights computes exactly this (its bias stays).
+_SAME_SHAPE = [("self_attn", "v_proj", "k_proj"), ("self_attn", "k_proj", "v_proj"),
+               ("self_attn", "q_proj", "o_proj"), ("self_attn", "o_proj", "q_proj"),
+               ("mlp", "up_proj", "gate_proj"), ("mlp", "gate_proj", "up_proj")]
+_QPARAMS = ("weight", "scales", "biases")
+
+
+def _unbiased_candidates(oracle, ids):
+    """The full forward of ``oracle`` with the bias of q, k or v (or all three) left out in
+    every layer (qmm-bias-dropped in the model), computed only when a mismatch asks."""
+    def variant(names):
+        @lru_cache(maxsize=1)
+        def fn():
+            saved = []
+            try:
+                for layer in oracle.model.layers:
+                    for n in names:
+                        proj = getattr(layer.self_attn, n)
+                        saved.append((proj, proj.bias))
+                        proj.bias = mx.zeros_like(proj.bias)
+                out = log_softmax(oracle(ids))
+                mx.eval(out)
+                return out
+            finally:
+                for proj, bias in saved:
+                    proj.bias = bias
+        return fn
+    qkv = ("q_proj", "k_proj", "v_proj")
+    return [variant(qkv)] + [variant((n,)) for n in qkv]
+
+
+def _miswired_candidates(oracle, ids):
+    """The full forward of ``oracle`` with one projection using another's packed weights in
+    every layer (qmm-model-weights-miswired), computed only when a mismatch asks."""
+    def variant(part, dst, src):
+        def fn():
+            saved = []
+            try:
+                for layer in oracle.model.layers:
+                    block = getattr(layer, part)
+                    d, s = getattr(block, dst), getattr(block, src)
+                    saved.append((d, {n: getattr(d, n) for n in _QPARAMS}))
+                    if d.weight.shape != s.weight.shape:
+                        raise ValueError("shapes differ: not this model's mistake")
+                    for n in _QPARAMS:
+                        setattr(d, n, getattr(s, n))
+                out = log_softmax(oracle(ids))
+                mx.eval(out)
+                return out
+            finally:
+                for d, params in saved:
+                    for n, v in params.items():
+                        setattr(d, n, v)
+        return lru_cache(maxsize=1)(fn)
+
+    @lru_cache(maxsize=1)
+    def head_from_embedding():
+        # an untied model whose output projection uses the (tied) embedding table instead
+        if oracle.args.tie_word_embeddings:
+            raise ValueError("tied: the same weights either way")
+        oracle.args.tie_word_embeddings = True
+        try:
+            out = log_softmax(oracle(ids))
+            mx.eval(out)
+            return out
+        finally:
+            oracle.args.tie_word_embeddings = False
+
+    return [variant(*t) for t in _SAME_SHAPE] + [head_from_embedding]
 
 
 def _learner_modules(ctx: Ctx):

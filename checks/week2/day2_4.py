@@ -29,7 +29,9 @@ import time
 import mlx.core as mx
 import numpy as np
 
-from ..harness import CheckFailed, Skip, check, dtype_str, merge_evidence, outside_learner, to_np
+from ..harness import (CheckFailed, LearnerError, Skip, check, dtype_str, merge_evidence,
+                       outside_learner, to_np)
+from .probes import int_offset_probe, offsets_as, with_probe
 
 DAY = "2.4"
 SDPA = "mx.fast.scaled_dot_product_attention"
@@ -209,32 +211,58 @@ class _KernelStandIn:
                                "an mx.array" + (" (the kernel always gets a mask array, zeros "
                                                 "when there is none)" if what == "mask" else ""))
                 if x.dtype != F32:
+                    if ex["dtype"] != F32:
+                        # What the course's kernel does with the inputs it was given: its
+                        # contract is float32 only, and the model casts before calling it.
+                        raise RuntimeError(FLOAT32_ONLY)
                     self._fail(f"the {what} handed to the kernel is {dtype_str(x.dtype)}; the "
                                "kernel takes float32 only")
                 if x.ndim != 3:
                     self._fail(f"the {what} handed to the kernel has shape {tuple(x.shape)}; "
-                               "the kernel takes 3-D arrays")
+                               "the kernel takes 3-D arrays", "flash-flatten-restore")
             N, Nkv, L, S, E = ex["N"], ex["Nkv"], ex["L"], ex["S"], ex["E"]
             want = {"query": (N, L, E), "key": (Nkv, S, E), "value": (Nkv, S, E),
                     "mask": (N, L, S)}
             for what, shape in want.items():
                 if tuple(named[what].shape) != shape:
                     self._fail(f"the {what} handed to the kernel has shape "
-                               f"{tuple(named[what].shape)}, expected {shape}")
+                               f"{tuple(named[what].shape)}, expected {shape}",
+                               "flash-flatten-restore")
             if (int(num_heads), int(num_kv_heads)) != (ex["Hq"], ex["H"]):
                 self._fail(f"the wrapper passed num_heads={num_heads}, num_kv_heads="
-                           f"{num_kv_heads}; expected H_q={ex['Hq']}, H={ex['H']}")
+                           f"{num_kv_heads}; expected H_q={ex['Hq']}, H={ex['H']}",
+                           "flash-head-counts-wrong")
             if bool(is_causal) != ex["causal"]:
                 self._fail("mask=\"causal\" but is_causal=False was passed: the kernel cannot "
                            "skip the masked tiles" if ex["causal"] else
-                           "is_causal=True was passed for a mask that is not \"causal\"")
+                           "is_causal=True was passed for a mask that is not \"causal\"",
+                           "flash-causal-flag-wrong")
+            self._check_scale(scale)
             out = sdpa3(query, key, value, mask, float(scale), int(num_heads),
                         int(num_kv_heads), bool(is_causal))
             mx.eval(out)
             return out
 
-    def _fail(self, why: str):
-        raise CheckFailed(f"[{self.expect['case']}] {why}.", {"case": self.expect["case"]})
+    def _check_scale(self, scale):
+        """The scale the wrapper hands over (a float or a 0-d array, maybe in the query's
+        dtype: compared to 1e-3) against the one asked for."""
+        ex = self.expect
+        try:
+            got = float(scale)
+        except (TypeError, ValueError):
+            self._fail(f"the wrapper passed scale={scale!r}; the kernel takes a number")
+        want = ex["factor"]
+        if abs(got - want) <= 1e-3 * abs(want):
+            return
+        asked = ("the scale argument it was given" if ex["scale_given"]
+                 else "the default for head dim E = " + str(ex["E"]))
+        pit = "flash-scale-missing" if got == 1.0 else "flash-scale-wrong"
+        self._fail(f"the wrapper passed scale={got:.4g} to the kernel; expected {want:.4g}, "
+                   f"{asked}", pit)
+
+    def _fail(self, why: str, pitfall: str | None = None):
+        raise CheckFailed(f"[{self.expect['case']}] {why}.", {"case": self.expect["case"]},
+                          pitfall=pitfall)
 
 
 class _Patched:
@@ -308,7 +336,7 @@ def flash_wrapper(ctx):
     fn = ctx.symbol("flash_attention")
     ext = ctx.extension()
     mx.random.seed(2401)
-    evs, calls = [], 0
+    evs, calls, rejected = [], 0, []
     for batch, Hq, H, L, S, E, dtype, scale, mkind in WRAPPER_CASES:
         q = mx.random.normal((*batch, Hq, L, E)).astype(dtype)
         k = mx.random.normal((*batch, H, S, E)).astype(dtype)
@@ -318,34 +346,99 @@ def flash_wrapper(ctx):
         else:
             shape = {"(L, S)": (L, S), "(B, 1, L, S)": (*batch, 1, L, S)}[mkind]
             mask = mx.random.uniform(-2.0, 2.0, shape).astype(dtype)
-        factor = 1.0 / math.sqrt(E) if scale is None else scale
-        nb = int(np.prod(batch)) if batch else 1
         case = (f"q {tuple(q.shape)}, k/v {tuple(k.shape)}, {dtype_str(dtype)}, scale={scale}, "
                 f"mask {mkind if mkind != 'causal' else chr(34) + 'causal' + chr(34)}")
-        stand_in = _KernelStandIn({"N": nb * Hq, "Nkv": nb * H, "L": L, "S": S, "E": E,
-                                   "Hq": Hq, "H": H, "causal": mkind == "causal", "case": case})
-        with _Patched(ext, ctx.impl, stand_in):
-            if scale is None:
-                got = ctx.call(fn, q, k, v, mask=mask) if mask is not None else ctx.call(fn, q, k, v)
-            else:
-                got = ctx.call(fn, q, k, v, scale=scale, mask=mask)
-        calls += len(stand_in.calls)
-        want = _oracle4(q, k, v, factor, mask)
-        cands = {"flash-scale-missing": lambda: _oracle4(q, k, v, 1.0, mask)}
-        if mkind == "causal":
-            cands["flash-causal-offset-forgotten"] = lambda: _oracle4(
-                q, k, v, factor, mx.array(causal_np(L, S, 0)))
-        evs.append(ctx.expect_close(got, want, case=case, dtype=dtype_str(dtype),
-                                    candidates=cands))
-        if not stand_in.calls:
-            raise CheckFailed(
-                f"[{case}] the result is right, but your wrapper never called the extension's "
-                "flash_attention (the check watches `tiny_llm_ext.flash_attention`). Import it "
-                "inside the function: `from tiny_llm_ext import flash_attention`.",
-                {"case": case})
+
+        def scenario(variant, q=q, k=k, v=v, mask=mask, scale=scale, case=case, batch=batch):
+            if variant == "one-batch-axis":
+                q, k, v, mask, batch = _one_batch_axis(q, k, v, mask, batch)
+            return _wrapper_case(ctx, fn, ext, q, k, v, mask, scale, batch, case)
+
+        probes = []
+        if len(batch) != 1:
+            probes.append((
+                "one-batch-axis", "flash-one-batch-axis", lambda exc: True,
+                f"The same inputs with their batch axes {tuple(batch)} merged into one axis "
+                f"of {int(np.prod(batch)) if batch else 1} give the right result."))
+        try:
+            out = with_probe(scenario, probes)
+        except LearnerError as exc:
+            if dtype != F32 and "float32" in exc.message:
+                # The course's kernel takes float32 only; a wrapper may pass that on.
+                rejected.append({"case": case, "error": exc.message[:200]})
+                continue
+            raise
+        evs.append(out[0])
+        calls += out[1]
     ev = merge_evidence(evs)
     ev["kernel_calls"] = calls
+    if rejected:
+        ev["rejected_as_not_float32"] = rejected
     return ev
+
+
+FLOAT32_ONLY = "flash_attention: all input arrays must be float32"
+
+
+def _one_batch_axis(q, k, v, mask, batch):
+    """The same case with its batch axes (none, or several) merged into exactly one."""
+    nb = int(np.prod(batch)) if batch else 1
+    q2 = q.reshape(nb, *q.shape[len(batch):])
+    k2 = k.reshape(nb, *k.shape[len(batch):])
+    v2 = v.reshape(nb, *v.shape[len(batch):])
+    if isinstance(mask, mx.array) and mask.ndim == len(batch) + 3:  # (B.., 1, L, S)
+        mask = mask.reshape(nb, *mask.shape[len(batch):])
+    return q2, k2, v2, mask, (nb,)
+
+
+def _wrapper_case(ctx, fn, ext, q, k, v, mask, scale, batch, case):
+    """One call of the learner's wrapper with the kernel's stand-in; (evidence, kernel calls)."""
+    Hq, L, E = q.shape[-3:]
+    H, S = k.shape[-3], k.shape[-2]
+    dtype = q.dtype
+    causal = isinstance(mask, str)
+    factor = 1.0 / math.sqrt(E) if scale is None else scale
+    nb = int(np.prod(batch)) if batch else 1
+    stand_in = _KernelStandIn({"N": nb * Hq, "Nkv": nb * H, "L": L, "S": S, "E": E,
+                               "Hq": Hq, "H": H, "causal": causal, "case": case,
+                               "dtype": dtype, "factor": factor,
+                               "scale_given": scale is not None})
+    with _Patched(ext, ctx.impl, stand_in):
+        try:
+            if scale is None:
+                got = (ctx.call(fn, q, k, v, mask=mask) if mask is not None
+                       else ctx.call(fn, q, k, v))
+            else:
+                got = ctx.call(fn, q, k, v, scale=scale, mask=mask)
+        except LearnerError as exc:
+            if exc.pitfall is None and _reshape_error_in_wrapper(exc):
+                exc.pitfall = "flash-flatten-restore"
+            raise
+    want = _oracle4(q, k, v, factor, mask)
+    cands = {"flash-scale-missing": lambda: _oracle4(q, k, v, 1.0, mask),
+             # the kernel's 3-D result handed back as it is
+             "flash-flatten-restore": [want.reshape(nb * Hq, L, E)]}
+    if causal:
+        cands["flash-causal-offset-forgotten"] = lambda: _oracle4(
+            q, k, v, factor, mx.array(causal_np(L, S, 0)))
+    if mask is not None:
+        cands["flash-mask-dropped"] = lambda: _oracle4(q, k, v, factor, None)
+    ev = ctx.expect_close(got, want, case=case, dtype=dtype_str(dtype), candidates=cands)
+    if not stand_in.calls:
+        raise CheckFailed(
+            f"[{case}] the result is right, but your wrapper never called the extension's "
+            "flash_attention (the check watches `tiny_llm_ext.flash_attention`). Import it "
+            "inside the function: `from tiny_llm_ext import flash_attention`.",
+            {"case": case})
+    return ev, len(stand_in.calls)
+
+
+def _reshape_error_in_wrapper(exc) -> bool:
+    """The wrapper crashed in MLX's reshape with valid inputs: the 3-D shapes it asked for
+    do not fit the arrays (the only reshapes a wrapper does are the flatten and restore)."""
+    frames = exc.frames or []
+    return ("[reshape]" in exc.message and bool(frames)
+            and frames[-1].splitlines()[0].rstrip().endswith("in flash_attention"))
 
 
 # --------------------------------------------------------------------------- task 2: CPU
@@ -552,6 +645,18 @@ def flash_metal(ctx):
 # --------------------------------------------------------------------------- task 4: model
 
 
+def _casting(kernel):
+    """The kernel behind a cast of every array argument to float32 (a probe: does the
+    model hand it anything else?)."""
+    def call(*args, **kwargs):
+        with outside_learner():
+            args = [a.astype(F32) if isinstance(a, mx.array) else a for a in args]
+            kwargs = {k: (v.astype(F32) if isinstance(v, mx.array) else v)
+                      for k, v in kwargs.items()}
+        return kernel(*args, **kwargs)
+    return call
+
+
 class _Counter:
     def __init__(self, real):
         self.real = real
@@ -569,28 +674,55 @@ class _Counter:
 MODEL_LOGP = {"dtype": "float16", "rtol": 1e-2, "atol": 0.15}
 
 
-def run_model_steps(ctx, model, oracle, prompt, steps):
+def run_model_steps(ctx, model, oracle, prompt, steps, variant=None):
     """Prefill ``prompt`` (B, P) at offset 0 with the checks' own caches, then decode
     ``steps`` (B, 1) tokens one by one; compare the log-probs of every call with the full
-    forward of mlx_lm's ``oracle``. Returns the evidences."""
+    forward of mlx_lm's ``oracle``. Returns the evidences. ``variant`` (a probe) changes
+    how the offsets are given."""
     from .serving_oracle import OracleFullCache, log_softmax
 
     caches = [OracleFullCache() for _ in range(oracle.args.num_hidden_layers)]
     seq = prompt
     offset = 0
     evs = []
+    unmasked = _unmasked_steps(oracle, prompt, steps)
     for j, x in enumerate([prompt] + steps):
         if j > 0:
             seq = mx.concatenate([seq, x], axis=1)
-        got = ctx.call(model, x, offset, caches)
+        got = ctx.call(model, x, offsets_as(variant, offset, x.shape[0]), caches)
         want = oracle(seq)[:, -x.shape[1]:]
         what = ("prefill" if j == 0 else f"decode step {j}")
         case = f"B={x.shape[0]}, {what}: {x.shape[1]} token(s) at offset {offset}"
         ctx.expect_shape(got, want.shape, "logits", case)
         evs.append(ctx.expect_close(log_softmax(got), log_softmax(want), what="log-probs",
-                                    case=case, **MODEL_LOGP))
+                                    case=case, candidates={
+                                        "flash-mask-dropped": lambda j=j: unmasked()[j]},
+                                    **MODEL_LOGP))
         offset += x.shape[1]
     return evs
+
+
+def _unmasked_steps(oracle, prompt, steps):
+    """The log-probs of every call when the attention gets no mask at all (the prefill
+    sees future tokens), computed on first use."""
+    from .serving_oracle import OracleFullCache, OracleQwen2, log_softmax
+
+    class NoMask(OracleFullCache):
+        def update_and_fetch(self, key, value, mask_length=None, mask=None):
+            return super().update_and_fetch(key, value)[:3] + (None,)
+
+    memo: list = []
+
+    def run():
+        if not memo:
+            om = OracleQwen2(oracle)
+            caches = [NoMask() for _ in range(om.num_hidden_layers)]
+            offset = 0
+            for x in [prompt] + steps:
+                memo.append(log_softmax(om(x, offset, caches)))
+                offset += x.shape[1]
+        return memo
+    return run
 
 
 @check(DAY, "qwen2-week2-flash", 4,
@@ -608,10 +740,18 @@ def qwen2_week2_flash(ctx):
     prompt = mx.random.randint(0, V, (2, 37)).astype(mx.int32)
     steps = [mx.random.randint(0, V, (2, 1)).astype(mx.int32) for _ in range(2)]
     counter = _Counter(ext_fn)
-    model = ctx.call(Model, given, enable_flash_attn=True)
+
+    def scenario(variant):
+        model = ctx.call(Model, given, enable_flash_attn=True)
+        kernel = counter if variant != "cast-to-float32" else _Counter(_casting(ext_fn))
+        with _Patched(ctx.extension(), ctx.impl, kernel):
+            return run_model_steps(ctx, model, oracle, prompt, steps, variant)
+
+    probes = [("cast-to-float32", "flash-inputs-not-float32", lambda exc: True,
+               "With every array cast to float32 just before your kernel, the same model is "
+               "right: the kernel takes float32 only.")] + int_offset_probe(prompt.shape[0])
     try:
-        with _Patched(ctx.extension(), ctx.impl, counter):
-            evs = run_model_steps(ctx, model, oracle, prompt, steps)
+        evs = with_probe(scenario, probes)
     except CheckFailed as exc:
         if exc.pitfall is None and exc.status == "fail":
             try:

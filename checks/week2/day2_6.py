@@ -31,8 +31,9 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from ..harness import CheckFailed, check, dtype_str, merge_evidence
+from ..harness import CheckFailed, LearnerError, check, dtype_str, merge_evidence
 from ..week1.tiny_tokenizer import CharTokenizer
+from .probes import int_offset_probe, offsets_as, with_probe
 from .serving_oracle import (EOS, VOCAB, EosRule, OracleBatchCache, OracleFullCache,
                              OracleQwen2, batch_layout, greedy_alone, log_softmax, tiny_model)
 
@@ -81,7 +82,8 @@ def _rope_part(ctx):
                 f"traditional={trad}, offset = one slice per row starting at {starts}")
         evs.append(ctx.expect_close(got, want, case=case, candidates={
             "batch-rope-offsets-shared": lambda: rope_rows(x, D, trad, base,
-                                                           [starts[0]] * N)}))
+                                                           [starts[0]] * N),
+            "batch-rope-rows-from-zero": lambda: rope_rows(x, D, trad, base, [0] * N)}))
     return evs
 
 
@@ -151,6 +153,7 @@ def _model_part(ctx):
         evs.append(ctx.expect_close(
             log_softmax(got), log_softmax(want), what="log-probs", case=case, candidates={
                 "batch-rope-offsets-shared": lambda: modelled(rope=[offsets[0]] * len(offsets)),
+                "batch-rope-rows-from-zero": lambda: modelled(rope=[0] * len(offsets)),
                 "batch-padded-slot-unmasked": lambda: modelled(pad_mask="0"),
             }, **MODEL_LOGP))
     return evs
@@ -162,7 +165,41 @@ def _model_part(ctx):
 def rope_batch_offsets(ctx):
     evs = _rope_part(ctx)
     evs += _model_part(ctx)
+    evs += _int_offset_part(ctx)
     return merge_evidence(evs)
+
+
+# Requests of one length prefilled and decoded together: a batch with one int offset (the
+# form days 2.1-2.4 use) must keep working next to the per-row offsets.
+SAME_LENGTH_BATCH = (2, 6)  # (B, prompt length)
+
+
+def _int_offset_part(ctx):
+    from .w2_oracle import tiny_w2
+
+    Model = ctx.symbol("qwen2_week2.Qwen2ModelWeek2")
+    oracle, given = tiny_w2(26, tied=False)
+    V = oracle.args.vocab_size
+    n_layers = oracle.args.num_hidden_layers
+    B, P = SAME_LENGTH_BATCH
+    ids = mx.random.randint(0, V, (B, P + 1), key=mx.random.key(2606)).astype(mx.int32)
+    full = log_softmax(oracle(ids))
+
+    def scenario(variant):
+        model = ctx.call(Model, given)
+        caches = [OracleFullCache() for _ in range(n_layers)]
+        evs = []
+        for s, e in ((0, P), (P, P + 1)):
+            case = (f"Qwen2ModelWeek2, a batch of {B} requests of the same length, "
+                    f"{'prefill' if s == 0 else 'decode'}: tokens {s}..{e - 1}, the offset "
+                    f"given as the int {s} for the whole batch")
+            got = ctx.call(model, ids[:, s:e], offsets_as(variant, s, B), caches)
+            ctx.expect_shape(got, (B, e - s, V), "logits", case)
+            evs.append(ctx.expect_close(log_softmax(got), full[:, s:e], what="log-probs",
+                                        case=case, **MODEL_LOGP))
+        return evs
+
+    return with_probe(scenario, int_offset_probe(B))
 
 
 def _grouped_oracle(q, k, v, scale, mask):
@@ -231,16 +268,18 @@ def gqa_batch_mask(ctx):
         if flash is None or flash_state != "checked":
             continue
         try:
-            got = ctx.call(flash, q, k, v, scale=scale, mask=mask)
+            # The course's flash kernel takes float32 only and the model casts before
+            # calling it, so flash_attention gets the same values in float32.
+            got = ctx.call(flash, *(t.astype(F32) for t in (q, k, v)), scale=scale,
+                           mask=mask.astype(F32))
         except (CheckFailed, Exception) as exc:  # noqa: BLE001
             why = _flash_not_done(exc)
             if why is None:
                 raise
             flash_state = f"not checked: {why} (day 2.4)"
             continue
-        # The kernel computes in float32; the result may come back in float32 or the
-        # query's dtype: compare at the query dtype's tolerance.
-        evs.append(ctx.expect_close(got, want, case="flash_attention, " + case,
+        # The inputs hold values of the case's dtype: compare at its tolerance.
+        evs.append(ctx.expect_close(got, want, case="flash_attention (float32 inputs), " + case,
                                     dtype=dtype_str(dtype)))
     ev = merge_evidence(evs)
     ev["flash_attention"] = flash_state if flash is not None else "not found"
@@ -271,28 +310,36 @@ def batching_kv_cache(ctx):
     B, H, D, MAX = 3, 2, 3, 16
     cache = ctx.call(cls, B, MAX)
     held: list = [None] * B  # what each slot must hold: (keys, values) or None (empty)
+    # ... and what it holds if every slot stores row 0 of each update (batch-slot-rows-mixed)
+    held_row0: list = [None] * B
     evs = []
 
     def add(slot, prefill_len):
         kv = _kv(prefill_len, H, D, rng) if prefill_len else None
         ctx.call(cache.add_request, OracleFullCache(kv), slot)
         held[slot] = kv if kv is not None else "new"
+        held_row0[slot] = held[slot]
 
     def remove(slot):
         ctx.call(cache.remove_request, slot)
         held[slot] = None
+        held_row0[slot] = None
 
     def update(L, step):
         k_new = mx.array(rng.normal(size=(B, H, L, D)).astype(np.float32))
         v_new = mx.array(rng.normal(size=(B, H, L, D)).astype(np.float32))
-        rows = []
+        rows, rows_row0 = [], []
         for i in range(B):
             if held[i] is None:
                 rows.append(None)
+                rows_row0.append(None)
                 continue
             new = (k_new[i:i + 1], v_new[i:i + 1])
             held[i] = new if held[i] == "new" else _concat(held[i], new)
             rows.append(held[i])
+            new0 = (k_new[0:1], v_new[0:1])
+            held_row0[i] = new0 if held_row0[i] == "new" else _concat(held_row0[i], new0)
+            rows_row0.append(held_row0[i])
         lengths = ["empty" if r is None else int(r[0].shape[2]) for r in rows]
         out = ctx.call(cache.update_and_fetch, k_new, v_new, mask_length=L)
         case = f"step {step}: update with L={L}; slots hold {lengths} positions after it"
@@ -303,11 +350,14 @@ def batching_kv_cache(ctx):
         keys, values, offset, mask = out
         want_k, want_v, want_m = batch_layout(rows, L, H, D)
         left_k, left_v, left_m = batch_layout(rows, L, H, D, align="left")
+        row0_k, row0_v, _ = batch_layout(rows_row0, L, H, D)
         ctx.expect_shape(keys, want_k.shape, "keys", case)
         evs.append(ctx.expect_close(keys, want_k, what="keys", case=case, rtol=0.0, atol=0.0,
-                                    candidates={"batch-left-aligned": left_k}))
+                                    candidates={"batch-left-aligned": left_k,
+                                                "batch-slot-rows-mixed": row0_k}))
         evs.append(ctx.expect_close(values, want_v, what="values", case=case, rtol=0.0,
-                                    atol=0.0, candidates={"batch-left-aligned": left_v}))
+                                    atol=0.0, candidates={"batch-left-aligned": left_v,
+                                                          "batch-slot-rows-mixed": row0_v}))
         if offset is not None:
             raise CheckFailed(
                 f"[{case}] the offset returned is {offset!r}, expected None: the rows of a "
@@ -318,7 +368,10 @@ def batching_kv_cache(ctx):
                     for p, e in (("0", "-inf"), ("0", "0"), ("-inf", "0"))]
         evs.append(ctx.expect_close(mask, want_m, what="mask", case=case, rtol=0.0, atol=0.0,
                                     candidates={"batch-padded-slot-unmasked": unmasked,
-                                                "batch-left-aligned": left_m}))
+                                                "batch-left-aligned": left_m,
+                                                "batch-row-mask-not-causal": lambda rows=rows: (
+                                                    batch_layout(rows, L, H, D,
+                                                                 row_causal=False)[2])}))
 
     # The book's scenario: slot 0 holds 1 position, slot 2 holds 2, slot 1 is empty.
     add(0, 1)
@@ -361,23 +414,67 @@ def _references(tok, prompts, max_seq_len):
     return [tok.decode(greedy_alone(om, tok.encode(p), max_seq_len)) for p in prompts]
 
 
-def _cut_short_run(ctx, fn, tok) -> str:
-    """Run batch_generate where max_seq_len stops some requests; '' when every text
-    matches the prompt generated alone under the same limit."""
+# Scheduler mistakes that show in the texts, as arguments of greedy_alone (each prompt
+# generated alone with that mistake); compared only when the texts are wrong.
+TEXT_MISTAKES = {
+    "batch-decode-offset-off-by-one": [{"decode_shift": 1}, {"decode_shift": -1}],
+    "batch-stale-decode-token": [{"stale": "prompt-tail"}, {"stale": "first"}],
+}
+# ... and the ones that show only where max_seq_len stops a request.
+STOP_MISTAKES = {"batch-stop-at-max-seq-len": [{"seq_shift": 1}, {"seq_shift": -1},
+                                               {"seq_shift": 10 ** 6}]}  # never stopped
+
+
+def _text_mistake(tok, prompts, max_seq_len, got: dict, mistakes: dict) -> str | None:
+    """The catalogued mistake whose texts (every prompt generated alone with it) are
+    exactly the texts returned, if any."""
+    for pit, forms in mistakes.items():
+        for form in forms:
+            kw = dict(form)
+            limit = max_seq_len + kw.pop("seq_shift", 0)
+            try:
+                texts = [tok.decode(greedy_alone(_oracle_model(), tok.encode(p), limit,
+                                                 min_gap=0.0, **kw)) for p in prompts]
+            except Exception:  # noqa: BLE001 - this form does not apply here
+                continue
+            if all(got.get(i) == t for i, t in enumerate(texts)):
+                return pit
+    return None
+
+
+def _cut_short_run(ctx, fn, tok) -> tuple[str, str | None]:
+    """Run batch_generate where max_seq_len stops some requests: ('', None) when every text
+    matches the prompt generated alone under the same limit, else what differs and the
+    mistake it matches."""
     import contextlib
     import io
 
     want = _references(tok, CUT_PROMPTS, CUT_MAX_SEQ)
-    with contextlib.redirect_stdout(io.StringIO()):
-        results = ctx.call(fn, _oracle_model(), tok, list(CUT_PROMPTS), max_seq_len=CUT_MAX_SEQ,
-                           batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    om = _oracle_model()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = ctx.call(fn, om, tok, list(CUT_PROMPTS), max_seq_len=CUT_MAX_SEQ,
+                               batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    except LearnerError as exc:
+        # A crash after a token was fed at a position >= max_seq_len: a request was not
+        # stopped when its cache was full (a batching cache may refuse to grow past it).
+        fed = max((o for c in om.calls if c["shape"][1] == 1 for o in c["offsets"]),
+                  default=-1)
+        if exc.pitfall is None and fed >= CUT_MAX_SEQ:
+            exc.pitfall = "batch-stop-at-max-seq-len"
+            exc.message += (f" With max_seq_len={CUT_MAX_SEQ}, a decode step fed a token at "
+                            f"position {fed}.")
+        raise
     try:
         got = {int(i): t for i, t in results}
     except (TypeError, ValueError):
-        return "the results are not (prompt_idx, text) pairs"
+        return "the results are not (prompt_idx, text) pairs", None
     wrong = [j for j in range(len(CUT_PROMPTS)) if got.get(j) != want[j]]
-    return "; ".join(f"#{j} {CUT_PROMPTS[j]!r}: got {got.get(j)!r}, alone {want[j]!r}"
-                     for j in wrong[:3])
+    if not wrong:
+        return "", None
+    return ("; ".join(f"#{j} {CUT_PROMPTS[j]!r}: got {got.get(j)!r}, alone {want[j]!r}"
+                      for j in wrong[:3]),
+            _text_mistake(tok, CUT_PROMPTS, CUT_MAX_SEQ, got, STOP_MISTAKES))
 
 
 @check(DAY, "batch-generate", 3,
@@ -388,52 +485,33 @@ def batch_generate_check(ctx):
     batching_cls = ctx.symbol("kv_cache.BatchingKvCache")
     tok = _tok()
     want = _references(tok, GEN_PROMPTS, GEN_MAX_SEQ)
-    om = _oracle_model()
-    import contextlib
-    import io
+    # Prompts whose first generated token is EOS: they finish at their prefill.
+    done_at_prefill = [i for i, w in enumerate(want) if w == ""]
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        results = ctx.call(fn, om, tok, list(GEN_PROMPTS), max_seq_len=GEN_MAX_SEQ,
-                           batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
-    setup = (f"{len(GEN_PROMPTS)} prompts, batch_size={GEN_BATCH}, "
-             f"prefill_step={GEN_PREFILL_STEP}, max_seq_len={GEN_MAX_SEQ}")
-    try:
-        got = {int(i): t for i, t in results}
-        n = len(list(results))
-    except (TypeError, ValueError):
-        raise CheckFailed(f"[{setup}] batch_generate returned {type(results).__name__}; "
-                          "expected a list of (prompt_idx, text) pairs.",
-                          {"returned": type(results).__name__}) from None
-    missing = [i for i in range(len(GEN_PROMPTS)) if i not in got]
-    if missing or n != len(GEN_PROMPTS):
-        raise CheckFailed(
-            f"[{setup}] batch_generate returned {n} results for prompts {sorted(got)}; "
-            f"expected one per prompt (0..{len(GEN_PROMPTS) - 1}).",
-            {"returned_idx": sorted(got), "results": n})
-    def batched(c):
-        return isinstance(c["cache"], type) and issubclass(c["cache"], batching_cls)
+    def scenario(variant):
+        keep = [i for i in range(len(GEN_PROMPTS))
+                if variant is None or i not in done_at_prefill]
+        return _generate_run(ctx, fn, tok, [GEN_PROMPTS[i] for i in keep],
+                             [want[i] for i in keep], batching_cls)
 
-    decode_calls = [c for c in om.calls if batched(c)]
-    prefill_calls = [c for c in om.calls if not batched(c)]
-    wrong = [i for i in range(len(GEN_PROMPTS)) if got[i] != want[i]]
-    ev = {"prompts": len(GEN_PROMPTS), "model_calls": len(om.calls),
-          "decode_steps": len(decode_calls), "prefill_calls": len(prefill_calls)}
-    if wrong:
-        i = wrong[0]
-        details = "; ".join(f"#{j} {GEN_PROMPTS[j]!r}: got {got[j]!r}, alone {want[j]!r}"
-                            for j in wrong[:3])
-        raise CheckFailed(
-            f"[{setup}] {len(wrong)} of {len(GEN_PROMPTS)} prompts get a different text in the "
-            f"batch than alone: {details}. The reference generates each prompt alone, "
-            "greedily, with the same model.",
-            {**ev, "wrong": [{"prompt_idx": j, "prompt": GEN_PROMPTS[j], "got": got[j],
-                              "expected": want[j]} for j in wrong], "first": i})
-    cut = _cut_short_run(ctx, fn, tok)
+    probes = []
+    if done_at_prefill:
+        names = ", ".join(repr(GEN_PROMPTS[i]) for i in done_at_prefill)
+        # Only when the learner's own Request says these requests finished at their
+        # prefill: then the scheduler is what mishandles them.
+        probes.append((
+            "without-done-at-prefill", "batch-eos-at-prefill",
+            lambda exc: all(_done_at_prefill(ctx, tok, i) for i in done_at_prefill),
+            f"Your Request marks {names} done at its prefill (its first generated token is "
+            "already EOS), and without that prompt every text is right."))
+    om, ev, setup = with_probe(scenario, probes)
+    decode_calls = [c for c in om.calls if _batched(c, batching_cls)]
+    cut, cut_pitfall = _cut_short_run(ctx, fn, tok)
     if cut:
         raise CheckFailed(
             f"[{len(CUT_PROMPTS)} prompts, max_seq_len={CUT_MAX_SEQ}] texts differ from "
             f"generating each prompt alone with the same max_seq_len: {cut}. A request "
-            "stops once its cache holds max_seq_len positions.", ev)
+            "stops once its cache holds max_seq_len positions.", ev, pitfall=cut_pitfall)
     bad_shape = [c["shape"] for c in decode_calls if c["shape"] != [GEN_BATCH, 1]]
     if bad_shape or not decode_calls:
         shapes = (f"ran on batches of shape {[tuple(b) for b in bad_shape[:3]]}" if bad_shape
@@ -449,6 +527,69 @@ def batch_generate_check(ctx):
             f"[{setup}] the texts are right, but no decode step had more than one active "
             "request: requests should join free slots while others are still decoding.", ev)
     return ev
+
+
+def _done_at_prefill(ctx, tok, i: int) -> bool:
+    """Whether the learner's Request, prefilled on its own in batch_generate's chunks,
+    reports prompt ``i`` finished (is_done) once its prefill is done."""
+    try:
+        Request = ctx.symbol("batch.Request")
+        req = ctx.call(Request, _oracle_model(), tok, GEN_PROMPTS[i], GEN_PREFILL_STEP, i)
+        for _ in range(len(GEN_PROMPTS[i]) + 1):
+            if getattr(req, "is_prefill_done", False):
+                break
+            ctx.call(req.try_prefill)
+        return bool(getattr(req, "is_prefill_done", False)) and getattr(req, "is_done", None) is True
+    except Exception:  # noqa: BLE001 - no diagnosis then
+        return False
+
+
+def _batched(call, batching_cls) -> bool:
+    return isinstance(call["cache"], type) and issubclass(call["cache"], batching_cls)
+
+
+def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
+    """batch_generate over ``prompts`` against each prompt generated alone (``want``);
+    returns (the recording model, evidence, setup text)."""
+    import contextlib
+    import io
+
+    om = _oracle_model()
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = ctx.call(fn, om, tok, list(prompts), max_seq_len=GEN_MAX_SEQ,
+                           batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    setup = (f"{len(prompts)} prompts, batch_size={GEN_BATCH}, "
+             f"prefill_step={GEN_PREFILL_STEP}, max_seq_len={GEN_MAX_SEQ}")
+    try:
+        got = {int(i): t for i, t in results}
+        n = len(list(results))
+    except (TypeError, ValueError):
+        raise CheckFailed(f"[{setup}] batch_generate returned {type(results).__name__}; "
+                          "expected a list of (prompt_idx, text) pairs.",
+                          {"returned": type(results).__name__}) from None
+    missing = [i for i in range(len(prompts)) if i not in got]
+    if missing or n != len(prompts):
+        raise CheckFailed(
+            f"[{setup}] batch_generate returned {n} results for prompts {sorted(got)}; "
+            f"expected one per prompt (0..{len(prompts) - 1}).",
+            {"returned_idx": sorted(got), "results": n})
+    decode_calls = [c for c in om.calls if _batched(c, batching_cls)]
+    wrong = [i for i in range(len(prompts)) if got[i] != want[i]]
+    ev = {"prompts": len(prompts), "model_calls": len(om.calls),
+          "decode_steps": len(decode_calls),
+          "prefill_calls": len(om.calls) - len(decode_calls)}
+    if wrong:
+        details = "; ".join(f"#{j} {prompts[j]!r}: got {got[j]!r}, alone {want[j]!r}"
+                            for j in wrong[:3])
+        raise CheckFailed(
+            f"[{setup}] {len(wrong)} of {len(prompts)} prompts get a different text in the "
+            f"batch than alone: {details}. The reference generates each prompt alone, "
+            "greedily, with the same model.",
+            {**ev, "wrong": [{"prompt_idx": j, "prompt": prompts[j], "got": got[j],
+                              "expected": want[j]} for j in wrong], "first": wrong[0]},
+            pitfall=("batch-results-mislabelled" if sorted(got.values()) == sorted(want)
+                     else _text_mistake(tok, prompts, GEN_MAX_SEQ, got, TEXT_MISTAKES)))
+    return om, ev, setup
 
 
 # The book's staggered test on real weights: REAL_REQUESTS requests of REAL_LEN tokens each,
@@ -584,6 +725,27 @@ CHUNK_PROMPT = "qwen2GoTin9"  # 11 tokens
 CHUNK_STEPS = (3, 4, 11, 64)
 
 
+def _chunking_mistake(calls, ids, step, want_calls) -> str | None:
+    """The catalogued mistake that the prefill's model calls show, if any: every chunk at
+    offset 0 (chunk-offset-restarts), or chunks that do not tile the prompt -- longer than
+    prefill_max_step, tokens skipped or fed twice, a chunk fed at another position than
+    where it starts (chunk-boundaries-wrong)."""
+    got = [(c["shape"][1], c["offsets"][0]) for c in calls]
+    if got != want_calls and [n for n, _ in got] == [n for n, _ in want_calls] and all(
+            o == 0 for _, o in got):
+        return "chunk-offset-restarts"
+    fed, pos, tiled = [], 0, True
+    for c in calls:
+        tiled = tiled and c["offsets"][0] == pos
+        fed += list(c.get("ids") or [])
+        pos += c["shape"][1]
+    if any(c.get("ids") is None for c in calls):  # not recorded: judge sizes and offsets
+        fed = list(ids)
+    if any(n > step for n, _ in got) or not tiled or fed != list(ids):
+        return "chunk-boundaries-wrong"
+    return None
+
+
 def _modelled_prefill(om, ids, step, restart=False):
     """The per-layer cached keys/values and the predicted token after prefilling ``ids``
     in chunks of ``step`` (every chunk at offset 0 when ``restart``)."""
@@ -612,6 +774,7 @@ def chunked_prefill(ctx):
         om.calls.clear()
         req = ctx.call(Request, om, tok, CHUNK_PROMPT, step, 0)
         chunks = math.ceil(P / step)
+        want_calls = [(min(step, P - s), s) for s in range(0, P, step)]
         rets = []
         for n in range(chunks + 2):
             if getattr(req, "is_prefill_done", False):
@@ -619,16 +782,33 @@ def chunked_prefill(ctx):
             rets.append(ctx.call(req.try_prefill))
             done_now = bool(getattr(req, "is_prefill_done", False))
             if n + 1 < chunks and done_now:
+                fed = sum(c["shape"][1] for c in om.calls)
                 raise CheckFailed(
-                    f"[{case}] the prefill reported done after {n + 1} call(s); {chunks} "
-                    f"chunks of at most {step} tokens are needed.",
-                    {"case": case, "calls": [c["shape"] for c in om.calls]})
+                    f"[{case}] the prefill reported done after {n + 1} call(s) that fed {fed} "
+                    f"of the prompt's {P} tokens; {chunks} chunks of at most {step} tokens "
+                    "are needed.", {"case": case, "calls": [c["shape"] for c in om.calls]},
+                    # everything fed, in chunks too long: a boundary mistake, not an early end
+                    pitfall=("chunk-prefill-ends-early" if fed < P else
+                             _chunking_mistake(om.calls, ids, step, want_calls)))
         calls = [dict(c) for c in om.calls]
         ev = {"case": case, "model_calls": [{"tokens": c["shape"][1], "offset": c["offsets"][0]}
                                             for c in calls]}
         if not getattr(req, "is_prefill_done", False):
             raise CheckFailed(f"[{case}] after {len(rets)} calls of try_prefill, "
                               "is_prefill_done is still not True.", ev)
+        # How it was chunked: the model calls the prefill made.
+        got_calls = [(c["shape"][1], c["offsets"][0]) for c in calls]
+        mistake = _chunking_mistake(calls, ids, step, want_calls)
+        if got_calls != want_calls:
+            raise CheckFailed(
+                f"[{case}] the prefill ran the model on (tokens, offset) = {got_calls}; "
+                f"expected {want_calls}: at most prefill_max_step tokens per call, each chunk "
+                "starting where the previous one ended.", ev, pitfall=mistake)
+        if mistake:
+            fed = [t for c in calls for t in (c.get("ids") or [])]
+            raise CheckFailed(
+                f"[{case}] the prefill's chunks have the right sizes and offsets, but fed the "
+                f"tokens {fed}; the prompt is {list(ids)}.", ev, pitfall=mistake)
         # The cache: what every layer holds after the prefill.
         held = [getattr(c, "key_values", None) for c in req.kv_cache]
         if any(h is None for h in held):
@@ -643,21 +823,12 @@ def chunked_prefill(ctx):
                 evs.append(ctx.expect_close(h[j], w.key_values[j],
                                             what=f"layer {layer} cached {what}", case=case,
                                             rtol=1e-4, atol=1e-4, candidates=cand))
-        # How it was chunked: the model calls the prefill made.
-        want_calls = [(min(step, P - s), s) for s in range(0, P, step)]
-        got_calls = [(c["shape"][1], c["offsets"][0]) for c in calls]
-        if got_calls != want_calls:
-            pit = None
-            if [n for n, _ in got_calls] == [n for n, _ in want_calls] and all(
-                    o == 0 for _, o in got_calls):
-                pit = "chunk-offset-restarts"
-            raise CheckFailed(
-                f"[{case}] the prefill ran the model on (tokens, offset) = {got_calls}; "
-                f"expected {want_calls}: at most prefill_max_step tokens per call, each chunk "
-                "starting where the previous one ended.", ev, pitfall=pit)
         if req.offset != P:
+            # One more: the token the prefill predicted counted as cached before it is fed.
             raise CheckFailed(f"[{case}] after the prefill the request's offset is "
-                              f"{req.offset!r}, expected {P} (the prompt's length).", ev)
+                              f"{req.offset!r}, expected {P} (the prompt's length).", ev,
+                              pitfall=("batch-decode-offset-off-by-one"
+                                       if req.offset == P + 1 else None))
         # next_token / generated are the tutor's stub's bookkeeping; a solution written
         # for the book's own batch.py may keep other names, so judge what is there.
         nt = getattr(req, "next_token", want_tok)

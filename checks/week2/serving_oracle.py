@@ -93,7 +93,7 @@ class OracleFullCache:
 
 def batch_layout(rows, L: int, H: int | None = None, D: int | None = None, *,
                  align: str = "right", pad_mask: str = "-inf", empty_mask: str = "-inf",
-                 dtype=None):
+                 row_causal: bool = True, dtype=None):
     """Stitch per-slot (keys, values) of shape (1, H, S_i, D) -- or None for an empty slot --
     into the batch a BatchingKvCache returns after an update with ``L`` new tokens:
     keys/values (B, H, S, D) with S = max S_i, and the float32 mask (B, 1, L, S).
@@ -101,7 +101,8 @@ def batch_layout(rows, L: int, H: int | None = None, D: int | None = None, *,
     The right answer: align="right" (row i in the last S_i columns, zeros in front),
     pad_mask="-inf", empty_mask="-inf". The mistakes: align="left" (data first, padding
     after, the row's causal block at the left), pad_mask="0" (padding visible),
-    empty_mask="0" (an empty slot's row visible)."""
+    empty_mask="0" (an empty slot's row visible), row_causal=False (a row's own positions
+    all visible to each of its new queries)."""
     present = [r for r in rows if r is not None]
     if H is None or D is None:
         _, H, _, D = present[0][0].shape
@@ -123,7 +124,7 @@ def batch_layout(rows, L: int, H: int | None = None, D: int | None = None, *,
         parts_v = [z.astype(v.dtype), v] if align == "right" else [v, z.astype(v.dtype)]
         ks.append(mx.concatenate(parts_k, axis=2) if pad else k)
         vs.append(mx.concatenate(parts_v, axis=2) if pad else v)
-        allowed = np.tril(np.ones((L, S_i), dtype=bool), k=S_i - L)
+        allowed = np.tril(np.ones((L, S_i), dtype=bool), k=S_i - L if row_causal else S_i)
         own = np.where(allowed, 0.0, -np.inf).astype(np.float32)
         fill = -np.inf if pad_mask == "-inf" else 0.0
         hidden = np.full((L, pad), fill, dtype=np.float32)
@@ -230,7 +231,8 @@ class OracleQwen2:
             B, L = ids.shape
             offs = offsets_array(offsets, B)
             self.calls.append({"shape": [B, L], "offsets": [int(o) for o in offs.tolist()],
-                               "cache": type(cache[0]) if cache else None})
+                               "cache": type(cache[0]) if cache else None,
+                               "ids": ids[0].tolist() if B == 1 else None})
             rope = offs if rope_offsets is None else offsets_array(rope_offsets, B)
             out = self._forward(ids.astype(mx.int32), rope, cache)
             if self.eos_rule is not None:
@@ -272,14 +274,20 @@ class OracleQwen2:
 
 
 def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
-                 min_gap: float = 0.05) -> list[int]:
+                 min_gap: float = 0.05, *, decode_shift: int = 0,
+                 stale: str | None = None) -> list[int]:
     """One request generated on its own, the way batch_generate must treat it: prefill
     the whole prompt at offset 0, then one token per step at its own offset, until EOS or
     until its cache holds ``max_seq_len`` positions. Checks that every greedy pick is clear
-    of the runner-up by ``min_gap`` (else the check itself is badly designed)."""
+    of the runner-up by ``min_gap`` (else the check itself is badly designed).
+
+    Scheduler mistakes, to model them: ``decode_shift`` passes every decode step an offset
+    that far from the token's position (the stop rule counts the same shifted offset);
+    ``stale`` feeds a token that is never updated: "prompt-tail" (the prompt's last token)
+    or "first" (the first generated token) on every decode step."""
     caches = om.create_kv_cache()
     logits = om(mx.array([prompt_ids], dtype=mx.int32), 0, caches)[0, -1]
-    offset = len(prompt_ids)
+    offset = len(prompt_ids) + decode_shift
     out: list[int] = []
     while True:
         row = np.array(logits, dtype=np.float64)
@@ -293,7 +301,8 @@ def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
         out.append(tok)
         if offset >= max_seq_len:
             return out
-        logits = om(mx.array([[tok]], dtype=mx.int32), offset, caches)[0, -1]
+        fed = {"prompt-tail": prompt_ids[-1], "first": out[0]}.get(stale, tok)
+        logits = om(mx.array([[fed]], dtype=mx.int32), offset, caches)[0, -1]
         offset += 1
 
 

@@ -89,18 +89,23 @@ def additive_mask(L: int, S: int, mode: str) -> mx.array | None:
 
 
 def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool = False,
-                   mask_mode: str = "causal") -> mx.array:
+                   mask_mode: str = "causal", rope_skip: str | None = None,
+                   scale_power: float = 1.0) -> mx.array:
     """mlx_lm's qwen2.Attention written out for one call with a cache ``kv`` ([keys,
     values] or [None, None], (B, H, S, D)), the new tokens at ``offset``. The mistakes:
     ``rope_zero`` rotates the new tokens as if they started at position 0;
-    ``mask_mode`` as in ``additive_mask``."""
+    ``mask_mode`` as in ``additive_mask``; ``rope_skip`` "q" or "k" leaves that one
+    unrotated; ``scale_power`` uses scale ** power (2: 1/D instead of 1/sqrt(D); 0: no
+    scale)."""
     B, L, _ = x.shape
     q = attn.q_proj(x).reshape(B, L, attn.n_heads, -1).transpose(0, 2, 1, 3)
     k = attn.k_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
     v = attn.v_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
     pos = 0 if rope_zero else offset
-    q = attn.rope(q, offset=pos)
-    k = attn.rope(k, offset=pos)
+    if rope_skip != "q":
+        q = attn.rope(q, offset=pos)
+    if rope_skip != "k":
+        k = attn.rope(k, offset=pos)
     if kv[0] is not None:
         k = mx.concatenate([kv[0], k], axis=2)
         v = mx.concatenate([kv[1], v], axis=2)
@@ -108,12 +113,17 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
     mask = additive_mask(L, k.shape[2], mask_mode)
     if mask is not None:
         mask = mask.astype(q.dtype)  # a float16 model (real checkpoints) needs a float16 mask
-    out = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale, mask=mask)
+    out = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale ** scale_power,
+                                               mask=mask)
     return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
-def new_caches(model) -> list[list]:
-    """Empty per-layer caches for ``forward_chunk``."""
+def new_caches(model, shared: bool = False) -> list[list]:
+    """Empty per-layer caches for ``forward_chunk``; ``shared``: one cache that every layer
+    reads and appends to (the mistake of handing each layer the same cache)."""
+    if shared:
+        kv = [None, None]
+        return [kv for _ in model.model.layers]
     return [[None, None] for _ in model.model.layers]
 
 
@@ -132,11 +142,12 @@ def forward_chunk(model, ids: mx.array, offset: int, caches: list[list], **mista
     return model.lm_head(h)
 
 
-def decode_steps(model, chunks: list[mx.array], **mistake) -> list[mx.array]:
+def decode_steps(model, chunks: list[mx.array], shared: bool = False,
+                 **mistake) -> list[mx.array]:
     """Run ``model`` over consecutive token chunks (B, L_i) with a KV cache, as the
     week-2 model does; returns the logits (B, L_i, V) of every call. Without
-    ``mistake`` it equals the full-sequence forward."""
-    caches = new_caches(model)
+    ``mistake`` it equals the full-sequence forward (``shared``: see ``new_caches``)."""
+    caches = new_caches(model, shared)
     offset = 0
     outs = []
     for ids in chunks:

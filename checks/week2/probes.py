@@ -1,0 +1,69 @@
+"""Second runs that name a mistake from how the learner's code fails, not from its output.
+
+A check whose learner call crashes (or is wrong in a way no catalogued output matches) may
+re-run the same scenario with one thing changed; if the changed run is right, the change
+points at the mistake. The probes run only after a failure, so a passing solution never
+pays for them.
+
+    return with_probe(ctx, lambda variant: scenario(variant), probes)
+
+``probes`` is a list of (variant, pitfall, when, note): the scenario is re-run with
+``variant`` when ``when(exc)`` holds for the first failure; if that run passes, the first
+failure is raised again carrying ``pitfall`` and ``note`` (evidence, never a fix).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..harness import CheckFailed, LearnerError, Skip
+
+# The pitfall of an int offset turned into a list holding one slice (the book's own
+# attention does this): every batch of more than one row then crashes in RoPE.
+INT_OFFSET_PITFALL = "rope-int-offset-one-slice"
+
+
+def crashed(exc) -> bool:
+    return isinstance(exc, LearnerError)
+
+
+def unnamed(exc) -> bool:
+    """A failure of the learner's code that no catalogued mistake explains yet."""
+    return exc.pitfall is None and exc.status in ("fail", "error")
+
+
+def with_probe(scenario: Callable[[Any], Any], probes: list[tuple]) -> Any:
+    """``scenario(None)`` is the check as designed; on a failure, each applicable probe
+    re-runs ``scenario(variant)``."""
+    try:
+        return scenario(None)
+    except (CheckFailed, LearnerError) as exc:
+        if not unnamed(exc):
+            raise
+        for variant, pitfall, when, note in probes:
+            if not when(exc):
+                continue
+            try:
+                scenario(variant)
+            except (CheckFailed, LearnerError, Skip, Exception):  # noqa: BLE001 - no diagnosis
+                continue
+            exc.pitfall = pitfall
+            exc.message = f"{exc.message} {note}"
+            exc.args = (exc.message,)
+            break
+        raise exc from None
+
+
+def int_offset_probe(batch: int) -> list[tuple]:
+    """The probe for the int-offset mistake: only a crash, only with more than one row, and
+    only if the same calls with one offset per row (a list of ints) are right."""
+    if batch < 2:
+        return []
+    return [("list-offsets", INT_OFFSET_PITFALL, crashed,
+             f"The same calls with the offset given as a list of {batch} ints (one per row) "
+             "instead of one int run and are right.")]
+
+
+def offsets_as(variant, offset: int, batch: int):
+    """The offset a scenario hands the learner: the int itself, or one int per row."""
+    return [offset] * batch if variant == "list-offsets" else offset
