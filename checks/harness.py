@@ -17,6 +17,13 @@ on values converted to float64:
 
 A check may loosen them where the oracle itself computes in another precision (documented
 where it happens).
+
+Diagnosis: a mismatching output is compared with the outputs of catalogued mistakes (the
+check's candidates). One names its pitfall only if it matches within tolerance, differs
+from the reference, explains the output much better than the reference does, and no other
+pitfall fits about as well: a wrong name misleads more than none. When nothing is named,
+the message says how the output differs (a constant factor or offset, the indices that
+differ along an axis, axes exchanged or reordered, a shape with the same elements).
 """
 
 from __future__ import annotations
