@@ -382,7 +382,9 @@ def sampler_top_k(ctx):
                     f"[{case}] the tokens that came out, {sorted(got)}, are the {len(got)} "
                     f"{which}: the filter keeps the wrong side of the cut.", ev,
                     pitfall="sampler-topk-inverted")
-            _filter_mistake(case, got, counts, lp, range(k - 1, k + 2), ev)
+            _filter_mistake(case, got, counts, lp, range(k - 1, k + 2), ev,
+                            lambda: [(lp, draw(ctx, _make(ctx, 1.0, None, kk), lp, case)[0])
+                                     for kk in (3, 6)])
             if outside:
                 raise CheckFailed(
                     f"[{case}] token(s) {outside} came out but are not among the {k} most "
@@ -454,7 +456,8 @@ def sampler_top_p(ctx):
     for name, top_p, lp, case, counts, mode in results:
         m = _nucleus(lp, top_p)
         _filter_mistake(case, _support(counts), counts, lp, range(m - 1, m + 2),
-                        _ev(case, mode, counts, lp, top_p))
+                        _ev(case, mode, counts, lp, top_p),
+                        lambda: [(r[2], r[4]) for r in results])
     # Dropping the top token shows when p_max > top_p: nothing is left to keep, and the draw
     # from an all -inf row lands anywhere. Any accepted rule (or the off-by-one one) gives
     # the top token at least p_top / P(top m+1 tokens) of the draws; well under half of that
@@ -514,12 +517,13 @@ def sampler_top_p(ctx):
     return {"cases": evidence}
 
 
-def _filter_mistake(case, got: set[int], counts, lp, sizes, ev) -> None:
+def _filter_mistake(case, got: set[int], counts, lp, sizes, ev, all_counts) -> None:
     """Fail naming a filter mistake that shows in which tokens came out: positions in the
     sorted order taken for token ids (the kept tokens are ids 0 .. j-1 for a plausible
-    count j, not the j most likely), or a filter with no effect at all (every token comes
-    out, as often as without the filter). Two or more kept tokens are needed: a row with
-    nothing kept draws token 0 in a batch."""
+    count j, not the j most likely), or a filter with no effect at all (in every case of
+    the check, ``all_counts`` as (logprobs, counts) pairs, every token comes out as often as
+    without the filter). Two or more kept tokens are needed: a row with nothing kept draws
+    token 0 in a batch."""
     ranked = _ranked(lp)
     for j in sizes:
         if j >= 2 and got == set(range(j)) and got != set(ranked[:j]):
@@ -527,10 +531,13 @@ def _filter_mistake(case, got: set[int], counts, lp, sizes, ev) -> None:
                 f"[{case}] the tokens that came out are ids {sorted(got)}, the first {j} ids "
                 f"of the vocabulary, not the {j} most likely tokens {ranked[:j]}.", ev,
                 pitfall="sampler-sorted-positions")
-    if got == set(range(len(lp))) and chi2_test(counts, _softmax(lp))["fits"]:
+    if got == set(range(len(lp))) and all(
+            _support(c) == set(range(len(p))) and chi2_test(c, _softmax(p))["fits"]
+            for p, c in all_counts()):
         raise CheckFailed(
             f"[{case}] every one of the {len(lp)} tokens came out, as often as with no filter "
-            "at all: the filter has no effect.", ev, pitfall="sampler-filter-no-effect")
+            "at all (in every case of this check): the filter has no effect.", ev,
+            pitfall="sampler-filter-no-effect")
 
 
 def _sets(lp: np.ndarray, top_p: float) -> list[set[int]]:
