@@ -220,9 +220,9 @@ def causal_mask_check(ctx):
             finite_block = blocked & np.isfinite(g) & (g < -1e3)
             if finite_block.any() and np.all(g[~blocked] == 0):
                 raise CheckFailed(
-                    f"[{case}] masked entries hold {g[finite_block][0]:.4g}, expected -inf. "
-                    "A large negative number only approximates -inf, and in float16 or "
-                    "bfloat16 it may not even be representable.",
+                    f"[{case}] masked entries hold {g[finite_block][0]:.4g}, expected -inf: "
+                    "a large negative number only approximates it, and behaves differently "
+                    "from it once a whole row is blocked or the mask is cast to another dtype.",
                     {"case": case, "got_masked_value": float(g[finite_block][0])},
                     pitfall="causal-mask-not-infinite")
             got_dtype = dtype_name(got)
