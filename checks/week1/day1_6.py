@@ -105,8 +105,8 @@ class GenModel:
             if len(shape) != 2 or shape[0] != 1:
                 raise CheckFailed(
                     f"simple_generate called the model with an input of shape {shape}; the "
-                    "week-1 model takes token ids of shape (1, S) (the batch dimension first, "
-                    "e.g. `model(y[None])`).", {"model_input_shape": list(shape)})
+                    "week-1 model takes token ids of shape (1, S), batch first: where does your "
+                    "loop give the ids their batch axis?", {"model_input_shape": list(shape)})
             ids = [int(t) for t in to_np(tokens).reshape(-1).tolist()]
             self.calls.append(ids)
             too_long = len(ids) > self.stop_at + self.margin
