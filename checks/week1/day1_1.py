@@ -200,7 +200,8 @@ def sdpa_simple(ctx):
             evs.append(ctx.expect_close(got, want, case=case, axes=AXES[-len(want.shape):],
                                         candidates={
                 "attn-missing-scale": lambda: attention_model(q, k, v, 1.0),
-                "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, axis=-2),
+                "attn-softmax-wrong-axis": lambda: [
+                    attention_model(q, k, v, scale, axis=a) for a in range(-q.ndim, -1)],
                 "attn-scale-wrong-value": lambda: [
                     attention_model(q, k, v, f) for f in wrong_scales(scale, dims=(D, L, S))],
                 "softmax-not-stable": lambda: [
@@ -239,7 +240,8 @@ def sdpa_simple_scale_mask(ctx):
             "attn-missing-scale": [
                 lambda: attention_model(q, k, v, 1.0, mask),
                 lambda: attention_model(q, k, v, 1.0 / math.sqrt(D), mask)],
-            "attn-softmax-wrong-axis": lambda: attention_model(q, k, v, scale, mask, axis=-2),
+            "attn-softmax-wrong-axis": lambda: [
+                attention_model(q, k, v, scale, mask, axis=a) for a in range(-q.ndim, -1)],
             "attn-mask-ignored": lambda: attention_model(q, k, v, scale),
             "attn-scale-wrong-value": lambda: [
                 attention_model(q, k, v, f, mask) for f in wrong_scales(
@@ -353,7 +355,8 @@ def mha(ctx):
         m = dict(mask=mask)
         cands = {
             "attn-missing-scale": lambda: mha_model(xq, xk, xv, ws, H, scale=1.0, **m),
-            "attn-softmax-wrong-axis": lambda: mha_model(xq, xk, xv, ws, H, axis=-2, **m),
+            "attn-softmax-wrong-axis": lambda: [
+                mha_model(xq, xk, xv, ws, H, axis=a, **m) for a in (-2, -3, -4)],
             "mha-heads-not-transposed": [
                 lambda h=h, b=b: mha_model(xq, xk, xv, ws, H, heads=h, back=b, **m)
                 for h, b in (("reshape", True), ("reshape", False), ("none", False),

@@ -241,7 +241,9 @@ def causal_mask_check(ctx):
             candidates={"causal-mask-top-left": [mask_model(L, S, "top-left"),
                                                               mask_model(L, S, "flipped")],
                         "causal-mask-diagonal-masked": mask_model(L, S, "strict"),
-                        "causal-mask-inverted": [mask_model(L, S, kd) for kd in INVERTED]}))
+                        # rows and columns exchanged: an (S, L) mask, the transpose
+                        "causal-mask-inverted": [mask_model(L, S, kd) for kd in INVERTED]
+                        + [mask_model(L, S).T]}))
     return {"cases": len(evs)}
 
 

@@ -84,6 +84,8 @@ def _more_norm_candidates(x: mx.array, w: mx.array, eps: float) -> dict:
             norm(centred),
             norm(lambda v: v * mx.sqrt(ms(v) + eps)),
             norm(lambda v: v / (mx.mean(mx.abs(v), axis=-1, keepdims=True) + eps)),
+            norm(lambda v: v * mx.rsqrt(mx.square(mx.mean(v, axis=-1, keepdims=True)) + eps)),
+            norm(lambda v: v * mx.rsqrt(mx.mean(v, axis=-1, keepdims=True) + eps)),
         ],
         "rmsnorm-eps-misplaced": [
             norm(lambda v: v * mx.rsqrt(ms(v))),

@@ -300,9 +300,10 @@ def _model_candidates(model, ids) -> dict:
     cands = {pit: (lambda vs=vs: [fwd(block=lambda l, h, m, v=v: _block(l, h, m, **v))
                                   for v in vs])
              for pit, vs in BLOCK_MISTAKES.items()}
+    first_layer, last_layer = model.model.layers[0], model.model.layers[-1]
     cands["block-mask-dropped"] = lambda: [fwd(causal=False)] + [
-        fwd(block=lambda l, h, m, v=v: _block(l, h, m, **v))
-        for v in BLOCK_MISTAKES["block-mask-dropped"]]
+        fwd(block=lambda l, h, m, keep=keep: l(h, m if l is keep else None))
+        for keep in (first_layer, last_layer)]
     cands["model-final-norm-missing"] = lambda: fwd(final_norm=False)
     if not model.args.tie_word_embeddings:
         cands["model-lm-head-ignored"] = lambda: fwd(tied_head=True)
