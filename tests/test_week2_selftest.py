@@ -120,7 +120,7 @@ KVQ_EXTRA_PYTHON_MISTAKES = [
      "file": "qwen2_week2.py",
      "find": "        if args.tie_word_embeddings:\n            self.w_lm_head = None",
      "replace": "        if True:\n            self.w_lm_head = None"},
-    {"id": "qmm-bias-dropped", "day": "2.2", "_name": "model-drops-query-bias",
+    {"id": "qmm-bias-wrong", "day": "2.2", "_name": "model-drops-query-bias",
      "file": "qwen2_week2.py", "find": "quantized_linear(x, self.wq, self.bq)",
      "replace": "quantized_linear(x, self.wq)"},
 ] + [

@@ -26,7 +26,8 @@ from functools import lru_cache
 import mlx.core as mx
 import numpy as np
 
-from ..harness import CheckFailed, Ctx, check, import_mlx_lm, outside_learner, to_np
+from ..harness import (CheckFailed, Ctx, LearnerError, check, import_mlx_lm, outside_learner,
+                       to_np)
 from ..week1.tiny_tokenizer import CharTokenizer
 from .real_weights import CASE_NAME, REAL_LOGP, REAL_REPO, load_real_qwen2, real_snapshot
 from .probes import int_offset_probe, offsets_as, with_probe
@@ -50,11 +51,14 @@ MODEL_LOGP = {"dtype": "float16", "rtol": 1e-2, "atol": 0.15}
 # Pitfall id -> the forms of that mistake, as arguments of the modelled decode loop
 # (w2_oracle.attention_step / decode_steps). "shared" is a model-level mistake only.
 MISTAKES = {
-    "kv-rope-offset-ignored": [{"rope_zero": True}],
+    "kv-rope-offset-ignored": [{"rope_zero": True}, {"rope_after": True},
+                               {"rope_shift": -1}, {"rope_shift": 1}],
     "kv-mask-wrong-for-decode": [{"mask_mode": "top-left"}],
-    "kv-mask-missing": [{"mask_mode": "none"}],
+    "kv-mask-missing": [{"mask_mode": "none"}, {"mask_mode": "none-after-first"}],
+    "kv-heads-not-merged": [{"heads_not_merged": True}],
     "kv-rope-q-or-k-skipped": [{"rope_skip": "k"}, {"rope_skip": "q"}],
-    "kv-attention-scale-wrong": [{"scale_power": 2.0}, {"scale_power": 0.0}],
+    "kv-attention-scale-wrong": [{"scale_power": 2.0}, {"scale_power": 0.0},
+                                 {"scale_power": -1.0}],
     "kv-cache-shared-across-layers": [{"shared": True}],
 }
 ATTN_MISTAKES = {p: v for p, v in MISTAKES.items() if p != "kv-cache-shared-across-layers"}
@@ -291,7 +295,17 @@ def _attention_calls(ctx: Ctx, Attn, a, ga, xs, want, cand, variant):
                 f"with {offset} positions cached, {a.num_attention_heads} heads / {H} kv heads, "
                 "mask='causal'")
         n_before = len(cache.calls)
-        got = ctx.call(attn, x, offsets_as(variant, offset, ATTN_B), cache, mask="causal")
+        try:
+            got = ctx.call(attn, x, offsets_as(variant, offset, ATTN_B), cache, mask="causal")
+        except LearnerError as exc:
+            # a crash after handing the cache (B, L, H, D) arrays: the layout, not the math
+            handed = cache.calls[n_before:]
+            if exc.pitfall is None and handed and [ATTN_B, L, H, D] in (
+                    handed[-1]["key_shape"], handed[-1]["value_shape"]):
+                exc.pitfall = "kv-layout-not-transposed"
+                exc.message += (f" It had handed the cache keys {tuple(handed[-1]['key_shape'])}"
+                                f" and values {tuple(handed[-1]['value_shape'])}.")
+            raise
         if len(cache.calls) != n_before + 1:
             raise CheckFailed(
                 f"[{case}] the attention called cache.update_and_fetch "
@@ -510,7 +524,8 @@ class GenModel:
             if len(shape) != 2 or shape[0] != 1:
                 raise CheckFailed(
                     f"simple_generate_with_kv_cache called the model with token ids of shape "
-                    f"{shape}; the week-2 model takes (1, L) (batch first: `y[None]`).",
+                    f"{shape}; the week-2 model takes (1, L), batch first: where do the ids "
+                    "get their batch axis?",
                     {"model_input_shape": list(shape)})
             try:
                 off = _int(offset)
@@ -642,6 +657,12 @@ def generate_with_cache(ctx: Ctx):
             pit = "kv-decode-position-shifted"
         raise CheckFailed(msg, {**ev, "offsets": offsets, "expected_offsets": want_offsets},
                           pitfall=pit)
+    if len(calls) > 1 and calls[1]["cached"] < calls[1]["offset"]:
+        raise CheckFailed(
+            f"[{case}] the first decode step ran on a cache holding {calls[1]['cached']} "
+            f"positions, although the prefill had stored {P}: it was not the cache the "
+            "prefill filled.", {**ev, "cached_at_first_decode": calls[1]["cached"]},
+            pitfall="kv-cache-not-reused")
     for j in range(1, len(calls)):
         picked, fed = calls[j - 1].get("picked"), calls[j]["ids"][0]
         if picked is not None and fed != picked:

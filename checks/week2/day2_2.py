@@ -35,7 +35,8 @@ import numpy as np
 
 from .. import harness
 from ..harness import CheckFailed, Ctx, LearnerError, Skip, check, outside_learner, to_np
-from .probes import int_offset_probe, offsets_as, with_probe
+from .probes import (int_offset_probe, offsets_as, row_constant_difference,
+                     same_values_other_shape, with_probe)
 from .w2_oracle import log_softmax, tiny_w2
 
 DAY = "2.2"
@@ -453,6 +454,17 @@ def quantized_linear_check(ctx: Ctx):
                 want = (want.astype(mx.float32) + bias.astype(mx.float32)).astype(dtype)
             if got is None:
                 ctx.expect_shape(got, (*prefix, K), "output", case)
+            rtol, atol = harness.TOLERANCES[_dt(dtype)]
+            if same_values_other_shape(got, want, rtol, _tolerance(want).get("atol", atol)):
+                raise CheckFailed(
+                    f"[{case}] output has shape {tuple(got.shape)}, expected {(*prefix, K)}: "
+                    "the right values, in another shape.", {"case": case},
+                    pitfall="qmm-flatten-restore")
+            if bias is not None and row_constant_difference(
+                    got, want, rtol, _tolerance(want).get("atol", atol)):
+                raise CheckFailed(
+                    f"[{case}] output differs from the reference by one and the same vector "
+                    "in every row.", {"case": case}, pitfall="qmm-bias-wrong")
             ev = ctx.expect_close(got, want, what="output", case=case,
                                   candidates=_linear_candidates(p, prefix, bias, K, want),
                                   expect_dtype=_dt(dtype), **_tolerance(want))
@@ -505,7 +517,7 @@ def _linear_candidates(p: Problem, prefix, bias, K, want) -> dict:
         "qmm-flatten-restore": [want.reshape(-1, K)],
     }
     if bias is not None:
-        cands["qmm-bias-dropped"] = lambda: p.want().reshape(*prefix, K)
+        cands["qmm-bias-wrong"] = lambda: p.want().reshape(*prefix, K)
     return cands
 
 
@@ -584,7 +596,7 @@ def qwen2_week2_quantized(ctx: Ctx):
                     log_softmax(got), full[:, s:e], what="log-softmax of the logits", case=case,
                     candidates={"qmm-model-weights-miswired": [
                         (lambda f=f, s=s, e=e: f()[:, s:e]) for f in miswired],
-                        "qmm-bias-dropped": [
+                        "qmm-bias-wrong": [
                         (lambda f=f, s=s, e=e: f()[:, s:e]) for f in unbiased]},
                     **MODEL_LOGP)
                 errs.append(ev["max_abs_err"])
@@ -642,7 +654,7 @@ _QPARAMS = ("weight", "scales", "biases")
 
 def _unbiased_candidates(oracle, ids):
     """The full forward of ``oracle`` with the bias of q, k or v (or all three) left out in
-    every layer (qmm-bias-dropped in the model), computed only when a mismatch asks."""
+    every layer (qmm-bias-wrong in the model), computed only when a mismatch asks."""
     def variant(names):
         @lru_cache(maxsize=1)
         def fn():
@@ -666,24 +678,29 @@ def _unbiased_candidates(oracle, ids):
 
 def _miswired_candidates(oracle, ids):
     """The full forward of ``oracle`` with one projection using another's packed weights in
-    every layer (qmm-model-weights-miswired), computed only when a mismatch asks."""
-    def variant(part, dst, src):
+    every layer, or two of them exchanged (qmm-model-weights-miswired), computed only when a
+    mismatch asks."""
+    def variant(part, dst, src, swap=False):
         def fn():
             saved = []
             try:
                 for layer in oracle.model.layers:
                     block = getattr(layer, part)
                     d, s = getattr(block, dst), getattr(block, src)
-                    saved.append((d, {n: getattr(d, n) for n in _QPARAMS}))
                     if d.weight.shape != s.weight.shape:
                         raise ValueError("shapes differ: not this model's mistake")
+                    saved += [(d, {n: getattr(d, n) for n in _QPARAMS}),
+                              (s, {n: getattr(s, n) for n in _QPARAMS})]
+                    d_params = {n: getattr(d, n) for n in _QPARAMS}
                     for n in _QPARAMS:
                         setattr(d, n, getattr(s, n))
+                        if swap:
+                            setattr(s, n, d_params[n])
                 out = log_softmax(oracle(ids))
                 mx.eval(out)
                 return out
             finally:
-                for d, params in saved:
+                for d, params in reversed(saved):
                     for n, v in params.items():
                         setattr(d, n, v)
         return lru_cache(maxsize=1)(fn)
@@ -701,7 +718,8 @@ def _miswired_candidates(oracle, ids):
         finally:
             oracle.args.tie_word_embeddings = False
 
-    return [variant(*t) for t in _SAME_SHAPE] + [head_from_embedding]
+    swaps = [variant(*t, swap=True) for t in _SAME_SHAPE[::2]]
+    return [variant(*t) for t in _SAME_SHAPE] + swaps + [head_from_embedding]
 
 
 def _learner_modules(ctx: Ctx):

@@ -29,9 +29,9 @@ import time
 import mlx.core as mx
 import numpy as np
 
-from ..harness import (CheckFailed, LearnerError, Skip, check, dtype_str, merge_evidence,
-                       outside_learner, to_np)
-from .probes import int_offset_probe, offsets_as, with_probe
+from ..harness import (TOLERANCES, CheckFailed, LearnerError, Skip, check, dtype_str,
+                       merge_evidence, outside_learner, to_np)
+from .probes import int_offset_probe, offsets_as, same_values_other_shape, with_probe
 
 DAY = "2.4"
 SDPA = "mx.fast.scaled_dot_product_attention"
@@ -220,6 +220,7 @@ class _KernelStandIn:
                 if x.ndim != 3:
                     self._fail(f"the {what} handed to the kernel has shape {tuple(x.shape)}; "
                                "the kernel takes 3-D arrays", "flash-flatten-restore")
+            self._check_roles(named)
             N, Nkv, L, S, E = ex["N"], ex["Nkv"], ex["L"], ex["S"], ex["E"]
             want = {"query": (N, L, E), "key": (Nkv, S, E), "value": (Nkv, S, E),
                     "mask": (N, L, S)}
@@ -237,15 +238,32 @@ class _KernelStandIn:
                            "skip the masked tiles" if ex["causal"] else
                            "is_causal=True was passed for a mask that is not \"causal\"",
                            "flash-causal-flag-wrong")
-            self._check_scale(scale)
+            self._check_scale(scale, query)
             out = sdpa3(query, key, value, mask, float(scale), int(num_heads),
                         int(num_kv_heads), bool(is_causal))
             mx.eval(out)
             return out
 
-    def _check_scale(self, scale):
+    def _check_roles(self, named: dict):
+        """Each of query, key and value handed over holds its own input's values, not
+        another one's (compared flattened, so a wrong reshape does not count here)."""
+        ins = self.expect.get("inputs")
+        if not ins:
+            return
+        flat = {w: np.asarray(to_np(x), dtype=np.float64).reshape(-1) for w, x in ins.items()}
+        for what in ("query", "key", "value"):
+            got = np.asarray(to_np(named[what]), dtype=np.float64).reshape(-1)
+            if got.shape == flat[what].shape and np.allclose(got, flat[what]):
+                continue
+            for other, vals in flat.items():
+                if other != what and got.shape == vals.shape and np.allclose(got, vals):
+                    self._fail(f"the {what} handed to the kernel holds the {other}'s values",
+                               "flash-inputs-mixed-up")
+
+    def _check_scale(self, scale, query):
         """The scale the wrapper hands over (a float or a 0-d array, maybe in the query's
-        dtype: compared to 1e-3) against the one asked for."""
+        dtype: compared to 1e-3) against the one asked for. A wrapper may also fold the
+        scale into the query it hands over; that is the same computation."""
         ex = self.expect
         try:
             got = float(scale)
@@ -254,6 +272,13 @@ class _KernelStandIn:
         want = ex["factor"]
         if abs(got - want) <= 1e-3 * abs(want):
             return
+        q = ex.get("inputs", {}).get("query")
+        if q is not None and got != 0.0:
+            folded = np.asarray(to_np(q), dtype=np.float64).reshape(-1) * (want / got)
+            handed = np.asarray(to_np(query), dtype=np.float64).reshape(-1)
+            if handed.shape == folded.shape and np.allclose(handed, folded, rtol=1e-3,
+                                                            atol=1e-5):
+                return
         asked = ("the scale argument it was given" if ex["scale_given"]
                  else "the default for head dim E = " + str(ex["E"]))
         pit = "flash-scale-missing" if got == 1.0 else "flash-scale-wrong"
@@ -402,7 +427,8 @@ def _wrapper_case(ctx, fn, ext, q, k, v, mask, scale, batch, case):
     stand_in = _KernelStandIn({"N": nb * Hq, "Nkv": nb * H, "L": L, "S": S, "E": E,
                                "Hq": Hq, "H": H, "causal": causal, "case": case,
                                "dtype": dtype, "factor": factor,
-                               "scale_given": scale is not None})
+                               "scale_given": scale is not None,
+                               "inputs": {"query": q, "key": k, "value": v}})
     with _Patched(ext, ctx.impl, stand_in):
         try:
             if scale is None:
@@ -415,6 +441,10 @@ def _wrapper_case(ctx, fn, ext, q, k, v, mask, scale, batch, case):
                 exc.pitfall = "flash-flatten-restore"
             raise
     want = _oracle4(q, k, v, factor, mask)
+    if same_values_other_shape(got, want, *TOLERANCES[dtype_str(dtype)]):
+        raise CheckFailed(
+            f"[{case}] output has shape {tuple(got.shape)}, expected {tuple(want.shape)}: the "
+            "right values, in another shape.", {"case": case}, pitfall="flash-flatten-restore")
     cands = {"flash-scale-missing": lambda: _oracle4(q, k, v, 1.0, mask),
              # the kernel's 3-D result handed back as it is
              "flash-flatten-restore": [want.reshape(nb * Hq, L, E)]}
@@ -685,7 +715,8 @@ def run_model_steps(ctx, model, oracle, prompt, steps, variant=None):
     seq = prompt
     offset = 0
     evs = []
-    unmasked = _unmasked_steps(oracle, prompt, steps)
+    unmasked = _modelled_steps(oracle, prompt, steps, mask=False)
+    rescaled = [_modelled_steps(oracle, prompt, steps, scale_power=p) for p in (0.0, 2.0, -1.0)]
     for j, x in enumerate([prompt] + steps):
         if j > 0:
             seq = mx.concatenate([seq, x], axis=1)
@@ -696,15 +727,18 @@ def run_model_steps(ctx, model, oracle, prompt, steps, variant=None):
         ctx.expect_shape(got, want.shape, "logits", case)
         evs.append(ctx.expect_close(log_softmax(got), log_softmax(want), what="log-probs",
                                     case=case, candidates={
-                                        "flash-mask-dropped": lambda j=j: unmasked()[j]},
+                                        "flash-mask-dropped": lambda j=j: unmasked()[j],
+                                        "flash-scale-wrong": [
+                                            (lambda j=j, r=r: r()[j]) for r in rescaled]},
                                     **MODEL_LOGP))
         offset += x.shape[1]
     return evs
 
 
-def _unmasked_steps(oracle, prompt, steps):
-    """The log-probs of every call when the attention gets no mask at all (the prefill
-    sees future tokens), computed on first use."""
+def _modelled_steps(oracle, prompt, steps, mask: bool = True, scale_power: float = 1.0):
+    """The log-probs of every call of ``run_model_steps`` with one mistake, computed on
+    first use: no mask at all (the prefill sees future tokens), or the attention scale
+    raised to ``scale_power`` (0: no scale, 2: 1/D)."""
     from .serving_oracle import OracleFullCache, OracleQwen2, log_softmax
 
     class NoMask(OracleFullCache):
@@ -715,8 +749,9 @@ def _unmasked_steps(oracle, prompt, steps):
 
     def run():
         if not memo:
-            om = OracleQwen2(oracle)
-            caches = [NoMask() for _ in range(om.num_hidden_layers)]
+            om = OracleQwen2(oracle, scale_power=scale_power)
+            cache_cls = OracleFullCache if mask else NoMask
+            caches = [cache_cls() for _ in range(om.num_hidden_layers)]
             offset = 0
             for x in [prompt] + steps:
                 memo.append(log_softmax(om(x, offset, caches)))

@@ -33,9 +33,10 @@ import numpy as np
 
 from ..harness import CheckFailed, LearnerError, check, dtype_str, merge_evidence
 from ..week1.tiny_tokenizer import CharTokenizer
-from .probes import int_offset_probe, offsets_as, with_probe
+from .probes import int_offset_probe, offsets_as, same_values_other_shape, with_probe
 from .serving_oracle import (EOS, VOCAB, EosRule, OracleBatchCache, OracleFullCache,
-                             OracleQwen2, batch_layout, greedy_alone, log_softmax, tiny_model)
+                             OracleQwen2, RunawayError, batch_layout, greedy_alone, log_softmax,
+                             tiny_model)
 
 DAY = "2.6"
 SDPA = "mx.fast.scaled_dot_product_attention"
@@ -83,7 +84,10 @@ def _rope_part(ctx):
         evs.append(ctx.expect_close(got, want, case=case, candidates={
             "batch-rope-offsets-shared": lambda: rope_rows(x, D, trad, base,
                                                            [starts[0]] * N),
-            "batch-rope-rows-from-zero": lambda: rope_rows(x, D, trad, base, [0] * N)}))
+            # every row from 0, or from its slice's stop
+            "batch-rope-slices-misread": [
+                lambda: rope_rows(x, D, trad, base, [0] * N),
+                lambda: rope_rows(x, D, trad, base, [s + L for s in starts])]}))
     return evs
 
 
@@ -153,7 +157,9 @@ def _model_part(ctx):
         evs.append(ctx.expect_close(
             log_softmax(got), log_softmax(want), what="log-probs", case=case, candidates={
                 "batch-rope-offsets-shared": lambda: modelled(rope=[offsets[0]] * len(offsets)),
-                "batch-rope-rows-from-zero": lambda: modelled(rope=[0] * len(offsets)),
+                "batch-rope-slices-misread": [
+                    lambda: modelled(rope=[0] * len(offsets)),
+                    lambda: modelled(rope=[o + 1 for o in offsets])],
                 "batch-padded-slot-unmasked": lambda: modelled(pad_mask="0"),
             }, **MODEL_LOGP))
     return evs
@@ -301,6 +307,11 @@ def _concat(a, b):
     return (mx.concatenate([a[0], b[0]], axis=2), mx.concatenate([a[1], b[1]], axis=2))
 
 
+# The BatchingKvCache mistakes modelled by what the slots hold: every slot storing row 0 of
+# each update, and add_request dropping the request's prefilled keys and values.
+SLOT_MISTAKES = ("batch-slot-rows-mixed", "batch-add-request-drops-prefill")
+
+
 @check(DAY, "batching-kv-cache", 2,
        "BatchingKvCache: right-aligned keys/values and (B, 1, L, S) masks, empty slots",
        symbols=("kv_cache.BatchingKvCache",))
@@ -309,37 +320,38 @@ def batching_kv_cache(ctx):
     rng = np.random.default_rng(2604)
     B, H, D, MAX = 3, 2, 3, 16
     cache = ctx.call(cls, B, MAX)
-    held: list = [None] * B  # what each slot must hold: (keys, values) or None (empty)
-    # ... and what it holds if every slot stores row 0 of each update (batch-slot-rows-mixed)
-    held_row0: list = [None] * B
+    # What each slot must hold -- (keys, values), "new" (added empty) or None (no request) --
+    # and what it holds with one of the cache's catalogued mistakes, kept side by side.
+    held: dict[str, list] = {m: [None] * B for m in (None, *SLOT_MISTAKES)}
     evs = []
 
     def add(slot, prefill_len):
         kv = _kv(prefill_len, H, D, rng) if prefill_len else None
         ctx.call(cache.add_request, OracleFullCache(kv), slot)
-        held[slot] = kv if kv is not None else "new"
-        held_row0[slot] = held[slot]
+        for m, slots in held.items():
+            drops = m == "batch-add-request-drops-prefill"
+            slots[slot] = "new" if kv is None or drops else kv
 
     def remove(slot):
         ctx.call(cache.remove_request, slot)
-        held[slot] = None
-        held_row0[slot] = None
+        for slots in held.values():
+            slots[slot] = None
 
     def update(L, step):
         k_new = mx.array(rng.normal(size=(B, H, L, D)).astype(np.float32))
         v_new = mx.array(rng.normal(size=(B, H, L, D)).astype(np.float32))
-        rows, rows_row0 = [], []
-        for i in range(B):
-            if held[i] is None:
-                rows.append(None)
-                rows_row0.append(None)
-                continue
-            new = (k_new[i:i + 1], v_new[i:i + 1])
-            held[i] = new if held[i] == "new" else _concat(held[i], new)
-            rows.append(held[i])
-            new0 = (k_new[0:1], v_new[0:1])
-            held_row0[i] = new0 if held_row0[i] == "new" else _concat(held_row0[i], new0)
-            rows_row0.append(held_row0[i])
+        rows_of = {}
+        for m, slots in held.items():
+            rows_of[m] = []
+            for i in range(B):
+                if slots[i] is None:
+                    rows_of[m].append(None)
+                    continue
+                r = 0 if m == "batch-slot-rows-mixed" else i  # which batch row slot i takes
+                new = (k_new[r:r + 1], v_new[r:r + 1])
+                slots[i] = new if isinstance(slots[i], str) else _concat(slots[i], new)
+                rows_of[m].append(slots[i])
+        rows = rows_of[None]
         lengths = ["empty" if r is None else int(r[0].shape[2]) for r in rows]
         out = ctx.call(cache.update_and_fetch, k_new, v_new, mask_length=L)
         case = f"step {step}: update with L={L}; slots hold {lengths} positions after it"
@@ -350,19 +362,23 @@ def batching_kv_cache(ctx):
         keys, values, offset, mask = out
         want_k, want_v, want_m = batch_layout(rows, L, H, D)
         left_k, left_v, left_m = batch_layout(rows, L, H, D, align="left")
-        row0_k, row0_v, _ = batch_layout(rows_row0, L, H, D)
-        ctx.expect_shape(keys, want_k.shape, "keys", case)
+        slot_k = {m: batch_layout(rows_of[m], L, H, D)[0] for m in SLOT_MISTAKES}
+        slot_v = {m: batch_layout(rows_of[m], L, H, D)[1] for m in SLOT_MISTAKES}
         evs.append(ctx.expect_close(keys, want_k, what="keys", case=case, rtol=0.0, atol=0.0,
-                                    candidates={"batch-left-aligned": left_k,
-                                                "batch-slot-rows-mixed": row0_k}))
+                                    candidates={"batch-left-aligned": left_k, **slot_k}))
         evs.append(ctx.expect_close(values, want_v, what="values", case=case, rtol=0.0,
                                     atol=0.0, candidates={"batch-left-aligned": left_v,
-                                                          "batch-slot-rows-mixed": row0_v}))
+                                                          **slot_v}))
         if offset is not None:
             raise CheckFailed(
                 f"[{case}] the offset returned is {offset!r}, expected None: the rows of a "
                 "batch have different lengths, so there is no single offset.",
                 {"case": case, "offset": repr(offset)})
+        if same_values_other_shape(mask, want_m, 0.0, 0.0):
+            raise CheckFailed(
+                f"[{case}] the mask has shape {tuple(mask.shape)}, expected "
+                f"{tuple(want_m.shape)}: the right values without the axis of size 1 that "
+                "broadcasts over the heads.", {"case": case}, pitfall="batch-mask-head-axis")
         ctx.expect_shape(mask, want_m.shape, "mask", case)
         unmasked = [batch_layout(rows, L, H, D, pad_mask=p, empty_mask=e)[2]
                     for p, e in (("0", "-inf"), ("0", "0"), ("-inf", "0"))]
@@ -417,7 +433,7 @@ def _references(tok, prompts, max_seq_len):
 # Scheduler mistakes that show in the texts, as arguments of greedy_alone (each prompt
 # generated alone with that mistake); compared only when the texts are wrong.
 TEXT_MISTAKES = {
-    "batch-decode-offset-off-by-one": [{"decode_shift": 1}, {"decode_shift": -1}],
+    "batch-decode-offset-wrong": [{"decode_shift": 1}, {"decode_shift": -1}],
     "batch-stale-decode-token": [{"stale": "prompt-tail"}, {"stale": "first"}],
 }
 # ... and the ones that show only where max_seq_len stops a request.
@@ -451,6 +467,7 @@ def _cut_short_run(ctx, fn, tok) -> tuple[str, str | None]:
 
     want = _references(tok, CUT_PROMPTS, CUT_MAX_SEQ)
     om = _oracle_model()
+    om.call_limit = CALL_LIMIT
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             results = ctx.call(fn, om, tok, list(CUT_PROMPTS), max_seq_len=CUT_MAX_SEQ,
@@ -529,6 +546,41 @@ def batch_generate_check(ctx):
     return ev
 
 
+# Far more model calls than any of the check's runs needs (about 70): past it, the
+# scheduler is not finishing.
+CALL_LIMIT = 600
+
+
+def _runaway_failure(exc, om, setup: str, batching_cls) -> CheckFailed:
+    """batch_generate did not finish. Named when a busy row's offset stood still over
+    several decode steps (its requests never reach max_seq_len, nor the EOS the model
+    gives at a later position)."""
+    decode = [c["offsets"] for c in om.calls if _batched(c, batching_cls)]
+    stuck = [i for i in range(len(decode[0]) if decode else 0)
+             if any(d1[i] == d2[i] == d3[i] > 0
+                    for d1, d2, d3 in zip(decode, decode[1:], decode[2:]))]
+    msg = (f"[{setup}] batch_generate did not finish: {exc.message} The last decode steps "
+           f"were given the offsets {decode[-3:]}.")
+    if stuck:
+        msg += f" The offset of slot(s) {stuck} stood still from one decode step to the next."
+    return CheckFailed(msg, {"model_calls": len(om.calls), "last_offsets": decode[-3:]},
+                       pitfall="batch-decode-offset-wrong" if stuck else None)
+
+
+def _kept_after_eos(om, batching_cls) -> bool:
+    """A decode step picked EOS for a row, and the next decode step fed that row again at
+    the same or the next position (whether a request counts the EOS step is its own
+    bookkeeping) with its old token or EOS itself: the finished request kept its slot."""
+    decode = [c for c in om.calls if _batched(c, batching_cls) and "picked" in c]
+    for c1, c2 in zip(decode, decode[1:]):
+        for r, (picked, off) in enumerate(zip(c1["picked"], c1["offsets"])):
+            if (picked == EOS and off > 0 and r < len(c2["offsets"])
+                    and c2["offsets"][r] in (off, off + 1)
+                    and c2["fed"][r] in (c1["fed"][r], EOS)):
+                return True
+    return False
+
+
 def _done_at_prefill(ctx, tok, i: int) -> bool:
     """Whether the learner's Request, prefilled on its own in batch_generate's chunks,
     reports prompt ``i`` finished (is_done) once its prefill is done."""
@@ -539,7 +591,8 @@ def _done_at_prefill(ctx, tok, i: int) -> bool:
             if getattr(req, "is_prefill_done", False):
                 break
             ctx.call(req.try_prefill)
-        return bool(getattr(req, "is_prefill_done", False)) and getattr(req, "is_done", None) is True
+        return (bool(getattr(req, "is_prefill_done", False))
+                and getattr(req, "is_done", None) is True)
     except Exception:  # noqa: BLE001 - no diagnosis then
         return False
 
@@ -555,11 +608,21 @@ def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
     import io
 
     om = _oracle_model()
-    with contextlib.redirect_stdout(io.StringIO()):
-        results = ctx.call(fn, om, tok, list(prompts), max_seq_len=GEN_MAX_SEQ,
-                           batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    om.call_limit = CALL_LIMIT
     setup = (f"{len(prompts)} prompts, batch_size={GEN_BATCH}, "
              f"prefill_step={GEN_PREFILL_STEP}, max_seq_len={GEN_MAX_SEQ}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = ctx.call(fn, om, tok, list(prompts), max_seq_len=GEN_MAX_SEQ,
+                               batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    except RunawayError as exc:
+        raise _runaway_failure(exc, om, setup, batching_cls) from None
+    except LearnerError as exc:
+        if exc.pitfall is None and _kept_after_eos(om, batching_cls):
+            exc.pitfall = "batch-done-request-kept"
+            exc.message += (" Before that, a request was fed again in the decode step after "
+                            "it had generated EOS.")
+        raise
     try:
         got = {int(i): t for i, t in results}
         n = len(list(results))
@@ -569,10 +632,13 @@ def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
                           {"returned": type(results).__name__}) from None
     missing = [i for i in range(len(prompts)) if i not in got]
     if missing or n != len(prompts):
+        texts = sorted(str(t) for _, t in results)
         raise CheckFailed(
             f"[{setup}] batch_generate returned {n} results for prompts {sorted(got)}; "
             f"expected one per prompt (0..{len(prompts) - 1}).",
-            {"returned_idx": sorted(got), "results": n})
+            {"returned_idx": sorted(got), "results": n},
+            # every prompt's own text is there, under other indices
+            pitfall="batch-results-mislabelled" if texts == sorted(want) else None)
     decode_calls = [c for c in om.calls if _batched(c, batching_cls)]
     wrong = [i for i in range(len(prompts)) if got[i] != want[i]]
     ev = {"prompts": len(prompts), "model_calls": len(om.calls),
@@ -588,6 +654,7 @@ def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
             {**ev, "wrong": [{"prompt_idx": j, "prompt": prompts[j], "got": got[j],
                               "expected": want[j]} for j in wrong], "first": wrong[0]},
             pitfall=("batch-results-mislabelled" if sorted(got.values()) == sorted(want)
+                     else "batch-done-request-kept" if _kept_after_eos(om, batching_cls)
                      else _text_mistake(tok, prompts, GEN_MAX_SEQ, got, TEXT_MISTAKES)))
     return om, ev, setup
 
@@ -727,9 +794,9 @@ CHUNK_STEPS = (3, 4, 11, 64)
 
 def _chunking_mistake(calls, ids, step, want_calls) -> str | None:
     """The catalogued mistake that the prefill's model calls show, if any: every chunk at
-    offset 0 (chunk-offset-restarts), or chunks that do not tile the prompt -- longer than
-    prefill_max_step, tokens skipped or fed twice, a chunk fed at another position than
-    where it starts (chunk-boundaries-wrong)."""
+    offset 0 (chunk-offset-restarts), or chunks that are not the prompt cut into
+    prefill_max_step-long pieces -- longer or shorter, tokens skipped or fed twice, a chunk
+    fed at another position than where it starts (chunk-boundaries-wrong)."""
     got = [(c["shape"][1], c["offsets"][0]) for c in calls]
     if got != want_calls and [n for n, _ in got] == [n for n, _ in want_calls] and all(
             o == 0 for _, o in got):
@@ -741,7 +808,7 @@ def _chunking_mistake(calls, ids, step, want_calls) -> str | None:
         pos += c["shape"][1]
     if any(c.get("ids") is None for c in calls):  # not recorded: judge sizes and offsets
         fed = list(ids)
-    if any(n > step for n, _ in got) or not tiled or fed != list(ids):
+    if got != want_calls or not tiled or fed != list(ids):
         return "chunk-boundaries-wrong"
     return None
 
@@ -827,7 +894,7 @@ def chunked_prefill(ctx):
             # One more: the token the prefill predicted counted as cached before it is fed.
             raise CheckFailed(f"[{case}] after the prefill the request's offset is "
                               f"{req.offset!r}, expected {P} (the prompt's length).", ev,
-                              pitfall=("batch-decode-offset-off-by-one"
+                              pitfall=("batch-decode-offset-wrong"
                                        if req.offset == P + 1 else None))
         # next_token / generated are the tutor's stub's bookkeeping; a solution written
         # for the book's own batch.py may keep other names, so judge what is there.

@@ -67,3 +67,37 @@ def int_offset_probe(batch: int) -> list[tuple]:
 def offsets_as(variant, offset: int, batch: int):
     """The offset a scenario hands the learner: the int itself, or one int per row."""
     return [offset] * batch if variant == "list-offsets" else offset
+
+
+def same_values_other_shape(got, want, rtol: float, atol: float) -> bool:
+    """``got`` holds exactly the reference's values, laid out in another shape (a result
+    that was not reshaped back, or reshaped with the wrong axes split)."""
+    import numpy as np
+
+    from ..harness import to_np
+
+    shape = getattr(got, "shape", None)
+    if shape is None or tuple(shape) == tuple(want.shape) or got.size != want.size:
+        return False
+    g = to_np(got).astype(np.float64).reshape(want.shape)
+    w = to_np(want).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        return bool(np.all((g == w) | (np.abs(g - w) <= atol + rtol * np.abs(w))))
+
+
+def row_constant_difference(got, want, rtol: float, atol: float) -> bool:
+    """``got - want`` is one nonzero vector repeated for every row (the same error added
+    to every output of a linear layer: its bias)."""
+    import numpy as np
+
+    from ..harness import to_np
+
+    if tuple(getattr(got, "shape", ())) != tuple(want.shape) or want.ndim < 2:
+        return False
+    w = to_np(want).astype(np.float64).reshape(-1, want.shape[-1])
+    d = to_np(got).astype(np.float64).reshape(-1, want.shape[-1]) - w
+    if d.shape[0] < 2 or not np.all(np.isfinite(d)):
+        return False
+    spread = np.abs(d - d[:1])
+    tol = atol + rtol * np.abs(w)
+    return bool(np.all(spread <= 2 * tol) and np.any(np.abs(d[0]) > 10 * tol[0]))

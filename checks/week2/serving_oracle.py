@@ -25,7 +25,7 @@ from functools import lru_cache
 import mlx.core as mx
 import numpy as np
 
-from ..harness import outside_learner
+from ..harness import CheckFailed, outside_learner
 
 F32 = mx.float32
 
@@ -164,6 +164,11 @@ class OracleBatchCache:
 # --------------------------------------------------------------------------- the model
 
 
+class RunawayError(CheckFailed):
+    """Raised by OracleQwen2 past its call_limit (inside the learner's code: a CheckFailed
+    passes through ctx.call as it is)."""
+
+
 @dataclass
 class EosRule:
     """End generation deterministically (the way day 1.6 does it, per row and position).
@@ -213,8 +218,12 @@ class OracleQwen2:
     ``eos_rule`` ends generation deterministically; ``record`` keeps every call's input
     shape, offsets and cache types."""
 
-    def __init__(self, mlx_model, eos_rule: EosRule | None = None):
+    def __init__(self, mlx_model, eos_rule: EosRule | None = None, scale_power: float = 1.0):
         self.m = mlx_model
+        self.scale_power = scale_power  # a mistaken attention scale, to model it
+        # A scheduler that never finishes would run until the check times out: past this
+        # many calls the model refuses to go on (the check then says what it saw).
+        self.call_limit: int | None = None
         self.args = mlx_model.args
         self.num_hidden_layers = mlx_model.args.num_hidden_layers
         self.eos_rule = eos_rule
@@ -230,6 +239,9 @@ class OracleQwen2:
                 ids = ids[None]
             B, L = ids.shape
             offs = offsets_array(offsets, B)
+            if self.call_limit is not None and len(self.calls) >= self.call_limit:
+                raise RunawayError(f"the model was called {len(self.calls)} times and the "
+                                   "generation had not ended.", {"model_calls": len(self.calls)})
             self.calls.append({"shape": [B, L], "offsets": [int(o) for o in offs.tolist()],
                                "cache": type(cache[0]) if cache else None,
                                "ids": ids[0].tolist() if B == 1 else None})
@@ -238,6 +250,10 @@ class OracleQwen2:
             if self.eos_rule is not None:
                 pos = offs[:, None] + mx.arange(L)[None, :]
                 out = self.eos_rule.apply(out, ids, pos)
+                # what each row fed last and what greedy decoding picks next (to see a
+                # request that goes on after EOS)
+                self.calls[-1]["fed"] = ids[:, -1].tolist()
+                self.calls[-1]["picked"] = mx.argmax(out[:, -1], axis=-1).tolist()
             mx.eval(out)
             return out
 
@@ -263,7 +279,8 @@ class OracleQwen2:
             elif isinstance(mask, str) and L == 1:
                 mask = None
             o = mx.fast.scaled_dot_product_attention(
-                q.astype(F32), k.astype(F32), v.astype(F32), scale=a.scale, mask=mask)
+                q.astype(F32), k.astype(F32), v.astype(F32), scale=a.scale ** self.scale_power,
+                mask=mask)
             o = a.o_proj(o.transpose(0, 2, 1, 3).reshape(B, L, Hq * D))
             h = h + o
             h = h + layer.mlp(layer.post_attention_layernorm(h))
@@ -306,5 +323,6 @@ def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
         offset += 1
 
 
-__all__ = ["VOCAB", "EOS", "tiny_model", "log_softmax", "OracleFullCache", "OracleBatchCache",
+__all__ = ["VOCAB", "EOS", "RunawayError", "tiny_model", "log_softmax", "OracleFullCache",
+           "OracleBatchCache",
            "batch_layout", "EosRule", "OracleQwen2", "greedy_alone", "offsets_array"]

@@ -90,18 +90,25 @@ def additive_mask(L: int, S: int, mode: str) -> mx.array | None:
 
 def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool = False,
                    mask_mode: str = "causal", rope_skip: str | None = None,
-                   scale_power: float = 1.0) -> mx.array:
+                   scale_power: float = 1.0, rope_after: bool = False, rope_shift: int = 0,
+                   heads_not_merged: bool = False) -> mx.array:
     """mlx_lm's qwen2.Attention written out for one call with a cache ``kv`` ([keys,
     values] or [None, None], (B, H, S, D)), the new tokens at ``offset``. The mistakes:
     ``rope_zero`` rotates the new tokens as if they started at position 0;
-    ``mask_mode`` as in ``additive_mask``; ``rope_skip`` "q" or "k" leaves that one
-    unrotated; ``scale_power`` uses scale ** power (2: 1/D instead of 1/sqrt(D); 0: no
-    scale)."""
+    ``rope_after`` rotates them at the positions after this call (offset + L, the
+    offset the cache reports once they are stored), ``rope_shift`` one position early or
+    late at every call after the first; ``heads_not_merged`` reshapes the (B, H, L, D)
+    output to (B, L, H*D) without moving the heads back behind the sequence;
+    ``mask_mode`` as in
+    ``additive_mask``; ``rope_skip`` "q" or "k" leaves that one unrotated; ``scale_power``
+    uses scale ** power (2: 1/D instead of 1/sqrt(D); 0: no scale; -1: times sqrt(D))."""
     B, L, _ = x.shape
     q = attn.q_proj(x).reshape(B, L, attn.n_heads, -1).transpose(0, 2, 1, 3)
     k = attn.k_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
     v = attn.v_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
-    pos = 0 if rope_zero else offset
+    pos = 0 if rope_zero else offset + (L if rope_after else 0)
+    if offset > 0:
+        pos = max(pos + rope_shift, 0)
     if rope_skip != "q":
         q = attn.rope(q, offset=pos)
     if rope_skip != "k":
@@ -110,11 +117,16 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
         k = mx.concatenate([kv[0], k], axis=2)
         v = mx.concatenate([kv[1], v], axis=2)
     kv[0], kv[1] = k, v
-    mask = additive_mask(L, k.shape[2], mask_mode)
+    mode = mask_mode
+    if mask_mode == "none-after-first":  # a mask for the first call only
+        mode = "causal" if offset == 0 else "none"
+    mask = additive_mask(L, k.shape[2], mode)
     if mask is not None:
         mask = mask.astype(q.dtype)  # a float16 model (real checkpoints) needs a float16 mask
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale ** scale_power,
                                                mask=mask)
+    if heads_not_merged:
+        return attn.o_proj(out.reshape(B, L, -1))
     return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
