@@ -274,6 +274,19 @@ FB_EXTRA_PYTHON_MISTAKES = [
      "find": "tokens = [r.next_token if r is not None else 0 for r in slots]",
      "replace": "tokens = [int(r.prefill_tokens[-1].item()) if r is not None else 0 "
                 "for r in slots]"},
+    # Offsets that never advance: the scheduler would run until the check's time budget;
+    # the checks' model stops it and the check names what it saw.
+    {"id": "batch-decode-offset-wrong", "day": "2.6", "_name": "decode-offset-stands-still",
+     "file": "batch.py", "find": "        if update_offset:\n            self.offset += 1\n",
+     "replace": ""},
+    # ... with a batching cache that, like the book's, does not refuse to grow past
+    # max_seq_len: nothing ever stops the scheduler.
+    {"id": "batch-decode-offset-wrong", "day": "2.6", "_name": "decode-offset-never-ends",
+     "edits": [{"file": "batch.py",
+                "find": "        if update_offset:\n            self.offset += 1\n", "replace": ""},
+               {"file": "kv_cache.py",
+                "find": "        assert S <= self.max_seq_len, f\"sequence of {S} exceeds max_seq_len "
+                        "{self.max_seq_len}\"\n", "replace": ""}]},
     {"id": "chunk-boundaries-wrong", "day": "2.6", "_name": "whole-prompt-in-one-chunk",
      "file": "batch.py", "find": "n = min(self.prefill_max_step, total - self.offset)",
      "replace": "n = total - self.offset"},

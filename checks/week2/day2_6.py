@@ -556,15 +556,22 @@ def _runaway_failure(exc, om, setup: str, batching_cls) -> CheckFailed:
     several decode steps (its requests never reach max_seq_len, nor the EOS the model
     gives at a later position)."""
     decode = [c["offsets"] for c in om.calls if _batched(c, batching_cls)]
-    stuck = [i for i in range(len(decode[0]) if decode else 0)
-             if any(d1[i] == d2[i] == d3[i] > 0
-                    for d1, d2, d3 in zip(decode, decode[1:], decode[2:]))]
+    stuck = _stuck_slots(om, batching_cls)
     msg = (f"[{setup}] batch_generate did not finish: {exc.message} The last decode steps "
            f"were given the offsets {decode[-3:]}.")
     if stuck:
         msg += f" The offset of slot(s) {stuck} stood still from one decode step to the next."
     return CheckFailed(msg, {"model_calls": len(om.calls), "last_offsets": decode[-3:]},
                        pitfall="batch-decode-offset-wrong" if stuck else None)
+
+
+def _stuck_slots(om, batching_cls) -> list[int]:
+    """Slots whose (nonzero) offset stood still over three decode steps in a row: a busy
+    request's position must grow by one every step."""
+    decode = [c["offsets"] for c in om.calls if _batched(c, batching_cls)]
+    return [i for i in range(len(decode[0]) if decode else 0)
+            if any(d1[i] == d2[i] == d3[i] > 0
+                   for d1, d2, d3 in zip(decode, decode[1:], decode[2:]))]
 
 
 def _kept_after_eos(om, batching_cls) -> bool:
@@ -622,6 +629,10 @@ def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
             exc.pitfall = "batch-done-request-kept"
             exc.message += (" Before that, a request was fed again in the decode step after "
                             "it had generated EOS.")
+        elif exc.pitfall is None and _stuck_slots(om, batching_cls):
+            exc.pitfall = "batch-decode-offset-wrong"
+            exc.message += (f" Before that, the offset of slot(s) {_stuck_slots(om, batching_cls)}"
+                            " stood still from one decode step to the next.")
         raise
     try:
         got = {int(i): t for i, t in results}
