@@ -51,8 +51,8 @@ MODEL_LOGP = {"dtype": "float16", "rtol": 1e-2, "atol": 0.15}
 # Pitfall id -> the forms of that mistake, as arguments of the modelled decode loop
 # (w2_oracle.attention_step / decode_steps). "shared" is a model-level mistake only.
 MISTAKES = {
-    "kv-rope-offset-ignored": [{"rope_zero": True}, {"rope_after": True},
-                               {"rope_shift": -1}, {"rope_shift": 1}],
+    "kv-rope-offset-ignored": [{"rope_zero": True}, {"rope_zero": "k"}, {"rope_zero": "q"},
+                               {"rope_after": True}, {"rope_shift": -1}, {"rope_shift": 1}],
     "kv-mask-wrong-for-decode": [{"mask_mode": "top-left"}],
     "kv-mask-missing": [{"mask_mode": "none"}, {"mask_mode": "none-after-first"}],
     "kv-heads-not-merged": [{"heads_not_merged": True}],
@@ -60,8 +60,10 @@ MISTAKES = {
     "kv-attention-scale-wrong": [{"scale_power": 2.0}, {"scale_power": 0.0},
                                  {"scale_power": -1.0}],
     "kv-cache-shared-across-layers": [{"shared": True}],
+    "kv-block-residual-missing": [{"no_residual": "attn"}, {"no_residual": "mlp"}],
 }
-ATTN_MISTAKES = {p: v for p, v in MISTAKES.items() if p != "kv-cache-shared-across-layers"}
+MODEL_ONLY = ("kv-cache-shared-across-layers", "kv-block-residual-missing")
+ATTN_MISTAKES = {p: v for p, v in MISTAKES.items() if p not in MODEL_ONLY}
 
 
 def _modelled(run, pit: str, i: int, memo: dict):
@@ -674,7 +676,8 @@ def generate_with_cache(ctx: Ctx):
     if model.runaway:
         raise CheckFailed(
             f"[{case}] simple_generate_with_kv_cache did not stop: the model produced EOS "
-            f"(token {GEN_EOS}) after {k} tokens but the loop went on ({len(calls)} calls).", ev)
+            f"(token {GEN_EOS}) after {k} tokens but the loop went on ({len(calls)} calls).", ev,
+            pitfall="kv-generate-ignores-eos")
     gen = [c["ids"][0] for c in calls[1:]]
     want = _reference_tokens(prompt_ids, k)
     if gen != want:

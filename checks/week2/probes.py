@@ -69,6 +69,27 @@ def offsets_as(variant, offset: int, batch: int):
     return [offset] * batch if variant == "list-offsets" else offset
 
 
+def same_values_rearranged(got, want, rtol: float, atol: float) -> bool:
+    """``got`` holds the reference's values, but not where they belong: in another shape,
+    or in the right shape with axes exchanged (a reshape or transpose mistake). Compared
+    as sorted values: random data does not share its values with anything else."""
+    import numpy as np
+
+    from ..harness import to_np
+
+    if getattr(got, "shape", None) is None or got.size != want.size:
+        return False
+    g = np.sort(to_np(got).astype(np.float64).reshape(-1))
+    w = np.sort(to_np(want).astype(np.float64).reshape(-1))
+    if not np.all(np.isfinite(g)) or not np.all(np.isfinite(w)):
+        return False
+    if tuple(got.shape) == tuple(want.shape):
+        same = np.abs(to_np(got).astype(np.float64) - to_np(want).astype(np.float64))
+        if np.all(same <= atol + rtol * np.abs(to_np(want).astype(np.float64))):
+            return False  # not rearranged: right
+    return bool(np.all(np.abs(g - w) <= atol + rtol * np.abs(w)))
+
+
 def same_values_other_shape(got, want, rtol: float, atol: float) -> bool:
     """``got`` holds exactly the reference's values, laid out in another shape (a result
     that was not reshaped back, or reshaped with the wrong axes split)."""

@@ -218,9 +218,13 @@ class OracleQwen2:
     ``eos_rule`` ends generation deterministically; ``record`` keeps every call's input
     shape, offsets and cache types."""
 
-    def __init__(self, mlx_model, eos_rule: EosRule | None = None, scale_power: float = 1.0):
+    def __init__(self, mlx_model, eos_rule: EosRule | None = None, scale_power: float = 1.0,
+                 kv_roles: str | None = None):
         self.m = mlx_model
-        self.scale_power = scale_power  # a mistaken attention scale, to model it
+        # mistakes, to model them: the attention scale raised to a power; the keys attended
+        # as values ("k-as-v") or the values as keys ("v-as-k")
+        self.scale_power = scale_power
+        self.kv_roles = kv_roles
         # A scheduler that never finishes would run until the check times out: past this
         # many calls the model refuses to go on (the check then says what it saw).
         self.call_limit: int | None = None
@@ -274,6 +278,10 @@ class OracleQwen2:
             k = mx.fast.rope(k, D, traditional=False, base=args.rope_theta, scale=1.0,
                              offset=rope_offsets)
             k, v, _, mask = layer_cache.update_and_fetch(k, v, mask_length=L, mask="causal")
+            if self.kv_roles == "k-as-v":
+                v = k
+            elif self.kv_roles == "v-as-k":
+                k = v
             if isinstance(mask, mx.array):
                 mask = mask.astype(F32)
             elif isinstance(mask, str) and L == 1:
@@ -292,7 +300,7 @@ class OracleQwen2:
 
 def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
                  min_gap: float = 0.05, *, decode_shift: int = 0,
-                 stale: str | None = None) -> list[int]:
+                 stale: str | None = None, limit_after_prefill: bool = True) -> list[int]:
     """One request generated on its own, the way batch_generate must treat it: prefill
     the whole prompt at offset 0, then one token per step at its own offset, until EOS or
     until its cache holds ``max_seq_len`` positions. Checks that every greedy pick is clear
@@ -301,7 +309,9 @@ def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
     Scheduler mistakes, to model them: ``decode_shift`` passes every decode step an offset
     that far from the token's position (the stop rule counts the same shifted offset);
     ``stale`` feeds a token that is never updated: "prompt-tail" (the prompt's last token)
-    or "first" (the first generated token) on every decode step."""
+    or "first" (the first generated token) on every decode step; ``limit_after_prefill``
+    False applies max_seq_len only after decode steps (a request whose prompt already
+    fills it still decodes once)."""
     caches = om.create_kv_cache()
     logits = om(mx.array([prompt_ids], dtype=mx.int32), 0, caches)[0, -1]
     offset = len(prompt_ids) + decode_shift
@@ -316,7 +326,7 @@ def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
         if tok == EOS:
             return out
         out.append(tok)
-        if offset >= max_seq_len:
+        if offset >= max_seq_len and (limit_after_prefill or len(out) > 1):
             return out
         fed = {"prompt-tail": prompt_ids[-1], "first": out[0]}.get(stale, tok)
         logits = om(mx.array([[fed]], dtype=mx.int32), offset, caches)[0, -1]

@@ -88,13 +88,14 @@ def additive_mask(L: int, S: int, mode: str) -> mx.array | None:
 # --------------------------------------------------------------------------- modelled forward
 
 
-def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool = False,
+def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool | str = False,
                    mask_mode: str = "causal", rope_skip: str | None = None,
                    scale_power: float = 1.0, rope_after: bool = False, rope_shift: int = 0,
                    heads_not_merged: bool = False) -> mx.array:
     """mlx_lm's qwen2.Attention written out for one call with a cache ``kv`` ([keys,
     values] or [None, None], (B, H, S, D)), the new tokens at ``offset``. The mistakes:
-    ``rope_zero`` rotates the new tokens as if they started at position 0;
+    ``rope_zero`` rotates the new tokens as if they started at position 0 (True; "k" or
+    "q": only that one);
     ``rope_after`` rotates them at the positions after this call (offset + L, the
     offset the cache reports once they are stored), ``rope_shift`` one position early or
     late at every call after the first; ``heads_not_merged`` reshapes the (B, H, L, D)
@@ -106,13 +107,13 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
     q = attn.q_proj(x).reshape(B, L, attn.n_heads, -1).transpose(0, 2, 1, 3)
     k = attn.k_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
     v = attn.v_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
-    pos = 0 if rope_zero else offset + (L if rope_after else 0)
+    pos = 0 if rope_zero is True else offset + (L if rope_after else 0)
     if offset > 0:
         pos = max(pos + rope_shift, 0)
     if rope_skip != "q":
-        q = attn.rope(q, offset=pos)
+        q = attn.rope(q, offset=0 if rope_zero == "q" else pos)
     if rope_skip != "k":
-        k = attn.rope(k, offset=pos)
+        k = attn.rope(k, offset=0 if rope_zero == "k" else pos)
     if kv[0] is not None:
         k = mx.concatenate([kv[0], k], axis=2)
         v = mx.concatenate([kv[1], v], axis=2)
@@ -139,15 +140,19 @@ def new_caches(model, shared: bool = False) -> list[list]:
     return [[None, None] for _ in model.model.layers]
 
 
-def forward_chunk(model, ids: mx.array, offset: int, caches: list[list], **mistake):
+def forward_chunk(model, ids: mx.array, offset: int, caches: list[list],
+                  no_residual: str | None = None, **mistake):
     """One call of the week-2 model: token ids (B, L) at ``offset`` through ``model`` (an
-    mlx_lm qwen2.Model) with the per-layer ``caches``; returns logits (B, L, V)."""
+    mlx_lm qwen2.Model) with the per-layer ``caches``; returns logits (B, L, V).
+    ``no_residual`` "attn" or "mlp": that sublayer's output replaces h instead of being
+    added to it (a mistake)."""
     inner = model.model
     h = inner.embed_tokens(ids)
     for layer, kv in zip(inner.layers, caches):
-        h = h + attention_step(layer.self_attn, layer.input_layernorm(h), offset, kv,
-                               **mistake)
-        h = h + layer.mlp(layer.post_attention_layernorm(h))
+        a = attention_step(layer.self_attn, layer.input_layernorm(h), offset, kv, **mistake)
+        h = a if no_residual == "attn" else h + a
+        m = layer.mlp(layer.post_attention_layernorm(h))
+        h = m if no_residual == "mlp" else h + m
     h = inner.norm(h)
     if model.args.tie_word_embeddings:
         return inner.embed_tokens.as_linear(h)
