@@ -196,9 +196,13 @@ def sdpa_simple(ctx):
         want = _oracle_sdpa(q, k, v, scale)
         got = ctx.call(fn, q, k, v)
         case = _case(batch, L, S, D, dtype, ", large scores" if mag > 1 else "")
+        # Scores near 30 in float16 are rounded to 1/64, so correct code written in another
+        # order lands up to 3x outside the usual float16 tolerance on some inputs (measured
+        # over 300 seeds); the mistake this case is for gives NaN, caught at any tolerance.
+        loose = dict(rtol=5e-2, atol=1e-2) if mag > 1 else {}
         try:
             evs.append(ctx.expect_close(got, want, case=case, axes=AXES[-len(want.shape):],
-                                        candidates={
+                                        **loose, candidates={
                 "attn-missing-scale": lambda: attention_model(q, k, v, 1.0),
                 "attn-softmax-wrong-axis": lambda: [
                     attention_model(q, k, v, scale, axis=a) for a in range(-q.ndim, -1)],
