@@ -60,9 +60,10 @@ MISTAKES = {
     "kv-attention-scale-wrong": [{"scale_power": 2.0}, {"scale_power": 0.0},
                                  {"scale_power": -1.0}],
     "kv-cache-shared-across-layers": [{"shared": True}],
-    "kv-block-residual-missing": [{"no_residual": "attn"}, {"no_residual": "mlp"}],
+    "kv-model-wiring": [{"no_residual": "attn"}, {"no_residual": "mlp"},
+                        {"no_final_norm": True}, {"no_activation": True}],
 }
-MODEL_ONLY = ("kv-cache-shared-across-layers", "kv-block-residual-missing")
+MODEL_ONLY = ("kv-cache-shared-across-layers", "kv-model-wiring")
 ATTN_MISTAKES = {p: v for p, v in MISTAKES.items() if p not in MODEL_ONLY}
 
 
@@ -551,7 +552,9 @@ class GenModel:
             logits = _env(logits, state["len"], self.stop_at) + GEN_LOGIT_OFFSET
             mx.eval(logits)
             # the greedy pick after this call: what the next decode step should feed
+            # (and the picks at every position, to see a token read from another one)
             self.calls[-1]["picked"] = int(mx.argmax(logits[0, -1]).item())
+            self.calls[-1]["picked_at"] = mx.argmax(logits[0], axis=-1).tolist()
             return logits
 
 
@@ -668,11 +671,19 @@ def generate_with_cache(ctx: Ctx):
     for j in range(1, len(calls)):
         picked, fed = calls[j - 1].get("picked"), calls[j]["ids"][0]
         if picked is not None and fed != picked:
+            # Read from the first position of the prefill's logits: shows on the first
+            # decode step only (decode calls have one position), and only when no stale
+            # token explains the same number.
+            at = calls[j - 1].get("picked_at") or []
+            other = (j == 1 and len(at) > 1 and fed == at[0]
+                     and fed not in (prompt_ids[-1], calls[j - 1]["ids"][-1]))
+            where = (f" (the pick at position 0 of that call's {len(at)}, not at its last)"
+                     if other else "")
             raise CheckFailed(
                 f"[{case}] decode call {j} fed token {fed}, but the logits of call {j} "
-                f"(greedy) picked token {picked}: each decode step feeds the token just "
-                "generated.", {**ev, "fed": fed, "picked": picked},
-                pitfall="kv-decode-wrong-token")
+                f"(greedy) picked token {picked}{where}: each decode step feeds the token "
+                "just generated.", {**ev, "fed": fed, "picked": picked},
+                pitfall="kv-logits-wrong-position" if other else "kv-decode-wrong-token")
     if model.runaway:
         raise CheckFailed(
             f"[{case}] simple_generate_with_kv_cache did not stop: the model produced EOS "

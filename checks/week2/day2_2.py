@@ -36,7 +36,7 @@ import numpy as np
 from .. import harness
 from ..harness import CheckFailed, Ctx, LearnerError, Skip, check, outside_learner, to_np
 from .probes import (int_offset_probe, offsets_as, row_constant_difference,
-                     same_values_other_shape, with_probe)
+                     same_values_other_shape, same_values_rearranged, with_probe)
 from .w2_oracle import log_softmax, tiny_w2
 
 DAY = "2.2"
@@ -321,8 +321,10 @@ class _Recorder:
 
     def __init__(self):
         self.calls: list[dict] = []
-        # (group_size, bits) of the weight the wrapper is working on, set per case
+        # (group_size, bits) of the weight the wrapper is working on, and the activation
+        # rows it should hand over, set per case
         self.expect: tuple[int, int] | None = None
+        self.expect_a = None
 
     def __call__(self, *args, **kwargs):
         with outside_learner():
@@ -347,6 +349,11 @@ class _Recorder:
                     "the kernel takes a 2-D (M, D) array: flatten the leading axes first and "
                     "restore them on the result.", {"extension_call": rec},
                     pitfall="qmm-flatten-restore")
+            if self.expect_a is not None and same_values_rearranged(a, self.expect_a, 0.0, 0.0):
+                raise CheckFailed(
+                    f"Your wrapper handed the extension an `a` of shape {tuple(rec['a_shape'])}"
+                    " holding the activations' values in another order than their rows.",
+                    {"extension_call": rec}, pitfall="qmm-flatten-restore")
             if self.expect is not None and (rec["group_size"], rec["bits"]) != self.expect:
                 gs, bits = self.expect
                 raise CheckFailed(
@@ -440,7 +447,7 @@ def quantized_linear_check(ctx: Ctx):
             case = (f"x {(*prefix, N)}{' (a transposed view)' if strided else ''} {_dt(dtype)}, "
                     f"weight ({K}, {N}) group_size={gs}, {'with' if with_bias else 'no'} bias")
             n0 = len(rec.calls)
-            rec.expect = (gs, BITS)
+            rec.expect, rec.expect_a = (gs, BITS), p.a
             got = ctx.call(qlinear, x, w, bias) if with_bias else ctx.call(qlinear, x, w)
             calls = rec.calls[n0:]
             if any(not c["transpose_b"] for c in calls):
@@ -474,7 +481,7 @@ def quantized_linear_check(ctx: Ctx):
         p = Problem(6, 64, 128, 64, F16, 2250, transpose=False)
         a3 = p.a.reshape(2, 3, 64)
         case = "quantized_matmul(..., a (2, 3, 64) float16, b packed (64, 128), transpose_b=False)"
-        rec.expect = (64, BITS)
+        rec.expect, rec.expect_a = (64, BITS), p.a
         try:
             got = ctx.call(qmatmul, p.scales, p.biases, 64, BITS, a3, p.b, False)
         except LearnerError as e:
@@ -596,6 +603,8 @@ def qwen2_week2_quantized(ctx: Ctx):
                     log_softmax(got), full[:, s:e], what="log-softmax of the logits", case=case,
                     candidates={"qmm-model-weights-miswired": [
                         (lambda f=f, s=s, e=e: f()[:, s:e]) for f in miswired],
+                        "kv-model-wiring": [
+                        (lambda f=f, s=s, e=e: f()[:, s:e]) for f in _rewired(oracle, ids)],
                         "qmm-bias-wrong": [
                         (lambda f=f, s=s, e=e: f()[:, s:e]) for f in unbiased]},
                     **MODEL_LOGP)
@@ -650,6 +659,18 @@ _SAME_SHAPE = [("self_attn", "v_proj", "k_proj"), ("self_attn", "k_proj", "v_pro
                ("self_attn", "q_proj", "o_proj"), ("self_attn", "o_proj", "q_proj"),
                ("mlp", "up_proj", "gate_proj"), ("mlp", "gate_proj", "up_proj")]
 _QPARAMS = ("weight", "scales", "biases")
+
+
+def _rewired(oracle, ids):
+    """The full forward with a piece of the decoder left out (day 2.1's kv-model-wiring:
+    a residual, the final norm, the MLP's activation), computed only when asked."""
+    from .w2_oracle import forward_chunk, new_caches
+
+    def variant(kw):
+        return lru_cache(maxsize=1)(lambda: log_softmax(
+            forward_chunk(oracle, ids, 0, new_caches(oracle), **kw)))
+    return [variant(kw) for kw in ({"no_residual": "attn"}, {"no_residual": "mlp"},
+                                   {"no_final_norm": True}, {"no_activation": True})]
 
 
 def _unbiased_candidates(oracle, ids):

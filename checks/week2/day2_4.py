@@ -811,8 +811,8 @@ def qwen2_week2_flash(ctx):
     if counter.calls == 0:
         raise CheckFailed(
             "The logits are right, but with enable_flash_attn=True your model never called "
-            "your extension's flash_attention: pass use_flash_attention on to every block's "
-            "attention and call flash_attention there.", {"flash_attention_calls": 0})
+            "your extension's flash_attention.", {"flash_attention_calls": 0},
+            pitfall="flash-not-used-in-model")
     ev = merge_evidence(evs)
     ev["flash_attention_calls"] = counter.calls
     return ev

@@ -217,6 +217,17 @@ def _grouped_oracle(q, k, v, scale, mask):
         q.astype(F32), k.astype(F32), v.astype(F32), scale=scale, mask=m).astype(q.dtype)
 
 
+def _grouped_oracle_tiled(q, k, v, scale, mask):
+    """Grouped attention with query head h reading kv head h mod H (the kv heads tiled
+    instead of each repeated for its group of query heads)."""
+    rep = q.shape[1] // k.shape[1]
+    if rep == 1:
+        raise ValueError("H_q == H: the same either way")
+    kt = mx.concatenate([k] * rep, axis=1)
+    vt = mx.concatenate([v] * rep, axis=1)
+    return _grouped_oracle(q, kt, vt, scale, mask)
+
+
 def _batching_mask(lengths, L):
     rows = [(mx.zeros((1, 1, s, 1)), mx.zeros((1, 1, s, 1))) for s in lengths]
     return batch_layout(rows, L, 1, 1)[2]
@@ -270,8 +281,10 @@ def gqa_batch_mask(ctx):
         case = (f"q {tuple(q.shape)}, k/v {tuple(k.shape)}, {dtype_str(dtype)}, scale={scale}, "
                 f"{mdesc}")
         got = ctx.call(grouped, q, k, v, scale=scale, mask=mask)
-        evs.append(ctx.expect_close(got, want, case="scaled_dot_product_attention_grouped, "
-                                    + case))
+        evs.append(ctx.expect_close(
+            got, want, case="scaled_dot_product_attention_grouped, " + case, candidates={
+                "batch-gqa-head-mapping": lambda q=q, k=k, v=v, mask=mask, scale=scale: (
+                    _grouped_oracle_tiled(q, k, v, scale, mask))}))
         if flash is None or flash_state != "checked":
             continue
         try:
@@ -380,6 +393,13 @@ def batching_kv_cache(ctx):
                 f"[{case}] the mask has shape {tuple(mask.shape)}, expected "
                 f"{tuple(want_m.shape)}: the right values without the axis of size 1 that "
                 "broadcasts over the heads.", {"case": case}, pitfall="batch-mask-head-axis")
+        shape = tuple(getattr(mask, "shape", ()))
+        if len(shape) == 4 and shape[:2] == (B, 1) and shape[3] == want_m.shape[3] \
+                and shape[2] != L:
+            raise CheckFailed(
+                f"[{case}] the mask has shape {shape}, expected {tuple(want_m.shape)}: "
+                f"{shape[2]} query rows for mask_length={L} new tokens.", {"case": case},
+                pitfall="batch-mask-length-ignored")
         ctx.expect_shape(mask, want_m.shape, "mask", case)
         unmasked = [batch_layout(rows, L, H, D, pad_mask=p, empty_mask=e)[2]
                     for p, e in (("0", "-inf"), ("0", "0"), ("-inf", "0"))]
@@ -926,6 +946,9 @@ def chunked_prefill(ctx):
                 "recorded with decode_done(token, update_offset=False)).", ev,
                 pitfall=("batch-prefill-token-dropped"
                          if nt == want_tok and gen == [] and not getattr(req, "is_done", False)
+                         else "batch-next-token-wrong-position"
+                         if nt != want_tok and calls and calls[-1]["shape"][1] > 1
+                         and nt == calls[-1]["picked_first"][0]
                          else None))
         bools = [r for r in rets if isinstance(r, bool)]
         if bools and bools != [False] * (len(rets) - 1) + [True]:

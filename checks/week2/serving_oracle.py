@@ -254,10 +254,12 @@ class OracleQwen2:
             if self.eos_rule is not None:
                 pos = offs[:, None] + mx.arange(L)[None, :]
                 out = self.eos_rule.apply(out, ids, pos)
-                # what each row fed last and what greedy decoding picks next (to see a
-                # request that goes on after EOS)
-                self.calls[-1]["fed"] = ids[:, -1].tolist()
-                self.calls[-1]["picked"] = mx.argmax(out[:, -1], axis=-1).tolist()
+            # what each row fed last, and what greedy decoding picks from the last and
+            # from the first position (to see a request that goes on after EOS, or a
+            # token read from the wrong position)
+            self.calls[-1]["fed"] = ids[:, -1].tolist()
+            self.calls[-1]["picked"] = mx.argmax(out[:, -1], axis=-1).tolist()
+            self.calls[-1]["picked_first"] = mx.argmax(out[:, 0], axis=-1).tolist()
             mx.eval(out)
             return out
 

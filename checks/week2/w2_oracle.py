@@ -141,19 +141,27 @@ def new_caches(model, shared: bool = False) -> list[list]:
 
 
 def forward_chunk(model, ids: mx.array, offset: int, caches: list[list],
-                  no_residual: str | None = None, **mistake):
+                  no_residual: str | None = None, no_final_norm: bool = False,
+                  no_activation: bool = False, **mistake):
     """One call of the week-2 model: token ids (B, L) at ``offset`` through ``model`` (an
     mlx_lm qwen2.Model) with the per-layer ``caches``; returns logits (B, L, V).
-    ``no_residual`` "attn" or "mlp": that sublayer's output replaces h instead of being
-    added to it (a mistake)."""
+    Mistakes in the decoder's wiring: ``no_residual`` "attn" or "mlp" (that sublayer's
+    output replaces h instead of being added to it), ``no_final_norm``, ``no_activation``
+    (the MLP multiplies gate and up without SiLU)."""
     inner = model.model
     h = inner.embed_tokens(ids)
     for layer, kv in zip(inner.layers, caches):
         a = attention_step(layer.self_attn, layer.input_layernorm(h), offset, kv, **mistake)
         h = a if no_residual == "attn" else h + a
-        m = layer.mlp(layer.post_attention_layernorm(h))
+        x = layer.post_attention_layernorm(h)
+        if no_activation:
+            mlp = layer.mlp
+            m = mlp.down_proj(mlp.gate_proj(x) * mlp.up_proj(x))
+        else:
+            m = layer.mlp(x)
         h = m if no_residual == "mlp" else h + m
-    h = inner.norm(h)
+    if not no_final_norm:
+        h = inner.norm(h)
     if model.args.tie_word_embeddings:
         return inner.embed_tokens.as_linear(h)
     return model.lm_head(h)
