@@ -61,9 +61,12 @@ MISTAKES = {
                                  {"scale_power": -1.0}],
     "kv-cache-shared-across-layers": [{"shared": True}],
     "kv-model-wiring": [{"no_residual": "attn"}, {"no_residual": "mlp"},
-                        {"no_final_norm": True}, {"no_activation": True}],
+                        {"no_final_norm": True}, {"no_activation": True},
+                        {"mlp_reads_input": True}, {"one_norm": True}],
+    # another layout, or Qwen2's usual base instead of the model's rope_theta
+    "kv-rope-settings-wrong": [{"rope_traditional": True}, {"rope_base": 1e6}],
 }
-MODEL_ONLY = ("kv-cache-shared-across-layers", "kv-model-wiring")
+MODEL_ONLY = ("kv-cache-shared-across-layers", "kv-model-wiring")  # not in one attention
 ATTN_MISTAKES = {p: v for p, v in MISTAKES.items() if p not in MODEL_ONLY}
 
 
@@ -635,7 +638,7 @@ def generate_with_cache(ctx: Ctx):
         raise CheckFailed(
             f"[{case}] the first model call should be the prefill: the prompt's {P} tokens "
             f"{prompt_ids} at offset 0; it was {first['ids'][:12]} at offset {first['offset']}.",
-            ev)
+            ev, pitfall="kv-prefill-offset-wrong" if first["ids"] == prompt_ids else None)
     for j, c in enumerate(calls[1:], start=1):
         if len(c["ids"]) != 1:
             fed_all = len(c["ids"]) > 1 and c["ids"][:P] == prompt_ids

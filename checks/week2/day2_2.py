@@ -517,9 +517,11 @@ def _linear_candidates(p: Problem, prefix, bias, K, want) -> dict:
 
     cands = {
         "qmm-no-transpose": lambda: _no_t(p, prefix, bias, K),
-        # scales and biases handed over in each other's place
-        "qmm-scales-biases-swapped": lambda: with_bias(oracle_qmm(
-            p.a, p.b, p.biases, p.scales, p.gs, True)),
+        # scales and biases handed over in each other's place, or one of them for both
+        "qmm-scales-biases-swapped": [
+            lambda: with_bias(oracle_qmm(p.a, p.b, p.biases, p.scales, p.gs, True)),
+            lambda: with_bias(oracle_qmm(p.a, p.b, p.scales, p.scales, p.gs, True)),
+            lambda: with_bias(oracle_qmm(p.a, p.b, p.biases, p.biases, p.gs, True))],
         # the kernel's 2-D result returned as it is
         "qmm-flatten-restore": [want.reshape(-1, K)],
     }
@@ -670,7 +672,8 @@ def _rewired(oracle, ids):
         return lru_cache(maxsize=1)(lambda: log_softmax(
             forward_chunk(oracle, ids, 0, new_caches(oracle), **kw)))
     return [variant(kw) for kw in ({"no_residual": "attn"}, {"no_residual": "mlp"},
-                                   {"no_final_norm": True}, {"no_activation": True})]
+                                   {"no_final_norm": True}, {"no_activation": True},
+                                   {"mlp_reads_input": True}, {"one_norm": True})]
 
 
 def _unbiased_candidates(oracle, ids):

@@ -31,7 +31,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from ..harness import CheckFailed, LearnerError, check, dtype_str, merge_evidence
+from ..harness import CheckFailed, LearnerError, check, dtype_str, merge_evidence, to_np
 from ..week1.tiny_tokenizer import CharTokenizer
 from .probes import int_offset_probe, offsets_as, same_values_other_shape, with_probe
 from .serving_oracle import (EOS, VOCAB, EosRule, OracleBatchCache, OracleFullCache,
@@ -215,6 +215,21 @@ def _grouped_oracle(q, k, v, scale, mask):
     m = mx.broadcast_to(mask.astype(F32), (B, Hq, L, S))
     return mx.fast.scaled_dot_product_attention(
         q.astype(F32), k.astype(F32), v.astype(F32), scale=scale, mask=m).astype(q.dtype)
+
+
+def _finite_padding(got, want, open_mask):
+    """``got`` itself when it differs from ``want`` only where the padding and empty slots
+    are (``open_mask`` opens them) and holds a finite value in each of those places: a
+    mask that does not hide them (-1e9 would; -1 does not)."""
+    g, w, o = (np.array(to_np(x), dtype=np.float64) for x in (got, want, open_mask))
+    if g.shape != w.shape:
+        raise ValueError("shape")
+    differs = ~((g == w) | (np.isnan(g) & np.isnan(w)))
+    padding = w != o
+    if not differs.any() or (differs & ~padding).any() or not np.all(
+            np.isfinite(g[differs]) & (g[differs] > -1e4)):
+        raise ValueError("not this mistake")
+    return got
 
 
 def _grouped_oracle_tiled(q, k, v, scale, mask):
@@ -403,6 +418,9 @@ def batching_kv_cache(ctx):
         ctx.expect_shape(mask, want_m.shape, "mask", case)
         unmasked = [batch_layout(rows, L, H, D, pad_mask=p, empty_mask=e)[2]
                     for p, e in (("0", "-inf"), ("0", "0"), ("-inf", "0"))]
+        # ... or hidden with a finite value: only padding and empty-slot entries differ,
+        # and none of them is -inf any more
+        unmasked.append(lambda: _finite_padding(mask, want_m, unmasked[1]))
         evs.append(ctx.expect_close(mask, want_m, what="mask", case=case, rtol=0.0, atol=0.0,
                                     candidates={"batch-padded-slot-unmasked": unmasked,
                                                 "batch-left-aligned": left_m,
@@ -568,7 +586,7 @@ def batch_generate_check(ctx):
     if busiest < 2:
         raise CheckFailed(
             f"[{setup}] the texts are right, but no decode step had more than one active "
-            "request: requests should join free slots while others are still decoding.", ev)
+            "request.", ev, pitfall="batch-one-request-at-a-time")
     return ev
 
 
@@ -598,6 +616,14 @@ def _stuck_slots(om, batching_cls) -> list[int]:
     return [i for i in range(len(decode[0]) if decode else 0)
             if any(d1[i] == d2[i] == d3[i] > 0
                    for d1, d2, d3 in zip(decode, decode[1:], decode[2:]))]
+
+
+def _one_offset_for_all(om, batching_cls) -> bool:
+    """Every decode step with several requests in it gave all of them one offset (the
+    requests' positions differ, so at least one of those steps should not)."""
+    multi = [[o for o in c["offsets"] if o > 0] for c in om.calls if _batched(c, batching_cls)]
+    multi = [m for m in multi if len(m) > 1]
+    return len(multi) >= 3 and all(len(set(m)) == 1 for m in multi)
 
 
 def _kept_after_eos(om, batching_cls) -> bool:
@@ -692,6 +718,7 @@ def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
                               "expected": want[j]} for j in wrong], "first": wrong[0]},
             pitfall=("batch-results-mislabelled" if sorted(got.values()) == sorted(want)
                      else "batch-done-request-kept" if _kept_after_eos(om, batching_cls)
+                     else "batch-offsets-not-per-row" if _one_offset_for_all(om, batching_cls)
                      else _text_mistake(tok, prompts, GEN_MAX_SEQ, got, TEXT_MISTAKES)))
     return om, ev, setup
 
@@ -899,7 +926,12 @@ def chunked_prefill(ctx):
                                             for c in calls]}
         if not getattr(req, "is_prefill_done", False):
             raise CheckFailed(f"[{case}] after {len(rets)} calls of try_prefill, "
-                              "is_prefill_done is still not True.", ev)
+                              "is_prefill_done is still not True.", ev,
+                              # chunks that did not tile the prompt, not merely a flag
+                              # never set after the right ones
+                              pitfall=None if [(c["shape"][1], c["offsets"][0]) for c in
+                                               calls[:len(want_calls)]] == want_calls
+                              else _chunking_mistake(calls, ids, step, want_calls))
         # How it was chunked: the model calls the prefill made.
         got_calls = [(c["shape"][1], c["offsets"][0]) for c in calls]
         mistake = _chunking_mistake(calls, ids, step, want_calls)

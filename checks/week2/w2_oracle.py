@@ -91,7 +91,8 @@ def additive_mask(L: int, S: int, mode: str) -> mx.array | None:
 def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool | str = False,
                    mask_mode: str = "causal", rope_skip: str | None = None,
                    scale_power: float = 1.0, rope_after: bool = False, rope_shift: int = 0,
-                   heads_not_merged: bool = False) -> mx.array:
+                   heads_not_merged: bool = False, rope_traditional: bool | None = None,
+                   rope_base: float | None = None) -> mx.array:
     """mlx_lm's qwen2.Attention written out for one call with a cache ``kv`` ([keys,
     values] or [None, None], (B, H, S, D)), the new tokens at ``offset``. The mistakes:
     ``rope_zero`` rotates the new tokens as if they started at position 0 (True; "k" or
@@ -100,7 +101,8 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
     offset the cache reports once they are stored), ``rope_shift`` one position early or
     late at every call after the first; ``heads_not_merged`` reshapes the (B, H, L, D)
     output to (B, L, H*D) without moving the heads back behind the sequence;
-    ``mask_mode`` as in
+    ``rope_traditional`` / ``rope_base`` rotate with another layout or base than the
+    model's; ``mask_mode`` as in
     ``additive_mask``; ``rope_skip`` "q" or "k" leaves that one unrotated; ``scale_power``
     uses scale ** power (2: 1/D instead of 1/sqrt(D); 0: no scale; -1: times sqrt(D))."""
     B, L, _ = x.shape
@@ -110,10 +112,17 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
     pos = 0 if rope_zero is True else offset + (L if rope_after else 0)
     if offset > 0:
         pos = max(pos + rope_shift, 0)
+    rope = attn.rope
+    if rope_traditional is not None or rope_base is not None:
+        import mlx.nn as nn
+
+        with outside_learner():
+            rope = nn.RoPE(attn.rope.dims, traditional=bool(rope_traditional),
+                           base=rope_base if rope_base is not None else attn.rope.base)
     if rope_skip != "q":
-        q = attn.rope(q, offset=0 if rope_zero == "q" else pos)
+        q = rope(q, offset=0 if rope_zero == "q" else pos)
     if rope_skip != "k":
-        k = attn.rope(k, offset=0 if rope_zero == "k" else pos)
+        k = rope(k, offset=0 if rope_zero == "k" else pos)
     if kv[0] is not None:
         k = mx.concatenate([kv[0], k], axis=2)
         v = mx.concatenate([kv[1], v], axis=2)
@@ -142,18 +151,22 @@ def new_caches(model, shared: bool = False) -> list[list]:
 
 def forward_chunk(model, ids: mx.array, offset: int, caches: list[list],
                   no_residual: str | None = None, no_final_norm: bool = False,
-                  no_activation: bool = False, **mistake):
+                  no_activation: bool = False, mlp_reads_input: bool = False,
+                  one_norm: bool = False, **mistake):
     """One call of the week-2 model: token ids (B, L) at ``offset`` through ``model`` (an
     mlx_lm qwen2.Model) with the per-layer ``caches``; returns logits (B, L, V).
     Mistakes in the decoder's wiring: ``no_residual`` "attn" or "mlp" (that sublayer's
     output replaces h instead of being added to it), ``no_final_norm``, ``no_activation``
-    (the MLP multiplies gate and up without SiLU)."""
+    (the MLP multiplies gate and up without SiLU), ``mlp_reads_input`` (the MLP gets the
+    block's input instead of h), ``one_norm`` (input_layernorm used before the MLP too)."""
     inner = model.model
     h = inner.embed_tokens(ids)
     for layer, kv in zip(inner.layers, caches):
         a = attention_step(layer.self_attn, layer.input_layernorm(h), offset, kv, **mistake)
+        block_in = h
         h = a if no_residual == "attn" else h + a
-        x = layer.post_attention_layernorm(h)
+        norm2 = layer.input_layernorm if one_norm else layer.post_attention_layernorm
+        x = norm2(block_in if mlp_reads_input else h)
         if no_activation:
             mlp = layer.mlp
             m = mlp.down_proj(mlp.gate_proj(x) * mlp.up_proj(x))
