@@ -147,7 +147,23 @@ def flash_candidates(q, k, v, mask, scale, Hq, H, is_causal):
     }
     if is_causal:
         cands["flash-causal-offset-forgotten"] = [fm(causal_offset=0), fm(skip_rule="top-left")]
+    else:
+        cands["flash-masked-tile-nan"] = lambda: [
+            masked_tile_nan(sdpa3(q, k, v, mask, scale, Hq, H), mask, bc) for bc in (8, 16, 32)]
     return cands
+
+
+def masked_tile_nan(out, mask, bc: int):
+    """A kernel whose running maximum starts at -inf and that meets a tile where a row sees no
+    key at all computes exp(-inf - (-inf)) = NaN, and the NaN stays in that row. Only a
+    leading tile can do it (after a visible key the maximum is finite), so: the reference,
+    with NaN in every row whose first ``bc`` keys are all masked. Batch padding makes such
+    rows."""
+    m = np.asarray(to_np(mask), dtype=np.float64)
+    dead = np.all(np.isneginf(m[..., :bc]), axis=-1)  # (N, L)
+    o = np.array(to_np(out), dtype=np.float64)
+    o[dead] = np.nan
+    return mx.array(o.astype(np.float32))
 
 
 def _qkv3(Bp, Hq, H, L, S, E, seed):
@@ -255,6 +271,11 @@ class _KernelStandIn:
             got = np.asarray(to_np(named[what]), dtype=np.float64).reshape(-1)
             if got.shape == flat[what].shape and np.allclose(got, flat[what]):
                 continue
+            if got.shape == flat[what].shape and np.allclose(np.sort(got),
+                                                             np.sort(flat[what])):
+                self._fail(f"the {what} handed to the kernel holds its values in another "
+                           "order than the flattened (B.., H, L, D) input",
+                           "flash-flatten-restore")
             for other, vals in flat.items():
                 if other != what and got.shape == vals.shape and np.allclose(got, vals):
                     self._fail(f"the {what} handed to the kernel holds the {other}'s values",
