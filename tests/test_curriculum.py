@@ -226,3 +226,18 @@ def test_readmes_and_kernel_stubs_use_the_same_book_mapping():
         for needle in ("src/extensions/", "tiny-llm-tutor build-kernels", "pdm run build-ext",
                        "tiny-llm-tutor check day2."):
             assert needle in src, (stub, needle)
+
+
+def test_a_mistake_taught_on_another_day_gets_its_question():
+    """The week-2 model checks of 2.1 and 2.4 can name the int-offset RoPE mistake that
+    lesson 2.6 teaches: the learner must get its question, not a generic one."""
+    from tutor.curriculum import load_course
+
+    course = load_course()
+    owner = course.lesson("2.6").pitfall_questions
+    assert "rope-int-offset-one-slice" in owner
+    for day in ("2.1", "2.4"):
+        questions = course.pitfall_questions(day)
+        assert questions["rope-int-offset-one-slice"] == owner["rope-int-offset-one-slice"]
+        for pid, q in course.lesson(day).pitfall_questions.items():
+            assert questions[pid] == q  # the day's own questions win

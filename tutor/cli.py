@@ -91,12 +91,13 @@ def cmd_check(args) -> int:
     results = []
 
     def progress(day: str):
-        return None if args.json else _progress_printer(out, course.lesson(day), args.verbose)
+        return None if args.json else _progress_printer(out, course.lesson(day), args.verbose,
+                                                        course.pitfall_questions(day))
 
     budgets = [(day, args.timeout or course.lesson(day).timeout_s) for day in days]
     for result in run_days(budgets, impl, on_day=progress, kernels=kernels):
         lesson = course.lesson(result["day"])
-        with_questions(result, lesson.pitfall_questions)
+        with_questions(result, course.pitfall_questions(lesson.id))
         results.append(result)
         if record:
             _record_check(ws, course, lesson, result, out if not args.json else None)
@@ -123,7 +124,7 @@ def _record_check(ws: Path, course, lesson, result: dict, out) -> None:
         out.print(f"[yellow]{notice}[/yellow]")
 
 
-def _progress_printer(out, lesson, verbose: bool):
+def _progress_printer(out, lesson, verbose: bool, questions: dict[str, str]):
     from rich.markup import escape
 
     from tutor.checking.results import ICONS
@@ -147,7 +148,7 @@ def _progress_printer(out, lesson, verbose: bool):
         if status not in ("pass", "skipped"):
             pit = ev.get("pitfall")
             if pit:
-                q = lesson.pitfall_questions.get(pit)
+                q = questions.get(pit)
                 if q:
                     out.print(f"     [cyan]? {escape(q)}[/cyan]")
             if verbose:

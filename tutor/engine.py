@@ -130,7 +130,7 @@ class TutorSession:
         result = run_day(lesson.id, self.impl, timeout_s or lesson.timeout_s,
                          on_event=on_event, cancel=cancel,
                          kernels=kernels if kernels.is_dir() else None)
-        with_questions(result, lesson.pitfall_questions)
+        with_questions(result, self.course.pitfall_questions(lesson.id))
         if cancel is not None and cancel.is_set():
             return result  # a cancelled run is not an attempt
         with self.lock:

@@ -230,6 +230,17 @@ class Course:
         return next((x for x in self.lessons if book_day in x.covers), None)
 
 
+    def pitfall_questions(self, day_id: str) -> dict[str, str]:
+        """Pitfall id -> guiding question for a day's results: the day's own pitfalls first,
+        then every other lesson's, since a check may name a mistake another day teaches (the
+        book's int RoPE offset, taught on 2.6, already breaks the 2.1 and 2.4 models)."""
+        out: dict[str, str] = {}
+        for lesson in self.lessons:
+            if lesson.id != day_id:
+                out.update(lesson.pitfall_questions)
+        out.update(self.lesson(day_id).pitfall_questions)
+        return out
+
     def lesson(self, day_id: str) -> Lesson:
         for lesson in self.lessons:
             if lesson.id == day_id:
