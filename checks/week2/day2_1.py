@@ -284,6 +284,14 @@ def qwen2_week2_prefill(ctx: Ctx):
     return with_probe(scenario, int_offset_probe(ATTN_B))
 
 
+def _square_mask_crash(message: str, L: int, S: int) -> bool:
+    """MLX refused to broadcast an (L, L) mask against (.., L, S) scores, with L < S: a mask
+    built for the new tokens alone, not for everything cached."""
+    text = message.replace(" ", "")
+    return (L < S and "broadcast" in text and f"({L},{L})" in text
+            and f",{L},{S})" in text)
+
+
 def _attention_calls(ctx: Ctx, Attn, a, ga, xs, want, cand, variant):
     """The attention's calls over one cache; ``variant`` (a probe) changes how the
     offsets are given."""
@@ -311,6 +319,8 @@ def _attention_calls(ctx: Ctx, Attn, a, ga, xs, want, cand, variant):
                 exc.pitfall = "kv-layout-not-transposed"
                 exc.message += (f" It had handed the cache keys {tuple(handed[-1]['key_shape'])}"
                                 f" and values {tuple(handed[-1]['value_shape'])}.")
+            elif exc.pitfall is None and _square_mask_crash(exc.message, L, offset + L):
+                exc.pitfall = "kv-mask-wrong-for-decode"
             raise
         if len(cache.calls) != n_before + 1:
             raise CheckFailed(
@@ -385,7 +395,12 @@ def qwen2_week2_decode(ctx: Ctx):
                 case = (f"{'tied' if tied else 'untied'} tiny 4-bit Qwen2 (hidden "
                         f"{a.hidden_size}, {a.num_hidden_layers} layers), batch {B}, call "
                         f"{i + 1} ({kind}): tokens {s}..{e - 1} at offset {s}")
-                got = ctx.call(model, chunks[i], offsets_as(variant, s, B), caches)
+                try:
+                    got = ctx.call(model, chunks[i], offsets_as(variant, s, B), caches)
+                except LearnerError as exc:
+                    if exc.pitfall is None and _square_mask_crash(exc.message, e - s, e):
+                        exc.pitfall = "kv-mask-wrong-for-decode"
+                    raise
                 ctx.expect_shape(got, (B, e - s, a.vocab_size), "logits", case)
                 ev = ctx.expect_close(log_softmax(got), full[:, s:e],
                                       what="log-softmax of the logits", case=case,

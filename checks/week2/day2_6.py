@@ -472,7 +472,8 @@ def _references(tok, prompts, max_seq_len):
 # Scheduler mistakes that show in the texts, as arguments of greedy_alone (each prompt
 # generated alone with that mistake); compared only when the texts are wrong.
 TEXT_MISTAKES = {
-    "batch-decode-offset-wrong": [{"decode_shift": 1}, {"decode_shift": -1}],
+    "batch-decode-offset-wrong": [{"decode_shift": 1}, {"decode_shift": -1},
+                                  {"fixed_position": 0}],
     "batch-stale-decode-token": [{"stale": "prompt-tail"}, {"stale": "first"}],
     # the prefill's prediction fed on, but missing from the text
     "batch-prefill-token-dropped": [{"drop_first": True}],
@@ -618,6 +619,31 @@ def _stuck_slots(om, batching_cls) -> list[int]:
                    for d1, d2, d3 in zip(decode, decode[1:], decode[2:]))]
 
 
+def _prefill_cut_short(om, tok, prompts) -> bool:
+    """Some request's prefill fed only the beginning of its prompt, in order, and the
+    request went on without the rest. Prefills are the one-row calls: one at offset 0
+    begins a request's prefill, the next one-row call at the offset where it stopped
+    continues it (decode steps of the batch may come in between)."""
+    runs, cur = [], None
+    for c in om.calls:
+        if c["shape"][0] != 1 or c.get("ids") is None:
+            continue  # a decode step of the batch: prefills go on around it
+        if c["offsets"][0] == 0:
+            cur = {"ids": [], "next": 0, "broken": False}
+            runs.append(cur)
+        if cur is None:
+            continue
+        if c["offsets"][0] != cur["next"]:  # chunks misplaced: some other mistake
+            cur["broken"] = True
+        cur["ids"] += c["ids"]
+        cur["next"] += c["shape"][1]
+    encoded = [tok.encode(p) for p in prompts]
+    return any(not r["broken"]
+               and any(len(r["ids"]) < len(e) and e[:len(r["ids"])] == r["ids"]
+                       for e in encoded)
+               and not any(e == r["ids"] for e in encoded) for r in runs)
+
+
 def _one_offset_for_all(om, batching_cls) -> bool:
     """Every decode step with several requests in it gave all of them one offset (the
     requests' positions differ, so at least one of those steps should not)."""
@@ -717,6 +743,7 @@ def _generate_run(ctx, fn, tok, prompts, want, batching_cls):
             {**ev, "wrong": [{"prompt_idx": j, "prompt": prompts[j], "got": got[j],
                               "expected": want[j]} for j in wrong], "first": wrong[0]},
             pitfall=("batch-results-mislabelled" if sorted(got.values()) == sorted(want)
+                     else "chunk-prefill-ends-early" if _prefill_cut_short(om, tok, prompts)
                      else "batch-done-request-kept" if _kept_after_eos(om, batching_cls)
                      else "batch-offsets-not-per-row" if _one_offset_for_all(om, batching_cls)
                      else _text_mistake(tok, prompts, GEN_MAX_SEQ, got, TEXT_MISTAKES)))

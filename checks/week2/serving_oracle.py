@@ -302,7 +302,8 @@ class OracleQwen2:
 
 def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
                  min_gap: float = 0.05, *, decode_shift: int = 0,
-                 stale: str | None = None, limit_after_prefill: bool = True) -> list[int]:
+                 stale: str | None = None, limit_after_prefill: bool = True,
+                 fixed_position: int | None = None) -> list[int]:
     """One request generated on its own, the way batch_generate must treat it: prefill
     the whole prompt at offset 0, then one token per step at its own offset, until EOS or
     until its cache holds ``max_seq_len`` positions. Checks that every greedy pick is clear
@@ -313,7 +314,8 @@ def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
     ``stale`` feeds a token that is never updated: "prompt-tail" (the prompt's last token)
     or "first" (the first generated token) on every decode step; ``limit_after_prefill``
     False applies max_seq_len only after decode steps (a request whose prompt already
-    fills it still decodes once)."""
+    fills it still decodes once); ``fixed_position`` hands the model that offset on every
+    decode step while the request still counts its positions right."""
     caches = om.create_kv_cache()
     logits = om(mx.array([prompt_ids], dtype=mx.int32), 0, caches)[0, -1]
     offset = len(prompt_ids) + decode_shift
@@ -331,7 +333,8 @@ def greedy_alone(om: OracleQwen2, prompt_ids: list[int], max_seq_len: int,
         if offset >= max_seq_len and (limit_after_prefill or len(out) > 1):
             return out
         fed = {"prompt-tail": prompt_ids[-1], "first": out[0]}.get(stale, tok)
-        logits = om(mx.array([[fed]], dtype=mx.int32), offset, caches)[0, -1]
+        at = offset if fixed_position is None else fixed_position
+        logits = om(mx.array([[fed]], dtype=mx.int32), at, caches)[0, -1]
         offset += 1
 
 
