@@ -92,7 +92,8 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
                    mask_mode: str = "causal", rope_skip: str | None = None,
                    scale_power: float = 1.0, rope_after: bool = False, rope_shift: int = 0,
                    heads_not_merged: bool = False, rope_traditional: bool | None = None,
-                   rope_base: float | None = None) -> mx.array:
+                   rope_base: float | None = None, no_bias: str = "",
+                   no_o_proj: bool = False) -> mx.array:
     """mlx_lm's qwen2.Attention written out for one call with a cache ``kv`` ([keys,
     values] or [None, None], (B, H, S, D)), the new tokens at ``offset``. The mistakes:
     ``rope_zero`` rotates the new tokens as if they started at position 0 (True; "k" or
@@ -102,13 +103,22 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
     late at every call after the first; ``heads_not_merged`` reshapes the (B, H, L, D)
     output to (B, L, H*D) without moving the heads back behind the sequence;
     ``rope_traditional`` / ``rope_base`` rotate with another layout or base than the
-    model's; ``mask_mode`` as in
+    model's; ``no_bias`` ("q", "k", "v" or several) leaves those projections' biases out;
+    ``no_o_proj`` returns the heads' output without the output projection; ``mask_mode`` as in
     ``additive_mask``; ``rope_skip`` "q" or "k" leaves that one unrotated; ``scale_power``
     uses scale ** power (2: 1/D instead of 1/sqrt(D); 0: no scale; -1: times sqrt(D))."""
     B, L, _ = x.shape
-    q = attn.q_proj(x).reshape(B, L, attn.n_heads, -1).transpose(0, 2, 1, 3)
-    k = attn.k_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
-    v = attn.v_proj(x).reshape(B, L, attn.n_kv_heads, -1).transpose(0, 2, 1, 3)
+
+    def project(name, heads):
+        proj = getattr(attn, name)
+        y = proj(x)
+        if name[0] in no_bias:
+            y = y - proj.bias
+        return y.reshape(B, L, heads, -1).transpose(0, 2, 1, 3)
+
+    q = project("q_proj", attn.n_heads)
+    k = project("k_proj", attn.n_kv_heads)
+    v = project("v_proj", attn.n_kv_heads)
     pos = 0 if rope_zero is True else offset + (L if rope_after else 0)
     if offset > 0:
         pos = max(pos + rope_shift, 0)
@@ -135,9 +145,9 @@ def attention_step(attn, x: mx.array, offset: int, kv: list, *, rope_zero: bool 
         mask = mask.astype(q.dtype)  # a float16 model (real checkpoints) needs a float16 mask
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=attn.scale ** scale_power,
                                                mask=mask)
-    if heads_not_merged:
-        return attn.o_proj(out.reshape(B, L, -1))
-    return attn.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+    merged = out.reshape(B, L, -1) if heads_not_merged else out.transpose(0, 2, 1, 3).reshape(
+        B, L, -1)
+    return merged if no_o_proj else attn.o_proj(merged)
 
 
 def new_caches(model, shared: bool = False) -> list[list]:
