@@ -644,7 +644,8 @@ def qwen2_week2_quantized(ctx: Ctx):
             probes.append((
                 "f16-scales", "qmm-bf16-scales-not-cast", lambda exc: True,
                 f"The same model built from a checkpoint whose scales and biases were cast "
-                f"from {scales} to float16 first is right."))
+                f"from {scales} to float16 first is right.",
+                "scales and biases cast to float16 first"))
         errs, count = with_probe(scenario, probes + int_offset_probe(B))
         worst = max([worst] + errs)
         counts.append(count)

@@ -160,8 +160,8 @@ def masked_tile_nan(out, mask, bc: int):
     with NaN in every row whose first ``bc`` keys are all masked. Batch padding makes such
     rows."""
     m = np.asarray(to_np(mask), dtype=np.float64)
-    dead = np.all(np.isneginf(m[..., :bc]), axis=-1)  # (N, L)
     o = np.array(to_np(out), dtype=np.float64)
+    dead = np.broadcast_to(np.all(np.isneginf(m[..., :bc]), axis=-1), o.shape[:-1])
     o[dead] = np.nan
     return mx.array(o.astype(np.float32))
 
