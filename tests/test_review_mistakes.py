@@ -1,12 +1,9 @@
 """Issue 9's bar on held-out mistakes: of mistakes written independently of the catalogue
 (tests/fixtures/book_solution/mutants_review_week{1,2}.yaml, applied to the book-layout
-solution), at least 95% fail their day and none is given a wrong diagnosis; at least 75%
-carry a diagnosis.
-
-The diagnosis-rate bar is asserted only when ENFORCE_DIAGNOSIS_BAR below is True (or the
-environment sets REVIEW_DIAGNOSIS_BAR=1); otherwise the rate is printed (run with -s to see
-the table). `python tests/review_mistakes.py -v` prints the same table with each failing
-check's message, for judging a new diagnosis by hand."""
+solution), at least 95% fail their day, none is given a wrong diagnosis, and at least 75%
+carry a diagnosis (run with -s to see the table). `python tests/review_mistakes.py -v`
+prints the same table with each failing check's message, for judging a new diagnosis by
+hand."""
 
 from __future__ import annotations
 
@@ -20,15 +17,13 @@ from review_mistakes import (BOOK, DIAGNOSIS_BAR, FAIL_BAR, load, measure, row, 
 
 from tutor.curriculum import load_course
 
-# Flip to True once the catalogue reaches the bar (the other helpers of issue 9 are
-# broadening it); until then the rate is measured and printed, not asserted.
-ENFORCE_DIAGNOSIS_BAR = False
-
 DAYS = {1: ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"], 2: ["2.1", "2.2", "2.4", "2.6"]}
 
 
 def _enforce_diagnosis_bar() -> bool:
-    return ENFORCE_DIAGNOSIS_BAR or os.environ.get("REVIEW_DIAGNOSIS_BAR") == "1"
+    # On since the catalogue reached the bar (week 1: 88%, week 2: 89%);
+    # REVIEW_DIAGNOSIS_BAR=0 only measures, for work in progress.
+    return os.environ.get("REVIEW_DIAGNOSIS_BAR", "1") != "0"
 
 
 @pytest.mark.parametrize("week", [1, 2])
