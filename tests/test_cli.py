@@ -279,3 +279,30 @@ def test_misbehaving_code_is_reported_and_records_survive(ws, body, status):
     attempts = state["days"]["1.1"]["attempts"]
     assert len(attempts) == 2
     assert status in json.dumps(attempts[-1]) or status == "fail"
+
+
+# --------------------------------------------------------------------------- plain output
+
+
+def test_plain_check_shows_where_a_syntax_error_is(ws):
+    with open(ws / "impl" / "attention.py", "a") as f:
+        f.write("\ndef broken(:\n")
+    r = tutor("check", "day1.1", cwd=ws)
+    assert r.returncode == 1
+    assert "impl/attention.py, line" in r.stdout, r.stdout
+    assert r.stdout.count("def broken(:") == 1  # the learner's line, once for the day
+
+
+def test_plain_check_shows_checks_that_never_ran(ws):
+    with open(ws / "impl" / "attention.py", "a") as f:
+        f.write("\nwhile True:\n    pass\n")
+    r = tutor("check", "day1.1", "--timeout", "2", cwd=ws)
+    assert r.returncode == 1
+    assert "⏱ sdpa-simple" in r.stdout and "import time" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "abc"])
+def test_timeout_must_be_positive_and_finite(ws, value):
+    r = tutor("check", "day1.1", f"--timeout={value}", cwd=ws)
+    assert r.returncode == 2
+    assert "--timeout" in r.stderr

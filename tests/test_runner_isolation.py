@@ -222,3 +222,19 @@ def test_an_import_error_is_reported_for_every_day(key_impl):
         assert r["status"] == "fail"
         assert all("basics.py" in c["message"] or "SyntaxError" in c["message"]
                    for c in r["checks"]), r
+
+
+def test_a_hang_while_importing_is_a_timeout_with_the_reason(stub_impl):
+    with open(stub_impl / "basics.py", "a") as f:
+        f.write("\nwhile True:\n    pass\n")
+    result = run_day("1.1", stub_impl, timeout_s=2)
+    assert {c["status"] for c in result["checks"]} == {"timeout"}
+    assert all("import" in c["message"] for c in result["checks"])
+
+
+def test_a_crash_while_importing_is_reported_as_such(stub_impl):
+    with open(stub_impl / "basics.py", "a") as f:
+        f.write("\nimport os\nos._exit(4)\n")
+    result = run_day("1.1", stub_impl, timeout_s=20)
+    assert {c["status"] for c in result["checks"]} == {"crashed"}
+    assert all("while importing" in c["message"] for c in result["checks"])

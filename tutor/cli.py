@@ -90,9 +90,14 @@ def cmd_check(args) -> int:
     out = _console()
     results = []
 
+    printers: dict[str, _ProgressPrinter] = {}
+
     def progress(day: str):
-        return None if args.json else _progress_printer(out, course.lesson(day), args.verbose,
-                                                        course.pitfall_questions(day))
+        if args.json:
+            return None
+        printers[day] = _ProgressPrinter(out, course.lesson(day), args.verbose,
+                                         course.pitfall_questions(day))
+        return printers[day]
 
     budgets = [(day, args.timeout or course.lesson(day).timeout_s) for day in days]
     for result in run_days(budgets, impl, on_day=progress, kernels=kernels):
@@ -102,6 +107,8 @@ def cmd_check(args) -> int:
         if record:
             _record_check(ws, course, lesson, result, out if not args.json else None)
         if not args.json:
+            if result["day"] in printers:
+                printers[result["day"]].finish(result)
             _print_day_summary(out, result)
     if args.json:
         payload = results[0] if len(results) == 1 else results
@@ -124,39 +131,61 @@ def _record_check(ws: Path, course, lesson, result: dict, out) -> None:
         out.print(f"[yellow]{notice}[/yellow]")
 
 
-def _progress_printer(out, lesson, verbose: bool, questions: dict[str, str]):
-    from rich.markup import escape
+class _ProgressPrinter:
+    """Prints a day's checks as their results arrive, then, when the day is done, what the
+    stream could not carry: checks that never ran (an import error, a timeout, a crash
+    between checks) and, with -v, what the learner's code printed."""
 
-    from tutor.checking.results import ICONS
+    def __init__(self, out, lesson, verbose: bool, questions: dict[str, str]):
+        from rich.markup import escape
 
-    header = f"[bold]Day {lesson.id} · {escape(lesson.title)}[/bold]"
-    if len(lesson.covers) > 1:
-        header += f"  [dim]({lesson.book_days_label})[/dim]"
-    out.print(header)
+        self.out, self.verbose, self.questions = out, verbose, questions
+        self.printed: set[str] = set()
+        self.last_frame = ""
+        header = f"[bold]Day {lesson.id} · {escape(lesson.title)}[/bold]"
+        if len(lesson.covers) > 1:
+            header += f"  [dim]({lesson.book_days_label})[/dim]"
+        out.print(header)
 
-    def on_event(ev: dict) -> None:
-        if ev.get("event") != "result":
-            return
-        status = ev["status"]
+    def __call__(self, ev: dict) -> None:
+        if ev.get("event") == "result":
+            self._show(ev["id"], ev["status"], ev.get("message") or "", ev.get("pitfall"),
+                       ev.get("evidence") or {})
+
+    def finish(self, result: dict) -> None:
+        from rich.markup import escape
+
+        for c in result["checks"]:
+            evidence = c.get("evidence") or {}
+            if c["id"] not in self.printed:
+                pit = (c.get("diagnosis") or {}).get("pitfall") or c.get("pitfall")
+                self._show(c["id"], c["status"], c.get("message") or "", pit, evidence)
+            elif self.verbose and c["status"] != "pass" and evidence.get("output"):
+                self.out.print(f"     [dim]{escape(c['id'])}:[/dim]")
+                _print_output(self.out, evidence["output"])
+
+    def _show(self, cid: str, status: str, msg: str, pit, evidence: dict) -> None:
+        from rich.markup import escape
+
+        from tutor.checking.results import ICONS
+
+        self.printed.add(cid)
         style = {"pass": "green", "skipped": "dim"}.get(status, "red")
-        icon = ICONS.get(status, "?")
-        line = f" [{style}]{icon} {escape(ev['id'])}[/{style}]"
+        line = f" [{style}]{ICONS.get(status, '?')} {escape(cid)}[/{style}]"
         if status != "pass":
-            msg = ev.get("message") or ""
             line += f"  {escape(_first_line(msg))}"
-        out.print(line)
-        if status not in ("pass", "skipped"):
-            pit = ev.get("pitfall")
-            if pit:
-                q = questions.get(pit)
-                if q:
-                    out.print(f"     [cyan]? {escape(q)}[/cyan]")
-            if verbose:
-                _print_evidence(out, ev.get("evidence") or {})
-        elif verbose and status == "pass":
-            pass
-
-    return on_event
+        self.out.print(line)
+        if status in ("pass", "skipped"):
+            return
+        if pit and self.questions.get(pit):
+            self.out.print(f"     [cyan]? {escape(self.questions[pit])}[/cyan]")
+        # Where the learner's code broke is the one thing never to hide, flags or not.
+        frames = evidence.get("traceback") or []
+        if frames and not self.verbose and frames[-1] != self.last_frame:
+            self.out.print(f"     [dim]{escape(frames[-1])}[/dim]")
+            self.last_frame = frames[-1]  # an import error is every check's: show it once
+        if self.verbose:
+            _print_evidence(self.out, evidence)
 
 
 def _first_line(text: str) -> str:
@@ -173,11 +202,16 @@ def _print_evidence(out, ev: dict) -> None:
     for frame in ev.get("traceback") or []:
         out.print(f"     [dim]{escape(frame)}[/dim]")
     if ev.get("output"):
-        text = ev["output"]
-        lines = text.splitlines()
-        shown = "\n".join(lines[:20]) + ("\n     ..." if len(lines) > 20 else "")
-        out.print("     [dim]your code printed:[/dim]")
-        out.print(escape(shown), style="dim")
+        _print_output(out, ev["output"])
+
+
+def _print_output(out, text: str) -> None:
+    from rich.markup import escape
+
+    lines = text.splitlines()
+    shown = "\n".join(lines[:20]) + ("\n     ..." if len(lines) > 20 else "")
+    out.print("     [dim]your code printed:[/dim]")
+    out.print(escape(shown), style="dim")
 
 
 def _print_day_summary(out, result: dict) -> None:
@@ -505,6 +539,20 @@ _DAY_HELP = ("a day as the book numbers it: day2.3, 2.3 or w2d3 (a book day the 
 _WEEK_HELP = "week1 for the first day of the week you have not finished"
 
 
+def _seconds(text: str) -> float:
+    """A day's time budget: positive and finite (nan, inf, 0 or less would turn the stop off
+    or record an empty attempt)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive, finite number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tiny-llm-tutor",
@@ -522,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kernels", help="folder with your built C++ extension "
                                      "(default: the workspace's kernels/)")
     c.add_argument("--json", action="store_true", help="print one JSON object (a list for a week)")
-    c.add_argument("--timeout", type=float, help="seconds per day (default: the lesson's)")
+    c.add_argument("--timeout", type=_seconds, help="seconds per day (default: the lesson's)")
     c.add_argument("-v", "--verbose", action="store_true", help="show evidence and output")
     c.set_defaults(func=cmd_check)
 

@@ -235,6 +235,15 @@ def run_days(days: list[tuple[str, float]], impl: Path,
                 yield _finish(_start_day(d, time.monotonic(), None, missing=True), impl)
             return
         running = run.current[1] if run.current and run.current[0] == current.day else None
+        # Planned, nothing started: the child was still importing the learner's package.
+        importing = (running is None and not current.results and current.remaining is not None
+                     and current.import_error is None and not current.no_checks)
+        if current.stop_reason == "timeout" and importing:
+            current.import_error = {
+                "status": "timeout", "frames": [],
+                "message": (f"Importing your package did not finish within the day's "
+                            f"{current.timeout_s:g} s budget: look for a loop or heavy work "
+                            "that runs at import time (module level).")}
         if current.stop_reason is not None:
             if running:
                 current.results[running] = (
@@ -249,7 +258,7 @@ def run_days(days: list[tuple[str, float]], impl: Path,
             continue
         # The child died without saying "day_done": a crash.
         how = _describe_exit(proc.returncode)
-        if current.remaining is None:
+        if current.remaining is None or importing:
             current.import_error = {"message": f"The check process {how} while importing "
                                                "your package.", "frames": [],
                                     "status": "crashed"}
