@@ -100,3 +100,11 @@ def test_a_typo_of_a_book_day_is_suggested(course):
     with pytest.raises(UnknownDay) as e:
         resolve("dya2.3", course)
     assert "Did you mean 'day2.3'" in e.value.render()
+
+
+def test_a_long_unknown_id_is_echoed_cut_short():
+    from tutor.dayids import UnknownDay
+
+    text = str(UnknownDay("x" * 5000, ["1.1", "1.2"]))
+    assert "x" * 25 not in text and "..." in text
+    assert len(text.splitlines()[0]) < 60

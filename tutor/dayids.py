@@ -75,7 +75,8 @@ class UnknownDay(ValueError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        msg = f"Unknown day '{self.text}'."
+        shown = self.text if len(self.text) <= 24 else self.text[:21] + "..."
+        msg = f"Unknown day '{shown}'."
         if self.suggestion:
             msg += f" Did you mean '{self.suggestion}'?"
         weeks = sorted({_week(v) for v in self.valid})

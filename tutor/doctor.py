@@ -152,11 +152,26 @@ def llm_finding(workspace: Path | None) -> Finding:
                        "not set", "export ANTHROPIC_API_KEY=...")
     url = cfg.base_url or "https://api.anthropic.com"
     ok, why = _reachable(url)
-    desc = f"Coach: {cfg.backend} {cfg.model or ''} at {url}".rstrip()
+    desc = f"Coach: {cfg.backend} {cfg.model or ''} at {masked_url(url)}".rstrip()
     if ok:
         return Finding("llm", "ok", desc + " (reachable)")
     return Finding("llm", "warn", f"{desc}: not reachable ({why}); the offline coach answers "
                    "meanwhile", "start the server or check the URL and network")
+
+
+def masked_url(url: str) -> str:
+    """The URL without the password (or token) some servers take in its user part, and
+    without query values, which may carry keys: doctor's output gets pasted into issues."""
+    u = urlparse(url)
+    netloc = u.netloc
+    if u.username is not None or u.password is not None:
+        host = u.hostname or ""
+        if u.port:
+            host += f":{u.port}"
+        netloc = f"{u.username or ''}:***@{host}" if u.password is not None else f"***@{host}"
+    query = "&".join(f"{part.split('=', 1)[0]}=***" if "=" in part else part
+                     for part in u.query.split("&")) if u.query else ""
+    return u._replace(netloc=netloc, query=query).geturl()
 
 
 def _reachable(url: str, timeout: float = 2.0) -> tuple[bool, str]:
