@@ -309,6 +309,16 @@ async def test_insight_key_records_an_insight(ws, session):
     assert "Scale keeps softmax soft." in doc
 
 
+async def test_insight_key_on_a_failing_day_does_not_celebrate(ws, session):
+    app = make_app(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        assert isinstance(app.screen, InsightScreen)
+        title = str(app.screen.query_one("#insight-title").render())
+        assert "passes" not in title and "🎉" not in title
+        await pilot.press("escape")
+
+
 # --------------------------------------------------------------------------- coach
 
 

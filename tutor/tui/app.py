@@ -571,7 +571,12 @@ class TutorApp(App[int]):
         from tutor.tui.screens import InsightScreen
 
         lesson = self.session.lesson
-        self.push_screen(InsightScreen(lesson.id, lesson.title, blink=self.blink),
+        with self.session.lock:
+            rec = self.session.day_record(lesson.id) or {}
+        attempts = rec.get("attempts") or []
+        passed = bool(attempts) and attempts[-1].get("status") == "pass"  # the latest run
+        self.push_screen(InsightScreen(lesson.id, lesson.title, blink=self.blink,
+                                       passed=passed),
                          callback=self._insight_given)
 
     # ------------------------------------------------------------------ navigation

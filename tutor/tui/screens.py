@@ -18,19 +18,28 @@ class InsightScreen(ModalScreen[str | None]):
     AUTO_FOCUS = "#insight-input"
     BINDINGS = [Binding("escape", "skip", "Skip")]
 
-    def __init__(self, day: str, title: str, blink: bool = True) -> None:
+    def __init__(self, day: str, title: str, blink: bool = True, passed: bool = True) -> None:
         super().__init__()
         self.day = day
         self.day_title = title
         self.blink = blink
+        self.passed = passed  # celebrate only a day whose checks really are all green
 
     def compose(self) -> ComposeResult:
         with Vertical(id="insight-box"):
-            yield Static(Text(f"🎉 Day {self.day} passes: every check is green!",
-                              style="bold green"), id="insight-title")
-            yield Static(f"{self.day_title}. Before you move on, explain the key idea of "
-                         "today in your own words, as if to a colleague. It goes into the "
-                         "Key Insights of your session notes.", id="insight-help")
+            if self.passed:
+                yield Static(Text(f"🎉 Day {self.day} passes: every check is green!",
+                                  style="bold green"), id="insight-title")
+                help_text = (f"{self.day_title}. Before you move on, explain the key idea of "
+                             "today in your own words, as if to a colleague. It goes into the "
+                             "Key Insights of your session notes.")
+            else:
+                yield Static(Text(f"Day {self.day}: the key idea, in your own words",
+                                  style="bold"), id="insight-title")
+                help_text = (f"{self.day_title}. Your checks are not all green yet; write the "
+                             "idea as you understand it now (it goes into the Key Insights "
+                             "of your session notes), and revisit it once the day passes.")
+            yield Static(help_text, id="insight-help")
             box = Input(placeholder="the key idea, in your words", id="insight-input")
             box.cursor_blink = self.blink
             yield box
