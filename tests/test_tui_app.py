@@ -205,7 +205,7 @@ async def test_keys_answer_while_a_check_runs_and_esc_kills_it(ws, session, tmp_
             os.kill(pid, 0)  # the check process (which ran the learner's loop) is gone
         out = results_text(app)
         assert "cancelled" in out
-        assert session.day_record("1.1").get("attempts_total", 0) == 0  # not an attempt
+        assert (session.day_record("1.1") or {}).get("attempts_total", 0) == 0  # not an attempt
 
 
 async def test_a_second_c_during_a_run_does_not_start_another(session, monkeypatch):
@@ -307,6 +307,22 @@ async def test_insight_key_records_an_insight(ws, session):
     assert session.day_record("1.1")["insights"][-1]["text"] == "Scale keeps softmax soft."
     doc = (ws / "sessions" / "week1" / "day1.1-attention.md").read_text()
     assert "Scale keeps softmax soft." in doc
+
+
+async def test_looking_at_a_day_does_not_start_it_but_editing_does(ws, session, monkeypatch):
+    app = make_app(session)
+    monkeypatch.setattr(type(app), "open_in_editor", lambda self, argv, path, line: None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        assert session.lesson.id == "1.2"
+        assert session.day_record("1.2") is None  # looked at: not started
+        assert "Not started" in status_text(app)
+        await pilot.press("e")
+        await pilot.pause()
+        assert session.day_record("1.2")["status"] == "in_progress"
+        assert "In progress" in status_text(app)
+    assert session.store.current_day == "1.2"  # still the day to resume at
 
 
 async def test_insight_key_on_a_failing_day_does_not_celebrate(ws, session):

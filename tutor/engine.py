@@ -88,7 +88,12 @@ class TutorSession:
     def go_to(self, day: str) -> None:
         with self.lock:
             self.lesson = self.course.lesson(day)
-            self.store.touch(day)
+            self.store.look(day)
+
+    def worked(self) -> None:
+        """Plain work on the current day that records nothing else (an editor session)."""
+        with self.lock:
+            self.store.touch(self.lesson.id)
 
     def step(self, delta: int) -> bool:
         ids = self.course.day_ids

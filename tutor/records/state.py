@@ -523,6 +523,15 @@ class StateStore:
         return None
 
     # -- recorders ----------------------------------------------------------------------
+    def look(self, day: str, now: datetime | None = None) -> None:
+        """The learner opened ``day``: it becomes the day to resume at, but looking is not
+        working on it (no activity, no change of status)."""
+        self._require_open()
+        day, now = day_id(day), utc_now(now)
+        if self.state.get("current_day") != day:
+            self.state["current_day"] = day
+            self._changed(None, now)
+
     def touch(self, day: str, now: datetime | None = None) -> None:
         """Plain activity on ``day`` (the learner is working on it)."""
         day, now = day_id(day), utc_now(now)

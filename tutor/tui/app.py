@@ -632,6 +632,9 @@ class TutorApp(App[int]):
         # The task's first (file, symbol) still as shipped, at the symbol; else its first.
         path, line = edit_target(s.workspace, task, impl=s.impl)
         self.open_in_editor(editor_command(path, line), path, line)
+        s.worked()  # editing is working on the day; only looking at it is not
+        self.refresh_tree()
+        self.refresh_status()
 
     def open_in_editor(self, argv: list[str], path: Path, line: int) -> None:
         """Suspend the app, run the editor, resume (a seam for tests)."""
