@@ -99,14 +99,19 @@ class NotInTutorYet(UnknownDay):
                 f"so far ({_ranges(self.accepted)}). `tiny-llm-tutor lessons` shows them.")
 
 
+def book_days_label(covers) -> str:
+    """``book day 1.3`` or ``book days 2.2–2.3``: the book's days a lesson covers."""
+    return f"book days {covers[0]}–{covers[-1]}" if len(covers) > 1 else f"book day {covers[0]}"
+
+
 def note_for(book_day: str, lesson) -> str | None:
     """The one line that says which lesson covers a book day, when the numbers differ."""
     if lesson is None or book_day == lesson.id:
         return None
     covers = tuple(getattr(lesson, "covers", None) or (lesson.id,))
-    label = f"book days {covers[0]}–{covers[-1]}" if len(covers) > 1 else f"book day {covers[0]}"
     title = f"{lesson.title}, " if getattr(lesson, "title", "") else ""
-    return f"Book day {book_day} is covered by lesson {lesson.id} ({title}{label})."
+    return (f"Book day {book_day} is covered by lesson {lesson.id} "
+            f"({title}{book_days_label(covers)}).")
 
 
 def resolve(text: str, valid) -> Route:

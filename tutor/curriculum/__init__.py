@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tutor import paths
+from tutor.dayids import book_days_label
 from tutor.curriculum.schema import (CurriculumError, Field, ListOf, OneOf, Record, Validator,
                                      compose)
 
@@ -185,10 +186,7 @@ class Lesson:
     @property
     def book_days_label(self) -> str:
         """``book day 1.3`` or ``book days 2.2-2.3``."""
-        days = self.covers
-        if len(days) == 1:
-            return f"book day {days[0]}"
-        return f"book days {days[0]}–{days[-1]}"
+        return book_days_label(self.covers)
 
     @property
     def session_filename(self) -> str:
