@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..harness import CheckFailed, LearnerError, Skip
+import numpy as np
+
+from ..harness import CheckFailed, LearnerError, Skip, _compare, to_np
 
 # The pitfall of an int offset turned into a list holding one slice (the book's own
 # attention does this): every batch of more than one row then crashes in RoPE.
@@ -91,46 +93,29 @@ def same_values_rearranged(got, want, rtol: float, atol: float) -> bool:
     """``got`` holds the reference's values, but not where they belong: in another shape,
     or in the right shape with axes exchanged (a reshape or transpose mistake). Compared
     as sorted values: random data does not share its values with anything else."""
-    import numpy as np
-
-    from ..harness import to_np
-
     if getattr(got, "shape", None) is None or got.size != want.size:
         return False
-    g = np.sort(to_np(got).astype(np.float64).reshape(-1))
-    w = np.sort(to_np(want).astype(np.float64).reshape(-1))
+    g, w = to_np(got).astype(np.float64), to_np(want).astype(np.float64)
     if not np.all(np.isfinite(g)) or not np.all(np.isfinite(w)):
         return False
-    if tuple(got.shape) == tuple(want.shape):
-        same = np.abs(to_np(got).astype(np.float64) - to_np(want).astype(np.float64))
-        if np.all(same <= atol + rtol * np.abs(to_np(want).astype(np.float64))):
-            return False  # not rearranged: right
-    return bool(np.all(np.abs(g - w) <= atol + rtol * np.abs(w)))
+    if g.shape == w.shape and _compare(g, w, rtol, atol)[0]:
+        return False  # not rearranged: right
+    return _compare(np.sort(g.reshape(-1)), np.sort(w.reshape(-1)), rtol, atol)[0]
 
 
 def same_values_other_shape(got, want, rtol: float, atol: float) -> bool:
     """``got`` holds exactly the reference's values, laid out in another shape (a result
     that was not reshaped back, or reshaped with the wrong axes split)."""
-    import numpy as np
-
-    from ..harness import to_np
-
     shape = getattr(got, "shape", None)
     if shape is None or tuple(shape) == tuple(want.shape) or got.size != want.size:
         return False
     g = to_np(got).astype(np.float64).reshape(want.shape)
-    w = to_np(want).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        return bool(np.all((g == w) | (np.abs(g - w) <= atol + rtol * np.abs(w))))
+    return _compare(g, to_np(want).astype(np.float64), rtol, atol)[0]
 
 
 def row_constant_difference(got, want, rtol: float, atol: float) -> bool:
     """``got - want`` is one nonzero vector repeated for every row (the same error added
     to every output of a linear layer: its bias)."""
-    import numpy as np
-
-    from ..harness import to_np
-
     if tuple(getattr(got, "shape", ())) != tuple(want.shape) or want.ndim < 2:
         return False
     w = to_np(want).astype(np.float64).reshape(-1, want.shape[-1])
