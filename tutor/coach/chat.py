@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tutor.coach.context import CoachContext, build_context
+from tutor.coach.intent import is_solution_request  # noqa: F401 - also imported from here
 from tutor.coach.llm import BackendError, make_backend
 
 MAX_STORED_MESSAGES = 200
@@ -49,29 +50,6 @@ class ChatEvent:
 
 
 # --------------------------------------------------------------------------- solution requests
-
-_ASK = r"(?:show|give|tell|write|send|post|paste|provide|reveal|share)"
-_SOLUTION = r"(?:solution|answer|implementation|(?:working |full |complete |correct |final )?code)"
-_SOLUTION_RES = [
-    re.compile(rf"\b{_ASK}\b(?: me| us)?(?: the| a| your)?(?: (?:full|complete|whole|working|"
-               rf"correct|actual|final|entire))?\s+{_SOLUTION}\b", re.I),
-    re.compile(rf"\b(?:what(?:'s| is)|can i (?:see|have|get)|i want|i need)\s+(?:the |a )?"
-               rf"(?:full |complete |whole |working |correct |actual )?{_SOLUTION}\b", re.I),
-    re.compile(r"\b(?:just|please)\s+(?:write|implement|solve|do)\s+it\b", re.I),
-    re.compile(r"\b(?:write|implement|solve)\s+(?:it|this|the function|the class)\s+for me\b", re.I),
-    re.compile(r"\bi give up\b", re.I),
-]
-_NEGATED = re.compile(r"\b(?:don'?t|do not|never|without|no|not)\b(?:\W+\w+){0,3}\W*$", re.I)
-
-
-def is_solution_request(text: str) -> bool:
-    """Does the learner explicitly ask to be given the solution?"""
-    for rx in _SOLUTION_RES:
-        for m in rx.finditer(text or ""):
-            if not _NEGATED.search(text[:m.start()]):
-                return True
-    return False
-
 
 def solution_allowed(ctx: CoachContext, text: str) -> bool:
     """CLAUDE.md's exception: the whole ladder climbed, the checks tried, and an explicit

@@ -43,6 +43,7 @@ import re
 from dataclasses import dataclass, field
 
 from tutor.coach import ladder
+from tutor.coach.intent import is_solution_request
 
 __all__ = ["OfflineCoach", "OfflineReply", "should_offer_hint", "asked_ids", "FAIL_STREAK"]
 
@@ -228,18 +229,6 @@ def _score(index: _Index, item: _Item, words: set[str]) -> float:
 
 # --------------------------------------------------------------------------- intents
 
-_SOLUTION_RE = [re.compile(p, re.I) for p in (
-    r"\b(show|give|tell|write|send|paste|post|provide|reveal|share|spell out)\b(\s+(me|us))?"
-    r"(\s+(the|a|your))?(\s+(full|complete|whole|working|correct|actual|final|entire|right))?"
-    r"\s+(solution|answer|implementation|code|fix|function|class)\b",
-    r"\b(what('s| is)|can i (see|have|get)|i (want|need))\s+(the\s+|a\s+)?"
-    r"(full\s+|complete\s+|whole\s+|working\s+|correct\s+|actual\s+)?(solution|answer|implementation)\b",
-    r"\b(just|please)\s+(write|implement|solve|code|do)\s+(it|this|that)\b",
-    r"\b(write|implement|solve|code|do)\s+(it|this|that|the function|the class|the method)\s+for me\b",
-    r"\bdo (my|the) (homework|task|exercise)\b",
-    r"\b(full|complete|whole|working)\s+(code|solution|implementation)\b",
-    r"\bcopy[- ]?paste\b",
-)]
 _STUCK_RE = re.compile(
     r"\b(stuck|hint|hints|help|clue|lost|confused|no idea|don'?t know|dont understand|"
     r"don'?t get|where (do|should) i (start|begin)|what now|what next|next step|"
@@ -251,10 +240,6 @@ _DONE_RE = re.compile(r"\b(it passes|passes now|all (checks )?pass|passed|all gr
                       r"solved|it works|works now|got it|finished)\b", re.I)
 _ERROR_RE = re.compile(r"\b(error|exception|traceback|fails?|failing|failed|mismatch|"
                        r"crash\w*|timeout|timed out|hangs?|nan|inf|wrong|broken)\b", re.I)
-
-
-def is_solution_request(message: str) -> bool:
-    return any(r.search(message or "") for r in _SOLUTION_RE)
 
 
 def _first_sentences(text: str, limit: int = 420) -> str:
