@@ -87,3 +87,31 @@ def test_doctor_reports_each_backend(tmp_path, monkeypatch):
     assert llm_finding(tmp_path).state == "warn"
     write(tmp_path, '[llm]\nbackend = "nope"\n')
     assert llm_finding(tmp_path).state == "warn"
+
+
+@pytest.mark.parametrize("var, value, words", [
+    ("TINY_LLM_TUTOR_TIMEOUT", "soon", "must be a number"),
+    ("TINY_LLM_TUTOR_TIMEOUT", "0", "must be between"),
+    ("TINY_LLM_TUTOR_DEADLINE", "forever", "must be a number"),
+    ("TINY_LLM_TUTOR_LLM", "gpt", "must be one of"),
+    ("TINY_LLM_TUTOR_BASE_URL", "localhost:8080", "http:// or https://"),
+])
+def test_a_bad_environment_variable_is_blamed_not_the_file(tmp_path, monkeypatch, var, value,
+                                                           words):
+    write(tmp_path, '[llm]\nbackend = "openai"\ntimeout_s = 10\n')
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_llm_config(tmp_path)
+    msg = str(err.value)
+    assert f"the environment variable {var}" in msg and words in msg
+    assert config.CONFIG_NAME not in msg and err.value.env == var
+    finding = llm_finding(tmp_path)
+    assert var in finding.detail and config.CONFIG_NAME not in finding.fix
+
+
+def test_a_bad_file_value_is_still_blamed_on_the_file(tmp_path):
+    write(tmp_path, '[llm]\ndeadline_s = 0\n')
+    with pytest.raises(ConfigError) as err:
+        load_llm_config(tmp_path)
+    assert str(err.value).startswith(f"{config.CONFIG_NAME}: llm.deadline_s must be between")
+    assert err.value.env == ""

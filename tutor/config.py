@@ -18,13 +18,20 @@ DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5"
 DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8080/v1"  # mlx_lm.server's default port
 BACKENDS = ("offline", "anthropic", "openai")
 KEY_VARS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
-LLM_KEYS = ("backend", "model", "base_url", "max_tokens", "timeout_s")
+LLM_KEYS = ("backend", "model", "base_url", "max_tokens", "timeout_s", "deadline_s")
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TIMEOUT_S = 30.0
+# A whole reply's limit, apart from timeout_s (which a server's keep-alives or a slow
+# trickle of text keep resetting): long enough for 1024 tokens from a slow local model.
+DEFAULT_DEADLINE_S = 300.0
 
 
 class ConfigError(Exception):
-    pass
+    """A bad setting; ``env`` names the environment variable to blame ("" for the file)."""
+
+    def __init__(self, message: str, env: str = ""):
+        super().__init__(message)
+        self.env = env
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class LLMConfig:
     api_key: str = field(default="", repr=False)
     max_tokens: int = DEFAULT_MAX_TOKENS
     timeout_s: float = DEFAULT_TIMEOUT_S  # connect and per-read timeout of a reply
+    deadline_s: float = DEFAULT_DEADLINE_S  # the whole reply, however the server trickles
 
     @property
     def key_var(self) -> str:
@@ -77,20 +85,39 @@ def read_config(workspace: Path | None) -> dict:
         raise ConfigError(f"{CONFIG_NAME} is not valid TOML: {exc}") from None
 
 
-def _number(value, name: str, kind, low, high):
+ENV_VARS = {"backend": "TINY_LLM_TUTOR_LLM", "model": "TINY_LLM_TUTOR_MODEL",
+            "base_url": "TINY_LLM_TUTOR_BASE_URL", "timeout_s": "TINY_LLM_TUTOR_TIMEOUT",
+            "deadline_s": "TINY_LLM_TUTOR_DEADLINE"}
+
+
+def _setting(table: dict, key: str, default):
+    """A setting's value and the name of the environment variable it came from ("" when
+    from the file or the default), so that an error blames the right place."""
+    env = ENV_VARS.get(key, "")
+    if env and os.environ.get(env):
+        return os.environ[env], env
+    return table.get(key, default), ""
+
+
+def _bad(key: str, env: str, problem: str) -> ConfigError:
+    where = f"the environment variable {env}" if env else f"{CONFIG_NAME}: llm.{key}"
+    return ConfigError(f"{where} {problem}", env)
+
+
+def _number(table: dict, key: str, default, kind, low, high):
+    value, env = _setting(table, key, default)
     try:
         v = kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{CONFIG_NAME}: llm.{name} must be a number, not {value!r}") from None
+        raise _bad(key, env, f"must be a number, not {value!r}") from None
     if not low <= v <= high:
-        raise ConfigError(f"{CONFIG_NAME}: llm.{name} must be between {low} and {high}")
+        raise _bad(key, env, f"must be between {low} and {high}, not {value!r}")
     return v
 
 
 def load_llm_config(workspace: Path | None) -> LLMConfig:
-    """The coach's backend: the workspace file, overridden by TINY_LLM_TUTOR_LLM,
-    TINY_LLM_TUTOR_MODEL, TINY_LLM_TUTOR_BASE_URL and TINY_LLM_TUTOR_TIMEOUT; keys come
-    from the environment only (ANTHROPIC_API_KEY, OPENAI_API_KEY)."""
+    """The coach's backend: the workspace file, overridden by the environment variables of
+    ``ENV_VARS``; keys come from the environment only (ANTHROPIC_API_KEY, OPENAI_API_KEY)."""
     table = read_config(workspace).get("llm", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{CONFIG_NAME}: [llm] must be a table")
@@ -101,19 +128,17 @@ def load_llm_config(workspace: Path | None) -> LLMConfig:
                               "from the file")
         if k not in LLM_KEYS:
             raise ConfigError(f"{CONFIG_NAME}: unknown key llm.{k} (allowed: {', '.join(LLM_KEYS)})")
-    backend = os.environ.get("TINY_LLM_TUTOR_LLM") or table.get("backend") or "offline"
+    backend, env = _setting(table, "backend", "offline")
     if backend not in BACKENDS:
-        raise ConfigError(f"{CONFIG_NAME}: llm.backend must be one of {', '.join(BACKENDS)}, "
-                          f"not {backend!r}")
-    model = os.environ.get("TINY_LLM_TUTOR_MODEL") or table.get("model") or (
-        DEFAULT_ANTHROPIC_MODEL if backend == "anthropic" else "")
-    base_url = os.environ.get("TINY_LLM_TUTOR_BASE_URL") or table.get("base_url") or (
-        DEFAULT_OPENAI_BASE_URL if backend == "openai" else "")
-    base_url = str(base_url).strip()
+        raise _bad("backend", env, f"must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    model, _ = _setting(table, "model", "")
+    model = model or (DEFAULT_ANTHROPIC_MODEL if backend == "anthropic" else "")
+    base_url, env = _setting(table, "base_url", "")
+    base_url = str(base_url or (DEFAULT_OPENAI_BASE_URL if backend == "openai" else "")).strip()
     if base_url and not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{CONFIG_NAME}: llm.base_url must start with http:// or https://")
-    max_tokens = _number(table.get("max_tokens", DEFAULT_MAX_TOKENS), "max_tokens", int, 16, 32000)
-    timeout = _number(os.environ.get("TINY_LLM_TUTOR_TIMEOUT") or table.get("timeout_s", DEFAULT_TIMEOUT_S),
-                      "timeout_s", float, 0.1, 600)
+        raise _bad("base_url", env, "must start with http:// or https://")
+    max_tokens = _number(table, "max_tokens", DEFAULT_MAX_TOKENS, int, 16, 32000)
+    timeout = _number(table, "timeout_s", DEFAULT_TIMEOUT_S, float, 0.1, 600)
+    deadline = _number(table, "deadline_s", DEFAULT_DEADLINE_S, float, 1, 3600)
     key = os.environ.get(KEY_VARS.get(backend, ""), "") if backend in KEY_VARS else ""
-    return LLMConfig(backend, str(model), base_url, key.strip(), max_tokens, timeout)
+    return LLMConfig(backend, str(model), base_url, key.strip(), max_tokens, timeout, deadline)

@@ -143,7 +143,8 @@ def llm_finding(workspace: Path | None) -> Finding:
     try:
         cfg = config.load_llm_config(workspace)
     except config.ConfigError as exc:
-        return Finding("llm", "warn", str(exc), f"fix {config.CONFIG_HINT}")
+        return Finding("llm", "warn", str(exc), f"fix or unset {exc.env}" if exc.env
+                       else f"fix {config.CONFIG_HINT}")
     if cfg.backend == "offline":
         return Finding("llm", "info", "Coach: offline (scripted Socratic questions; no LLM)",
                        "to use an LLM, see `[llm]` in tiny-llm-tutor.toml or README's LLM section")
