@@ -10,6 +10,7 @@ import pytest
 
 from tutor import paths
 from tutor.curriculum import CurriculumError, load_course, load_lesson
+from tutor.workspace import stub_of
 
 LESSON = "week1/day1.1-attention.yaml"
 
@@ -153,12 +154,11 @@ def _top_level(path):
 def test_every_task_names_real_files_and_symbols():
     """Each (file, symbol) pair of every task exists in the shipped stubs: a Python symbol
     is defined at top level of that very file; a kernel file exists."""
-    root = paths.content_root()
     for lesson in load_course().lessons:
         for task in lesson.tasks:
             assert task.edits, (lesson.id, task.id)
             for e in task.edits:
-                f = root / e.path
+                f = stub_of(e.path)
                 assert f.is_file(), (lesson.id, task.id, e.path)
                 if e.in_impl and e.symbol:
                     assert e.symbol in _top_level(f), (lesson.id, task.id, e)
@@ -209,11 +209,10 @@ def test_readmes_and_kernel_stubs_use_the_same_book_mapping():
     says (book_terms for lesson 2.2, the merged days, the edition)."""
     from tutor.doctor import BOOK_COMMIT, BOOK_TREE, LIVE_SITE
 
-    root = paths.content_root()
     repo = Path(__file__).resolve().parents[1]
     terms = load_course().lesson("2.2").book_terms
     readme = (repo / "README.md").read_text()
-    kernels = (root / "kernels" / "README.md").read_text()
+    kernels = (paths.kernels_dir() / "README.md").read_text()
     for book, ours in terms:
         assert f"| `{book}` | `{ours}` |" in readme, book
         assert f"`{book}`" in kernels or book in kernels, book
@@ -222,7 +221,7 @@ def test_readmes_and_kernel_stubs_use_the_same_book_mapping():
         assert "2.2–2.3" in text and "2.4–2.5" in text
     assert BOOK_COMMIT in readme and BOOK_TREE in readme and LIVE_SITE in readme
     for stub in ("quantized_matmul.cpp", "flash_attention.cpp"):
-        src = (root / "kernels" / "src" / stub).read_text()
+        src = (paths.kernels_dir() / "src" / stub).read_text()
         for needle in ("src/extensions/", "tiny-llm-tutor build-kernels", "pdm run build-ext",
                        "tiny-llm-tutor check day2."):
             assert needle in src, (stub, needle)

@@ -55,7 +55,7 @@ def test_every_rung_below_the_plan_ends_with_a_question(lesson):
 
 
 def _cxx_standard() -> str:
-    text = (paths.content_root() / "kernels" / "CMakeLists.txt").read_text()
+    text = (paths.kernels_dir() / "CMakeLists.txt").read_text()
     return re.search(r"CMAKE_CXX_STANDARD\s+(\d+)", text).group(1)
 
 

@@ -34,7 +34,7 @@ def learner_skeleton_ext(tmp_path_factory) -> Path:
     from tutor.kernels_build import build
 
     dest = tmp_path_factory.mktemp("skeleton") / "kernels"
-    shutil.copytree(REPO / "kernels", dest,
+    shutil.copytree(paths.kernels_dir(), dest,
                     ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
     result = build(dest)
     if not result.ok:

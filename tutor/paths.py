@@ -2,6 +2,12 @@
 
 A wheel carries the course content inside the package (``tutor/_bundle``); a source
 checkout or an editable install reads it from the top of the repository.
+
+The stubs a new workspace starts from, and that ``reset`` restores, live in ``stubs/impl``
+and ``stubs/kernels``, never in the repository's own ``impl/`` and ``kernels/``: the
+repository is also a learner's workspace, and a learner working in it edits those two.
+Copying them would hand a new workspace someone's solutions, and make ``reset`` "restore"
+to them. ``stubs/`` is the pristine, committed copy nobody works in; change a stub there.
 """
 
 from __future__ import annotations
@@ -28,12 +34,19 @@ def checks_dir() -> Path:
     return content_root() / "checks"
 
 
+def stubs_root() -> Path:
+    """Holds ``impl/`` and ``kernels/`` as shipped: a workspace path such as
+    ``impl/basics.py`` names its stub relative to this folder."""
+    return content_root() / "stubs"
+
+
 def stubs_dir() -> Path:
-    return content_root() / "impl"
+    return stubs_root() / "impl"
 
 
 def kernels_dir() -> Path:
-    return content_root() / "kernels"
+    """The kernels/ skeleton as shipped (not any learner's kernels/)."""
+    return stubs_root() / "kernels"
 
 
 def answer_key_dir() -> Path:

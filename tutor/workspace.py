@@ -74,13 +74,14 @@ def init_workspace(target: Path) -> list[str]:
     else:
         (target / "kernels").mkdir()
     made.append("kernels/  (your C++/Metal extension, week 2)")
-    link = target / "curriculum"
+    # A link to the lessons the tutor reads, or nothing: a copy would look editable
+    # while the tutor kept reading the installed lessons.
+    lessons = paths.curriculum_dir()
     try:
-        link.symlink_to(paths.curriculum_dir(), target_is_directory=True)
-        made.append(f"curriculum -> {paths.curriculum_dir()}  (the lessons, read-only)")
+        (target / "curriculum").symlink_to(lessons, target_is_directory=True)
+        made.append(f"curriculum -> {lessons}  (the lessons the tutor reads, read-only)")
     except OSError:
-        shutil.copytree(paths.curriculum_dir(), link, ignore=_IGNORE)
-        made.append("curriculum/  (a copy of the lessons)")
+        made.append(f"(no curriculum link: links are not allowed here; the lessons are in {lessons})")
     for name in TEMPLATES:
         shutil.copyfile(paths.template(name), target / name)
         made.append(name)
@@ -149,7 +150,7 @@ def locate_symbol(package: Path, symbol: str) -> str | None:
 
 def stub_of(rel: str) -> Path:
     """The shipped stub of a workspace file (``impl/basics.py``, ``kernels/src/x.cpp``)."""
-    return paths.content_root() / rel
+    return paths.stubs_root() / rel
 
 
 def day_edits(lesson) -> dict[str, list[str]]:
