@@ -617,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tutor.checking.procs import install_reaper
+
+    install_reaper()  # a killed CLI or a closed terminal takes its check processes along
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
