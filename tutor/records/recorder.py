@@ -87,9 +87,13 @@ def progress_rows(course, state: dict) -> list[dict]:
 
 def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
     """The progress table (see :func:`progress_rows`) after rewriting the tracker. Reads
-    without the lock, so it works while a tutor is open."""
+    without the lock, so it works while a tutor is open. Records that cannot be read
+    leave the tracker as it is: it is the learner's last good view of their history."""
     state, notice = read_state(workspace)
-    write_tracker(workspace, state, course)
+    if notice is None:
+        write_tracker(workspace, state, course)
+    else:
+        notice += " The tracker was left as it was."
     return ({"workspace": str(workspace), "current_day": state.get("current_day"),
              "tracker": str(tracker_path(workspace)),
              "weeks": progress_rows(course, state)}, notice)

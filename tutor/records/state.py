@@ -7,7 +7,10 @@ workspace is refused: :class:`StateStore` takes a non-blocking ``fcntl.flock`` o
 
 A file that is not valid JSON or not our schema is moved aside to
 ``progress/state.json.bak`` (``state.json.<UTC stamp>.bak`` when that exists), fresh
-records are started, and :attr:`StateStore.notice` holds one line for the learner.
+records are started, and :attr:`StateStore.notice` holds one line for the learner. A
+wrong field inside an otherwise sound file is repaired alone (:mod:`tutor.records.repair`,
+the file as it was copied to the same backup name). A newer tutor's file is never touched:
+opening raises :class:`NewerState`, which asks the learner to upgrade.
 
 Layout (schema_version 1)::
 
@@ -57,7 +60,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tutor.records._util import day_id, parse_iso, to_iso, utc_now
-from tutor.records.atomic import atomic_write_text, temp_files_for
+from tutor.records.atomic import atomic_write_bytes, atomic_write_text, temp_files_for
+from tutor.records.repair import repair_fields
+from tutor.records.repair import summary as repair_summary
 from tutor.records.mastery import (
     ACTIVITY_GAP_S,
     DEFAULT_LADDER_RUNGS,
@@ -78,6 +83,7 @@ __all__ = [
     "StateError",
     "StateLocked",
     "CorruptState",
+    "NewerState",
     "SCHEMA",
     "SCHEMA_VERSION",
     "empty_state",
@@ -129,6 +135,18 @@ class CorruptState(StateError):
     """``state.json`` is not valid JSON or not our schema."""
 
 
+class NewerState(StateError):
+    """``state.json`` was written by a newer tutor: left as it is, never set aside."""
+
+    def __init__(self, version: int):
+        self.version = version
+        super().__init__(
+            f"progress/state.json was written by a newer tiny-llm-tutor (records version "
+            f"{version}; this one reads up to {SCHEMA_VERSION}); it was left as it is: "
+            "upgrade with `pip install -U tiny-llm-tutor`"
+        )
+
+
 # --------------------------------------------------------------------------- schema
 
 
@@ -174,22 +192,17 @@ _DAY_TEMPLATE: dict[str, Any] = {
     "coach": {"asked": []},
 }
 
-_TOP_TYPES = {"sessions": list, "days": dict}
-
 
 def new_day() -> dict:
     return copy.deepcopy(_DAY_TEMPLATE)
 
 
-def _type_name(t: type) -> str:
-    return {list: "a list", dict: "an object", int: "a number", bool: "true/false"}.get(t, t.__name__)
+def validate_state(data: Any, repairs: list[str] | None = None) -> dict:
+    """Check the document's shape; fill in keys a valid older write may lack, and repair
+    wrong fields one by one (a note per repair goes to ``repairs``).
 
-
-def validate_state(data: Any) -> dict:
-    """Check the document's shape; fill in keys a valid older write may lack.
-
-    Returns the (normalised, same object) state. Raises :class:`CorruptState` with a
-    short reason for anything else.
+    Returns the (normalised, same object) state. Raises :class:`NewerState` for a newer
+    tutor's file and :class:`CorruptState` for one that is not our schema.
     """
     if not isinstance(data, dict):
         raise CorruptState("not a JSON object")
@@ -199,44 +212,18 @@ def validate_state(data: Any) -> dict:
     if not isinstance(version, int) or isinstance(version, bool):
         raise CorruptState("schema_version missing")
     if version > SCHEMA_VERSION:
-        raise CorruptState(f"schema_version {version} is newer than this tutor's {SCHEMA_VERSION}")
+        raise NewerState(version)
     if version < 1:
         raise CorruptState(f"schema_version {version} is not a known version")
     # (future) migrations from older versions go here, one step at a time.
-    for key, typ in _TOP_TYPES.items():
-        if key in data and not isinstance(data[key], typ):
-            raise CorruptState(f"'{key}' is not {_type_name(typ)}")
-    data.setdefault("created", data.get("updated"))
-    data.setdefault("updated", data.get("created"))
-    data.setdefault("current_day", None)
-    data.setdefault("last_activity", None)
-    data.setdefault("sessions", [])
-    data.setdefault("days", {})
-    if data["current_day"] is not None and not isinstance(data["current_day"], str):
-        raise CorruptState("'current_day' is not a day id")
-    for s in data["sessions"]:
-        if not isinstance(s, dict):
-            raise CorruptState("a session entry is not an object")
-        s.setdefault("end", None)
-        if not isinstance(s.setdefault("days", []), list):
-            raise CorruptState("a session's 'days' is not a list")
-    for day, rec in data["days"].items():
-        if not isinstance(rec, dict):
-            raise CorruptState(f"day {day!r} is not an object")
-        for key, default in _DAY_TEMPLATE.items():
-            if key not in rec:
-                rec[key] = copy.deepcopy(default)
-            elif isinstance(default, (list, dict)) and not isinstance(rec[key], type(default)):
-                raise CorruptState(f"day {day}: '{key}' is not {_type_name(type(default))}")
-            elif key in ("active_seconds", "attempts_total", "fails_before_pass") and (
-                not isinstance(rec[key], (int, float)) or isinstance(rec[key], bool)
-            ):
-                raise CorruptState(f"day {day}: '{key}' is not a number")
+    notes = repair_fields(data, _DAY_TEMPLATE)
+    if repairs is not None:
+        repairs.extend(notes)
     data["schema_version"] = SCHEMA_VERSION
     return data
 
 
-def _parse(raw: bytes) -> dict:
+def _parse(raw: bytes, repairs: list[str] | None = None) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -247,15 +234,16 @@ def _parse(raw: bytes) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise CorruptState(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    return validate_state(data)
+    return validate_state(data, repairs)
 
 
 def read_state(workspace: Path | str) -> tuple[dict, str | None]:
     """Read the state without the lock and without changing anything on disk.
 
     For read-only views (``progress``) that may run while a tutor is open. Returns
-    ``(state, notice)``; a missing file gives an empty state, a corrupt one an empty state
-    and a notice (the file is left where it is -- only :class:`StateStore` moves it).
+    ``(state, notice)``; a missing file gives an empty state, an unreadable or newer one an
+    empty state and a notice (the file is left where it is -- only :class:`StateStore`
+    moves a corrupt one), so a notice means the state is not the learner's records.
     """
     path = state_path(workspace)
     try:
@@ -264,6 +252,8 @@ def read_state(workspace: Path | str) -> tuple[dict, str | None]:
         return empty_state(), None
     try:
         return _parse(raw), None
+    except NewerState as e:
+        return empty_state(), f"{str(e)[:1].upper()}{str(e)[1:]}."
     except CorruptState as e:
         return empty_state(), f"progress/state.json is unreadable ({e}); showing empty records"
 
@@ -428,8 +418,9 @@ class StateStore:
             self.state = empty_state(now)
             self._dirty = False
             return
+        repairs: list[str] = []
         try:
-            self.state = _parse(raw)
+            self.state = _parse(raw, repairs)  # NewerState goes up: the file stays as it is
             self._dirty = False
         except CorruptState as e:
             backup = self._move_aside(now)
@@ -440,8 +431,23 @@ class StateStore:
                 f"Your progress file progress/state.json was unreadable ({e}); "
                 f"it was kept as {rel} and fresh records were started."
             )
+            return
+        if repairs:
+            backup = self._backup_path(now)
+            atomic_write_bytes(backup, raw)
+            self.save()
+            self.notice = (
+                f"Your progress file progress/state.json had wrong fields, repaired: "
+                f"{repair_summary(repairs)}; the rest of your records are kept (the file as "
+                f"it was is in progress/{backup.name})."
+            )
 
     def _move_aside(self, now: datetime | None) -> Path:
+        backup = self._backup_path(now)
+        os.replace(self.path, backup)
+        return backup
+
+    def _backup_path(self, now: datetime | None) -> Path:
         backup = self.progress_dir / "state.json.bak"
         if backup.exists():
             stamp = utc_now(now).strftime("%Y%m%dT%H%M%SZ")
@@ -450,7 +456,6 @@ class StateStore:
             while backup.exists():
                 backup = self.progress_dir / f"state.json.{stamp}-{n}.bak"
                 n += 1
-        os.replace(self.path, backup)
         return backup
 
     # -- helpers ------------------------------------------------------------------------
