@@ -94,13 +94,15 @@ def _progress(ws: Path, monkeypatch, capsys, *args) -> tuple[int, str]:
     return rc, out.out + out.err
 
 
+@pytest.mark.parametrize("as_json", [False, True])
 @pytest.mark.parametrize("text", ["{broken", json.dumps({"schema": SCHEMA, "schema_version": 99})])
-def test_progress_never_writes_an_empty_tracker_over_the_real_one(tmp_path, monkeypatch, capsys, text):
+def test_progress_never_writes_an_empty_tracker_over_the_real_one(tmp_path, monkeypatch, capsys,
+                                                                  text, as_json):
     tracker = tmp_path / "progress" / "tiny-llm-tracker.md"
     tracker.parent.mkdir(parents=True)
     tracker.write_text("# my real tracker\n")
     _write_state(tmp_path, text)
-    rc, out = _progress(tmp_path, monkeypatch, capsys)
+    rc, out = _progress(tmp_path, monkeypatch, capsys, *(["--json"] if as_json else []))
     assert rc == 0
     assert tracker.read_text() == "# my real tracker\n"
     assert "state.json" in out and "tracker" in out

@@ -89,6 +89,7 @@ def cmd_check(args) -> int:
     record = ws is not None and (args.impl is None or impl == (ws / "impl").resolve())
     out = _console()
     results = []
+    notices: list[str] = []  # about the records: shown after the results, never instead
 
     printers: dict[str, _ProgressPrinter] = {}
 
@@ -105,7 +106,9 @@ def cmd_check(args) -> int:
         with_questions(result, course.pitfall_questions(lesson.id))
         results.append(result)
         if record:
-            _record_check(ws, course, lesson, result, out if not args.json else None)
+            notice = _record_check(ws, course, lesson, result)
+            if notice and notice not in notices:
+                notices.append(notice)
         if not args.json:
             if result["day"] in printers:
                 printers[result["day"]].finish(result)
@@ -116,19 +119,41 @@ def cmd_check(args) -> int:
     elif len(results) > 1:
         passed = sum(r["status"] == "pass" for r in results)
         out.print(f"\n[bold]{passed} of {len(results)} days pass.[/bold]")
+    for notice in notices:  # stdout stays the JSON alone with --json
+        (_console(stderr=True) if args.json else out).print(
+            f"[yellow]{_escape(notice)}[/yellow]", soft_wrap=True)
     return EXIT_OK if all(r["status"] == "pass" for r in results) else EXIT_FAIL
 
 
-def _record_check(ws: Path, course, lesson, result: dict, out) -> None:
-    """Log the attempt and refresh the tracker; records trouble never hides the results."""
+def _record_check(ws: Path, course, lesson, result: dict) -> str | None:
+    """Log the attempt and refresh the tracker; returns a line for the learner, if any.
+    Records trouble never hides the results, nor changes the exit code."""
     from tutor.records import recorder
+    from tutor.records.state import StateError
 
     try:
-        notice = recorder.record_check(ws, course, lesson, result)
+        return recorder.record_check(ws, course, lesson, result)
     except recorder.RecordsBusy as exc:
-        notice = f"Results not recorded: {exc}"
-    if notice and out is not None:
-        out.print(f"[yellow]{notice}[/yellow]")
+        return f"Results not recorded: {exc}"
+    except (OSError, StateError) as exc:
+        return f"Results not recorded: {_records_trouble(exc, ws)}"
+
+
+def _records_trouble(exc: Exception, ws: Path | None) -> str:
+    """One line on why the records could not be written (a read-only folder, a full
+    disk, a newer tutor's state.json)."""
+    from tutor.records.state import StateError
+
+    if isinstance(exc, StateError):
+        return str(exc).replace("\n", " ")
+    where = exc.filename if isinstance(exc, OSError) and exc.filename else None
+    if where and ws is not None:
+        try:
+            where = str(Path(where).resolve().relative_to(Path(ws).resolve()))
+        except ValueError:
+            pass
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"the records could not be written ({why}{f': {where}' if where else ''})."
 
 
 class _ProgressPrinter:
@@ -235,10 +260,12 @@ def cmd_progress(args) -> int:
     summary, notice = recorder.progress_summary(ws, course)
     if args.json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        if notice:
+            _console(stderr=True).print(f"[yellow]{_escape(notice)}[/yellow]", soft_wrap=True)
         return EXIT_OK
     out = _console()
     if notice:
-        out.print(f"[yellow]{notice}[/yellow]")
+        out.print(f"[yellow]{_escape(notice)}[/yellow]", soft_wrap=True)
     from rich import box
     from rich.table import Table
 
@@ -426,7 +453,7 @@ def cmd_start(args) -> int:
     """The full-screen tutor. The records are taken before the app starts, so a second
     tutor on the same workspace gets one clear line (exit 2), not a traceback."""
     from tutor.engine import TutorSession
-    from tutor.records.state import StateLocked
+    from tutor.records.state import StateError, StateLocked
 
     course = _course()
     if args.target:
@@ -441,12 +468,35 @@ def cmd_start(args) -> int:
     except StateLocked as exc:  # one line, never wrapped, no traceback
         sys.stderr.write(f"Cannot start: {exc}.\n")
         return EXIT_USAGE
+    except (OSError, StateError) as exc:
+        _drop(session)
+        sys.stderr.write(f"Cannot start: {_records_trouble(exc, ws)}\n")
+        return EXIT_USAGE
     try:
         from tutor.tui import run
 
         return run(session)
     finally:
+        _close(session, ws)
+
+
+def _close(session, ws: Path) -> None:
+    """End the session; records that cannot be written at the end are one line."""
+    from tutor.records.state import StateError
+
+    try:
         session.close()
+    except (OSError, StateError) as exc:
+        _drop(session)
+        sys.stderr.write(f"Session not recorded: {_records_trouble(exc, ws)}\n")
+
+
+def _drop(session) -> None:
+    """Let go of the records after a failed write (the lock must not outlive us)."""
+    try:
+        session.store.close()
+    except Exception:  # noqa: BLE001 - the write already failed once; it was reported
+        session.store._release_lock()
 
 
 # --------------------------------------------------------------------------- coach: hint / ask
@@ -469,8 +519,10 @@ def _open_session(day_text: str, verb: str):
     except StateLocked as exc:
         text = str(exc)
         raise UsageError(text[:1].upper() + text[1:] + ".") from None
-    except StateError as exc:
-        raise UsageError(f"The progress records cannot be opened: {exc}") from None
+    except (OSError, StateError) as exc:
+        _drop(session)
+        raise UsageError(f"The progress records cannot be opened: "
+                         f"{_records_trouble(exc, ws)}") from None
     if session.notice:
         _console(stderr=True).print(f"[yellow]{_escape(session.notice)}[/yellow]")
     if len(route.days) > 1:
@@ -496,7 +548,7 @@ def cmd_hint(args) -> int:
             sys.stdout.write(ev.text.rstrip("\n") + "\n")
         sys.stdout.flush()
     finally:
-        session.close()
+        _close(session, session.workspace)
     return EXIT_OK
 
 
@@ -527,7 +579,7 @@ def cmd_ask(args) -> int:
             sys.stdout.write("\n")
         sys.stdout.flush()
     finally:
-        session.close()
+        _close(session, session.workspace)
     return EXIT_OK
 
 
