@@ -142,3 +142,17 @@ def test_network_down_reaching_the_real_api():
 def test_the_key_is_not_in_the_config_repr():
     cfg = LLMConfig("anthropic", "m", "", KEY)
     assert KEY not in repr(cfg) and KEY not in cfg.describe()
+
+
+def test_pings_do_not_outlast_the_reply_deadline(server):
+    """Issue 10: ping events (which the SDK swallows) kept the read timeout from firing."""
+    server.mode, server.cut_after, server.keepalive_s = "keepalive", 1, 0.5
+    # The deadline counts from the first read of the reply, the SDK's import included.
+    b = AnthropicBackend(LLMConfig("anthropic", "claude-test", server.base_url, KEY, 256, 1.0,
+                                   3.0))
+    out, err, secs = run(b)
+    assert 2.9 < secs < 5.0
+    assert out == DEFAULT_CHUNKS[:1] and err.partial == DEFAULT_CHUNKS[0]
+    assert err.notice.endswith("was still answering after 3 s (llm.deadline_s); the reply was "
+                               "cut off.")
+    assert KEY not in err.notice and len(server.requests) == 1

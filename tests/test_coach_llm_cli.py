@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures.fake_llm import FakeAnthropic
+from fixtures.fake_llm import FakeAnthropic, FakeOpenAI
 from test_cli import tutor
 
 from tutor.checking.runner import child_env
@@ -146,3 +146,19 @@ def test_python_m_works_too(ws):
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, **_offline_env()})
     assert r.returncode == 0 and r.stdout.strip()
+
+
+def test_ask_ends_at_the_reply_deadline_despite_keep_alives(ws):
+    """Issue 10: a server sending ": keep-alive" every 2 s held `ask` forever with a 3 s
+    timeout; the reply deadline ends it with the partial text kept and marked."""
+    with FakeOpenAI(["Which axis ", "does softmax ", "run over?"]) as srv:
+        srv.mode, srv.cut_after, srv.keepalive_s = "keepalive", 2, 2.0
+        env = _offline_env(TINY_LLM_TUTOR_LLM="openai", TINY_LLM_TUTOR_BASE_URL=srv.base_url,
+                           TINY_LLM_TUTOR_TIMEOUT="3", TINY_LLM_TUTOR_DEADLINE="4")
+        t = time.perf_counter()
+        r = tutor("ask", "day1.1", "why does my mask do nothing?", cwd=ws, env=env)
+    assert time.perf_counter() - t < 20
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Which axis does softmax") and "[reply interrupted]" in r.stdout
+    assert "after 4 s (llm.deadline_s)" in r.stderr and "offline coach answers" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

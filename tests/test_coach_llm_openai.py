@@ -4,6 +4,7 @@ downloads), plus protocol failures against a local fake server."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -161,3 +162,21 @@ def test_the_coach_end_to_end_on_the_real_server(mlx_server, tmp_path):
     stored = json.loads(chat_path(ws, "1.1").read_text())["messages"]
     assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
     assert {m.get("source") for m in stored if m["role"] == "assistant"} == {"openai"}
+
+
+@pytest.mark.parametrize("after, words", [
+    (2, "was still answering after 4 s (llm.deadline_s); the reply was cut off."),
+    (0, "sent no reply within 4 s (llm.deadline_s)."),
+])
+def test_keep_alives_do_not_outlast_the_reply_deadline(fake, after, words):
+    """Issue 10: keep-alive comments every 2 s kept a 3 s read timeout from ever firing."""
+    fake.mode, fake.cut_after, fake.keepalive_s = "keepalive", after, 2.0
+    cfg = dataclasses.replace(config(fake.base_url, timeout=3.0), deadline_s=4.0)
+    got, t = [], time.perf_counter()
+    with pytest.raises(BackendError) as err:
+        for d in OpenAIBackend(cfg).stream("s", MSGS):
+            got.append(d)
+    assert 3.9 < time.perf_counter() - t < 6.0
+    assert got == DEFAULT_CHUNKS[:after] and err.value.partial == "".join(got)
+    assert err.value.notice.endswith(words)
+    assert len(fake.requests) == 1

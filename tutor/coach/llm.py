@@ -7,7 +7,7 @@ reply's text deltas.
   (``mlx_lm.server``, Ollama, llama.cpp, vLLM), spoken with the standard library.
 
 Every failure -- missing key, refused key, rate limit, overload, timeout, no network, a
-stream cut midway -- becomes one :class:`BackendError` carrying a one-line notice for the
+stream cut midway, a reply still unfinished at ``llm.deadline_s`` -- becomes one :class:`BackendError` carrying a one-line notice for the
 learner and the text received so far. Notices are built from our own words, the HTTP
 status and the server's host only: never from a server's or library's message, so a key
 can never travel through them. One attempt per question: no retries.
@@ -21,6 +21,7 @@ import ssl
 from typing import Iterator, Protocol
 from urllib.parse import urlsplit
 
+from tutor.coach.deadline import Deadline, response_socket, shut
 from tutor.config import LLMConfig, server_host
 
 CONNECT_TIMEOUT_S = 5.0
@@ -67,6 +68,18 @@ def clean_messages(messages: list[dict]) -> list[dict]:
         else:
             out.append({"role": role, "content": content})
     return out
+
+
+def _within_deadline(who: str, seconds: float, run) -> Iterator[str]:
+    """``run(deadline)``'s deltas; a failure after the deadline passed is reported as the
+    deadline (the shut socket looks like a broken connection to the code reading it)."""
+    with Deadline(seconds) as deadline:
+        try:
+            yield from run(deadline)
+        except BackendError as exc:
+            if deadline.expired:
+                raise BackendError(deadline.notice(who, exc.partial), exc.partial) from None
+            raise
 
 
 def _class_names(exc: BaseException) -> set[str]:
@@ -133,6 +146,10 @@ class AnthropicBackend:
         return anthropic.Anthropic(**kwargs)
 
     def stream(self, system: str, messages: list[dict]) -> Iterator[str]:
+        return _within_deadline(self.who, self.config.deadline_s,
+                                lambda deadline: self._stream(system, messages, deadline))
+
+    def _stream(self, system: str, messages: list[dict], deadline: Deadline) -> Iterator[str]:
         cfg = self.config
         if not cfg.api_key and not cfg.base_url:
             raise BackendError("Claude is not set up: ANTHROPIC_API_KEY is not set.")
@@ -150,7 +167,10 @@ class AnthropicBackend:
                 model=cfg.model, max_tokens=cfg.max_tokens, system=system,
                 messages=clean_messages(messages),
             ) as events:
+                deadline.on_expire(lambda: _close_response(events.response))
                 for event in events:
+                    if deadline.expired:
+                        raise BackendError(deadline.notice(self.who, partial), partial)
                     etype = getattr(event, "type", "")
                     if etype == "content_block_delta":
                         delta = getattr(event, "delta", None)
@@ -201,6 +221,14 @@ class AnthropicBackend:
         return f"{who} answered with HTTP {status}."
 
 
+def _close_response(response) -> None:
+    sock = response_socket(response)
+    if sock is not None:
+        shut(sock)
+    else:
+        response.close()
+
+
 def _is_transport(exc: BaseException) -> bool:
     return bool(_class_names(exc) & {"TransportError", "NetworkError", "TimeoutException",
                                      "OSError", "HTTPException"})
@@ -228,6 +256,10 @@ class OpenAIBackend:
         return u, path
 
     def stream(self, system: str, messages: list[dict]) -> Iterator[str]:
+        return _within_deadline(self.who, self.config.deadline_s,
+                                lambda deadline: self._stream(system, messages, deadline))
+
+    def _stream(self, system: str, messages: list[dict], deadline: Deadline) -> Iterator[str]:
         cfg = self.config
         u, path = self._url()
         body = {"messages": [{"role": "system", "content": system}, *clean_messages(messages)],
@@ -248,6 +280,7 @@ class OpenAIBackend:
         try:
             try:
                 conn.connect()
+                deadline.on_expire(lambda: shut(conn.sock))
                 conn.sock.settimeout(cfg.timeout_s)
                 conn.request("POST", path + (f"?{u.query}" if u.query else ""),
                              body=json.dumps(body).encode("utf-8"), headers=headers)
