@@ -15,6 +15,7 @@ from typing import Callable
 from tutor import dayids
 from tutor.coach import ladder
 from tutor.grading import Grade, grade
+from tutor.records.insights import insight_due, insight_to_ask
 from tutor.records.mastery import Status, assess
 from tutor.records.recorder import changed_files, parse_time, refresh_documents
 from tutor.records.state import StateStore
@@ -170,10 +171,28 @@ class TutorSession:
             self.store.record_concept_answer(self.lesson.id, qid, text, g.correct)
         return g
 
-    def insight(self, text: str) -> None:
+    def insight_due(self, day: str | None = None) -> bool:
+        """Ask for the day's key idea now? (once, after the day first passes)"""
         with self.lock:
-            self.store.record_insight(self.lesson.id, text)
-            refresh_documents(self.workspace, self.store, self.course, self.lesson)
+            return insight_due(self.day_record(day))
+
+    def insight_to_ask(self) -> str | None:
+        """The day whose key idea to ask for as the tutor opens, if any."""
+        with self.lock:
+            return insight_to_ask(self.store.state, self.lesson.id)
+
+    def insight(self, text: str, day: str | None = None) -> None:
+        lesson = self.course.lesson(day) if day else self.lesson
+        with self.lock:
+            self.store.record_insight(lesson.id, text)
+            if lesson is not self.lesson:  # an idea about another day is no move to it
+                self.store.look(self.lesson.id)
+            refresh_documents(self.workspace, self.store, self.course, lesson)
+
+    def skip_insight(self, day: str | None = None) -> None:
+        """The learner dismissed the prompt on a passing day: do not ask again."""
+        with self.lock:
+            self.store.record_insight_skipped(day or self.lesson.id)
 
     def question(self, text: str) -> None:
         with self.lock:

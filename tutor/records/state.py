@@ -34,6 +34,7 @@ Layout (schema_version 1)::
            "concept_answers": [{"time", "qid", "answer", "correct"}],
            "concepts": {qid: {"tries", "first_correct", "last_correct", "first_time", "last_time"}},
            "questions": [{"time", "text"}], "insights": [{"time", "text"}],
+           "insight_skipped": ISO | null,   # the after-pass insight prompt was dismissed
            "files_changed": {path: ISO},
            "coach": {"asked": [question id]}}   # the offline coach's questions asked, in order
 
@@ -188,6 +189,7 @@ _DAY_TEMPLATE: dict[str, Any] = {
     "concepts": {},
     "questions": [],
     "insights": [],
+    "insight_skipped": None,
     "files_changed": {},
     "coach": {"asked": []},
 }
@@ -715,6 +717,14 @@ class StateStore:
             rec["insights"].append({"time": to_iso(now), "text": text})
             _trim(rec["insights"], MAX_INSIGHTS)
         self._changed(day, now)
+
+    def record_insight_skipped(self, day: str, now: datetime | None = None) -> None:
+        """The learner dismissed the insight prompt after the day passed: remembered so the
+        tutor never asks again, even in a later session. Not an activity event."""
+        self._require_open()
+        day, now = day_id(day), utc_now(now)
+        self._day(day)["insight_skipped"] = to_iso(now)
+        self._changed(None, now)
 
     def record_files_changed(
         self, day: str, paths: Iterable[Path | str], now: datetime | None = None

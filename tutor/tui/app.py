@@ -13,6 +13,7 @@ import asyncio
 import subprocess
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -130,6 +131,9 @@ class TutorApp(App[int]):
             self.notify(self.session.notice, severity="warning", timeout=10)
         if self.session.route_note:  # `start day2.3`: which lesson covers the book's day
             self.notify(self.session.route_note, timeout=10)
+        pending = self.session.insight_to_ask()  # e.g. the day passed with `check` meanwhile
+        if pending:
+            self.call_after_refresh(self.ask_insight, pending)
 
     # ------------------------------------------------------------------ rendering
 
@@ -291,10 +295,7 @@ class TutorApp(App[int]):
         self.start_checks()
 
     def start_checks(self) -> None:
-        s = self.session
-        day = s.lesson.id
-        with s.lock:
-            was_passing = s.assessment().passing
+        day = self.session.lesson.id
         self.checking = True
         self.check_runs += 1
         self._cancelled = None
@@ -302,18 +303,17 @@ class TutorApp(App[int]):
         self._live = {"day": day, "plan": None, "done": {}, "running": None}
         self.render_results()
         self.refresh_status()
-        self._checks_worker(day, self._cancel, was_passing)
+        self._checks_worker(day, self._cancel)
 
     @work(thread=True, group="checks", exit_on_error=False, description="the check run")
-    def _checks_worker(self, day: str, cancel: threading.Event, was_passing: bool) -> None:
+    def _checks_worker(self, day: str, cancel: threading.Event) -> None:
         def on_event(ev: dict) -> None:
             self.post_message(CheckEvent(day, ev))
 
         result = self.session.run_checks(on_event=on_event, cancel=cancel)
         cancelled = cancel.is_set()
         text = None if cancelled else self.coach.after_checks(result)
-        self.post_message(ChecksDone(result.get("day", day), result, cancelled, text,
-                                     was_passing))
+        self.post_message(ChecksDone(result.get("day", day), result, cancelled, text))
         notice = self.coach.take_notice()
         if notice:
             self.post_message(Notice(notice, "warning"))
@@ -357,25 +357,28 @@ class TutorApp(App[int]):
             async with self._cards_lock:
                 await self.render_after_questions()
         passed = not msg.cancelled and result.get("status") == "pass"
-        if passed and not msg.was_passing and here:
-            self.celebrate()
+        if passed and here and self.session.insight_due(msg.day):
+            self.ask_insight(msg.day)
         if self._rerun and self.watching:
             self._rerun = False
             self.start_checks()
 
-    def celebrate(self) -> None:
+    def ask_insight(self, day: str) -> None:
+        """The celebration and the key-idea prompt (the engine says when it is due)."""
         from tutor.tui.screens import InsightScreen
 
-        lesson = self.session.lesson
+        lesson = self.session.course.lesson(day)
         self.bell()
         self.push_screen(InsightScreen(lesson.id, lesson.title, blink=self.blink),
-                         callback=self._insight_given)
+                         callback=partial(self._insight_given, lesson.id, True))
 
-    def _insight_given(self, text: str | None) -> None:
+    def _insight_given(self, day: str, passed: bool, text: str | None) -> None:
         if not text:
+            if passed:  # dismissing the after-pass prompt is an answer too: never ask again
+                self.session.skip_insight(day)
             self.notify("No insight recorded. Press i when you are ready to write one.")
             return
-        self.session.insight(text)
+        self.session.insight(text, day)
         self._q(ChatLog).add_notice(f"Your insight is in the session notes: “{text}”")
         self.notify("Saved to Key Insights in your session notes.")
         self.render_results()
@@ -577,7 +580,7 @@ class TutorApp(App[int]):
         passed = bool(attempts) and attempts[-1].get("status") == "pass"  # the latest run
         self.push_screen(InsightScreen(lesson.id, lesson.title, blink=self.blink,
                                        passed=passed),
-                         callback=self._insight_given)
+                         callback=partial(self._insight_given, lesson.id, passed))
 
     # ------------------------------------------------------------------ navigation
 

@@ -16,14 +16,12 @@ class CheckEvent(Message):
 
 
 class ChecksDone(Message):
-    def __init__(self, day: str, result: dict, cancelled: bool, coach_text: str | None,
-                 was_passing: bool) -> None:
+    def __init__(self, day: str, result: dict, cancelled: bool, coach_text: str | None) -> None:
         super().__init__()
         self.day = day
         self.result = result
         self.cancelled = cancelled
         self.coach_text = coach_text
-        self.was_passing = was_passing
 
 
 class CoachReply(Message):
