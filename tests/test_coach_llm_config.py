@@ -115,3 +115,27 @@ def test_a_bad_file_value_is_still_blamed_on_the_file(tmp_path):
         load_llm_config(tmp_path)
     assert str(err.value).startswith(f"{config.CONFIG_NAME}: llm.deadline_s must be between")
     assert err.value.env == ""
+
+
+def _claude_names(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\bclaude-[\w.-]*\w", text))
+
+
+def test_readme_and_the_workspace_file_name_the_code_s_default_model(tmp_path):
+    """Issue 10: the toml written by init and README named other models than the code."""
+    from tutor.paths import content_root
+    from tutor.workspace import init_workspace
+
+    init_workspace(tmp_path / "ws")
+    toml = (tmp_path / "ws" / config.CONFIG_NAME).read_text()
+    assert f'model = "{config.DEFAULT_ANTHROPIC_MODEL}"' in toml
+    assert _claude_names(toml) == {config.DEFAULT_ANTHROPIC_MODEL}
+    readme = (content_root() / "README.md")
+    if not readme.is_file():  # an installed wheel carries no README
+        pytest.skip("no README.md beside the package")
+    text = readme.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `model` |"))
+    assert f"`{config.DEFAULT_ANTHROPIC_MODEL}`" in row
+    assert _claude_names(text) <= {config.DEFAULT_ANTHROPIC_MODEL}

@@ -14,19 +14,20 @@ from datetime import datetime
 from pathlib import Path
 
 from tutor import paths
-from tutor.config import CONFIG_NAME
+from tutor.config import CONFIG_NAME, DEFAULT_ANTHROPIC_MODEL
 
 ENV_VAR = "TINY_LLM_TUTOR_WORKSPACE"
 TEMPLATES = ("CLAUDE.md", "AGENTS.md", "SESSION-TEMPLATE.md")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.so", "*.dylib")
 
-CONFIG_TEXT = """\
+# The default model comes from tutor.config, so the file never names another one.
+CONFIG_TEXT = f"""\
 # tiny-llm-tutor workspace settings.
 # The coach works offline by default. To be coached by an LLM, pick a backend:
 #
 # [llm]
 # backend = "anthropic"            # Claude; needs ANTHROPIC_API_KEY in the environment
-# model = "claude-sonnet-4-5"
+# model = "{DEFAULT_ANTHROPIC_MODEL}"  # the default
 # # base_url = "http://127.0.0.1:8080"   # any Anthropic-compatible server
 #
 # [llm]
