@@ -91,6 +91,11 @@ class TutorApp(App[int]):
         self._reply_md = None  # the coach's reply being streamed (a Markdown widget)
         self._reply_text = ""
         self._stream = None
+        # Each question is a numbered request; the chat shows only the one in flight, so
+        # a stopped reply's late chunks (already posted by its thread) cannot mix in.
+        self._ask_seq = 0
+        self._asking: int | None = None  # the request whose reply is being shown
+        self._ask_job: Worker | None = None
         self.errors: list[str] = []  # worker errors shown to the learner
 
     # ------------------------------------------------------------------ layout
@@ -392,22 +397,16 @@ class TutorApp(App[int]):
             return False
         if action == "cancel":
             return bool(self.checking or isinstance(self.focused, Input)
-                        or self._coach_running())
+                        or self._asking is not None)
         return True
 
-    def _coach_running(self) -> list:
-        return [w for w in self.workers
-                if w.group == "coach" and w.state == WorkerState.RUNNING]
-
-    def action_cancel(self) -> None:
+    async def action_cancel(self) -> None:
         if self.checking and self._cancel is not None:
             self._cancel.set()
             self.notify("Cancelling the check run…")
             return
-        coach_running = self._coach_running()
-        if coach_running:
-            for w in coach_running:
-                w.cancel()
+        if self._asking is not None:
+            await self._stop_reply("(reply interrupted)")
             return
         if isinstance(self.focused, Input):
             self._q(LessonTree).focus()
@@ -474,36 +473,53 @@ class TutorApp(App[int]):
         self._q(TabbedContent).active = "coach-tab"
 
     @on(Input.Submitted, "#chat-input")
-    def _chat_submitted(self, event: Input.Submitted) -> None:
+    async def _chat_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
             return
         event.input.clear()
         self._q(TabbedContent).active = "coach-tab"
+        if self._asking is not None:
+            await self._stop_reply("(reply stopped: you asked another question)")
         self._q(ChatLog).add_learner(text)
         self._reply_md = None
         self._reply_text = ""
-        self._ask_worker(text)
+        self._ask_seq += 1
+        self._asking = self._ask_seq
+        self._ask_job = self._ask_worker(text, self._ask_seq)
+
+    async def _stop_reply(self, note: str) -> None:
+        """Stop the reply in flight: its worker is cancelled (it closes the coach's stream
+        at its next chunk) and anything it still posts is dropped as stale."""
+        job, self._ask_job, self._asking = self._ask_job, None, None
+        if job is not None:
+            job.cancel()
+        await self._finish_reply(interrupted=True, note=note)
 
     @work(thread=True, exclusive=True, group="coach", exit_on_error=False,
           description="the coach's reply")
-    def _ask_worker(self, text: str) -> None:
+    def _ask_worker(self, text: str, request: int) -> None:
         worker = get_current_worker()
         ended = False
-        for reply in self.coach.ask(text):
-            if worker.is_cancelled:
-                self.post_message(CoachReply(Reply("done", interrupted=True)))
-                return
-            self.post_message(CoachReply(reply))
-            if reply.kind == "done":
-                ended = True
+        replies = self.coach.ask(text)
+        try:
+            for reply in replies:
+                if worker.is_cancelled:
+                    return
+                self.post_message(CoachReply(reply, request))
+                if reply.kind == "done":
+                    ended = True
+        finally:
+            replies.close()  # a stopped reply's LLM stream is closed now, not by the GC
         if not ended:
-            self.post_message(CoachReply(Reply("done")))
+            self.post_message(CoachReply(Reply("done"), request))
         notice = self.coach.take_notice()
         if notice:
             self.post_message(Notice(notice, "warning"))
 
     async def on_coach_reply(self, msg: CoachReply) -> None:
+        if msg.request != self._asking:
+            return  # from a reply already stopped (or finished)
         r = msg.reply
         log = self._q(ChatLog)
         if r.kind == "notice":
@@ -518,9 +534,11 @@ class TutorApp(App[int]):
             await self._stream.write(r.text)
             log.scroll_end(animate=False)
         if r.kind == "done":
+            self._asking = self._ask_job = None
             await self._finish_reply(interrupted=r.interrupted, final=r.text)
 
-    async def _finish_reply(self, interrupted: bool = False, final: str = "") -> None:
+    async def _finish_reply(self, interrupted: bool = False, final: str = "",
+                            note: str = "(reply interrupted)") -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
@@ -530,7 +548,7 @@ class TutorApp(App[int]):
         if self._reply_md is not None:
             await self._reply_md.update(text)
         if interrupted:
-            self._q(ChatLog).add_notice("(reply interrupted)")
+            self._q(ChatLog).add_notice(note)
         self._reply_md = None
         self._reply_text = ""
 
@@ -694,7 +712,8 @@ class TutorApp(App[int]):
             self._cancel = None
             self.render_results()
             self.refresh_status()
-        elif worker.group == "coach":
+        elif worker.group == "coach" and worker is self._ask_job:
+            self._asking = self._ask_job = None
             await self._finish_reply(interrupted=True)
         self.notify(text, severity="error", timeout=15)
         self._q(ChatLog).add_notice(text)

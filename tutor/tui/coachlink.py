@@ -75,8 +75,10 @@ class CoachLink:
         """The coach's reply to the learner's question, as a stream of chunks."""
         c = self.coach()
         if c is not None:
+            events = None
             try:
-                for ev in c.ask(text):
+                events = c.ask(text)
+                for ev in events:
                     yield _reply(ev)
                 return
             except Exception as exc:
@@ -85,6 +87,12 @@ class CoachLink:
                 # the coach logs the question before it answers
                 yield from self._fallback_ask(text, record=False)
                 return
+            finally:
+                # A stopped reply closes the coach's stream (and its LLM connection) now,
+                # not whenever the garbage collector gets to it.
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
         yield from self._fallback_ask(text)
 
     def _fallback_ask(self, text: str, record: bool = True) -> Iterator[Reply]:

@@ -25,11 +25,13 @@ class ChecksDone(Message):
 
 
 class CoachReply(Message):
-    """A piece of the coach's streamed answer (a Reply of kind text, notice or done)."""
+    """A piece of the coach's streamed answer (a Reply of kind text, notice or done),
+    tagged with the number of the question it answers."""
 
-    def __init__(self, reply) -> None:
+    def __init__(self, reply, request: int) -> None:
         super().__init__()
         self.reply = reply
+        self.request = request
 
 
 class HintShown(Message):
