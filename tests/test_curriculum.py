@@ -93,9 +93,56 @@ def test_hint_ladder_must_have_four_rungs(course_copy):
 
 
 def test_course_yaml_unknown_lesson_file(course_copy):
-    _edit(course_copy / "course.yaml", "week1/day1.2-rope.yaml", "week1/nope.yaml")
-    with pytest.raises(CurriculumError, match="nope.yaml: cannot read"):
+    course = course_copy / "course.yaml"
+    _edit(course, "week1/day1.2-rope.yaml", "week1/nope.yaml")
+    with pytest.raises(CurriculumError) as e:
         load_course.__wrapped__(course_copy)
+    msg = str(e.value)
+    assert msg.startswith(f"{course}:{_line_of(course, 'week1/nope.yaml')}: weeks[0].days[1]: ")
+    assert "no lesson file week1/nope.yaml" in msg and len(msg.splitlines()) == 1
+
+
+def test_a_duplicate_day_id_names_both_files_and_their_id_lines(course_copy):
+    first = course_copy / LESSON
+    f = course_copy / "week1/day1.1-copy.yaml"
+    f.write_text("# a copy that kept day 1.1's id\n" + first.read_text())
+    _edit(course_copy / "course.yaml", "week1/day1.2-rope.yaml", "week1/day1.1-copy.yaml")
+    with pytest.raises(CurriculumError) as e:
+        load_course.__wrapped__(course_copy)
+    assert str(e.value) == (f"{f}:{_line_of(f, 'id: ')}: id: day 1.1 is also the id of "
+                            f"{first}:{_line_of(first, 'id: ')}")
+
+
+# --------------------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize("old, new, where, words", [
+    ("{file: impl/attention.py, symbol: scaled_dot_product_attention_simple}",
+     "{file: impl/attentoin.py, symbol: scaled_dot_product_attention_simple}",
+     "tasks[0].edit[0].file", "impl/attentoin.py has no shipped stub"),
+    ("{file: impl/attention.py, symbol: scaled_dot_product_attention_simple}",
+     "{file: impl/attention.py, symbol: sdpa_simple}",
+     "tasks[0].edit[0].symbol", "no top-level function or class 'sdpa_simple'"),
+    ("checks: [sdpa-simple, ", "checks: [sdpa-simpel, ",
+     "tasks[0].checks", "no check 'sdpa-simpel' in checks/week1/day1_1.py (it has: sdpa-simple,"),
+])
+def test_a_task_naming_a_missing_file_symbol_or_check_is_caught(course_copy, old, new, where,
+                                                                words):
+    """Issue 10: these loaded, and `reset` (or a check run) died later with a traceback."""
+    f = course_copy / LESSON
+    _edit(f, old, new)
+    with pytest.raises(CurriculumError) as e:
+        load_course.__wrapped__(course_copy)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}:{_line_of(f, new.split(',')[0])}: {where}: "), msg
+    assert words in msg and len(msg.splitlines()) == 1
+
+
+def test_a_lesson_without_a_checks_module_is_caught(course_copy):
+    f = course_copy / LESSON
+    _edit(f, 'id: "1.1"', 'id: "1.9"')
+    with pytest.raises(CurriculumError, match=r"tasks\[0\]\.checks: day 1.9 has no checks module"):
+        load_lesson(f)
 
 
 # --------------------------------------------------------------------------- book days
@@ -180,10 +227,12 @@ def test_tasks_that_span_files_name_each_of_them():
 def test_the_older_single_file_form_still_loads(course_copy):
     f = course_copy / LESSON
     _edit(f, "    edit:\n      - {file: impl/attention.py, symbol: scaled_dot_product_attention_simple}\n",
-          "    file: attention.py\n    symbols: [scaled_dot_product_attention_simple, softmax]\n")
+          "    file: attention.py\n    symbols: [scaled_dot_product_attention_simple, "
+          "SimpleMultiHeadAttention]\n")
     task = load_lesson(f).task(1)
     assert [(e.path, e.symbol) for e in task.edits] == [
-        ("impl/attention.py", "scaled_dot_product_attention_simple"), ("impl/attention.py", "softmax")]
+        ("impl/attention.py", "scaled_dot_product_attention_simple"),
+        ("impl/attention.py", "SimpleMultiHeadAttention")]
     assert task.file == "attention.py"
 
 

@@ -1,7 +1,8 @@
 """The course: ``curriculum/course.yaml`` orders the weeks and days; one YAML file per day.
 
 Every file is validated when it is loaded. A missing field, an unknown key or a wrong type
-is a :class:`CurriculumError` naming file, line and field.
+is a :class:`CurriculumError` naming file, line and field; so is a task naming a stub file,
+symbol or check that does not exist (:mod:`tutor.curriculum.references`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tutor import paths
+from tutor.curriculum import references
 from tutor.dayids import book_days_label
 from tutor.curriculum.schema import (CurriculumError, Field, ListOf, OneOf, Record, Validator,
                                      compose)
@@ -307,6 +309,11 @@ def load_lesson(path: Path, book_terms=(), edition: str = "") -> Lesson:
             if c in seen_checks:
                 raise bad(f"tasks[{i}].checks: check '{c}' is listed twice", t["__line__"])
             seen_checks.add(c)
+    module = references.checks_module(paths.checks_dir(), data["id"])
+    check_ids = references.check_ids(module)
+    for i, (t, e) in enumerate(zip(data["tasks"], edits)):
+        references.check_task(data["id"], t, e, f"tasks[{i}]", (module, check_ids), text, bad,
+                              _rel)
     qids: set[str] = set()
     for i, q in enumerate(data["concept_questions"]):
         where = f"concept_questions[{i}]"
@@ -406,11 +413,16 @@ def load_course(root: Path | None = None) -> Course:
         except (KeyError, IndexError, ValueError) as exc:
             raise CurriculumError(f"{name}:{t['__line__']}: book_terms: only {{week}} and "
                                   f"{{day}} can be filled in ({exc!r})") from None
-    weeks, lessons = [], []
-    for w in data["weeks"]:
+    weeks, lessons, files = [], [], []
+    for wi, w in enumerate(data["weeks"]):
         days = []
-        for rel in w["days"]:
+        for di, rel in enumerate(w["days"]):
+            if not (root / rel).is_file():
+                line = references.line_after(text, w["__line__"], rel)
+                raise CurriculumError(f"{name}:{line}: weeks[{wi}].days[{di}]: no lesson file "
+                                      f"{rel} ({_rel(root / rel)} does not exist)")
             lesson = load_lesson(root / rel, terms, edition)
+            files.append(root / rel)
             if lesson.week != w["number"]:
                 raise CurriculumError(f"{lesson.source}:1: week: is {lesson.week} but "
                                       f"course.yaml lists it under week {w['number']}")
@@ -418,9 +430,17 @@ def load_course(root: Path | None = None) -> Course:
         weeks.append(Week(w["number"], w["title"], tuple(days)))
         lessons.extend(days)
     ids = [x.id for x in lessons]
+    first: dict[str, tuple[Lesson, Path]] = {}
+    for lesson, path in zip(lessons, files):
+        if lesson.id in first:
+            other, other_path = first[lesson.id]
+            if other_path == path:
+                raise CurriculumError(f"{name}: {lesson.source} is listed twice")
+            raise CurriculumError(
+                f"{lesson.source}:{references.id_line(path)}: id: day {lesson.id} is also the "
+                f"id of {other.source}:{references.id_line(other_path)}")
+        first[lesson.id] = (lesson, path)
     for lesson in lessons:
-        if ids.count(lesson.id) > 1:
-            raise CurriculumError(f"{lesson.source}:1: id: day {lesson.id} appears twice")
         for p in lesson.prerequisites:
             if p not in ids:
                 raise CurriculumError(f"{lesson.source}:1: prerequisites: unknown day '{p}'")
