@@ -203,6 +203,50 @@ def test_topic_and_concept_questions(course, coach):
     assert r.kind == "open" and "what do you actually see" in r.text
 
 
+SCALE_QUESTIONS = {"1:gq:2", "pitfall:attn-missing-scale", "pitfall:attn-scale-wrong-value"}
+
+
+@pytest.mark.parametrize("msg", ["why do we scale by sqrt(d)?",
+                                 "why do we scale by the square root of d?",
+                                 "what's the point of scaling the scores?"])
+def test_a_scale_question_gets_the_scale_and_a_question_about_it(course, coach, msg):
+    lesson = course.lesson("1.1")
+    for task, asked in ((lesson.task(1), []), (lesson.task(1), ["1:gq:2"]), (lesson.task(2), [])):
+        r = coach.reply(ctx_for(lesson, task, rec={"coach": {"asked": asked}}), msg)
+        assert r.kind == "concept" and r.text.startswith("Why divide by √D:"), (msg, task.id, r.text)
+        assert len(r.asked) == 1 and r.asked[0] in SCALE_QUESTIONS - set(asked), (msg, task.id, r.asked)
+
+
+def test_the_question_back_is_not_the_learners_own_question_reworded(course, coach):
+    lesson = course.lesson("1.1")
+    echo = lesson.task(1).guiding_questions[3]  # "...why must the mask be added ... rather than multiplied?"
+    r = coach.reply(ctx_for(lesson), "why is the mask added instead of multiplied?")
+    assert r.kind == "concept" and r.text.startswith("Additive masks:")
+    assert echo not in r.text and r.asked != ["1:gq:3"]
+    question = r.text.rsplit("question back to you:", 1)[1]
+    assert "mask" in question and r.asked[0].startswith("pitfall:attn-mask")
+
+
+def test_a_stub_gets_a_place_to_start_not_a_question_about_the_message(course, coach):
+    lesson = course.lesson("1.1")
+    task = lesson.task(1)
+    msg = "Not implemented yet: scaled_dot_product_attention_simple is still a stub (lesson day 1.1)"
+    for status, message in (("fail", msg), ("error", "Not implemented yet")):
+        res = result(check("sdpa-simple", status, message=message),
+                     check("sdpa-simple-scale-mask", status, message=message))
+        ctx = ctx_for(lesson, task, result=res,
+                      rec={"coach": {"asked": []}})
+        ctx.learner_code = ("# attention.py\ndef scaled_dot_product_attention_simple(query, key):\n"
+                            "    raise NotImplementedError('still a stub')\n")
+        for text, asked in ((coach.on_result(ctx), None),
+                            *((r.text, r.asked) for r in [coach.reply(ctx, "why does it fail?")])):
+            assert "Which part of your code produces" not in text, text
+            assert "`scaled_dot_product_attention_simple`" in text and "task 1" in text, text
+            assert "`impl/attention.py`" in text and task.guiding_questions[0] in text, text
+            assert asked in (None, ["1:gq:0"])
+            assert filter_reply(text, lesson=lesson, task=task).removed == 0
+
+
 def test_passing_and_explain_back(course, coach):
     lesson = course.lesson("1.4")
     res = result(check("rmsnorm", "pass"), check("silu", "pass"), check("x", "skipped", skip="GPU"))

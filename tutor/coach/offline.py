@@ -1,5 +1,5 @@
 """The offline coach: Socratic replies built from the lesson YAML, with no LLM and no
-network, in well under a millisecond.
+network, in a few milliseconds.
 
     coach = OfflineCoach()
     r = coach.reply(ctx, "why do we divide by sqrt(D)?")   # -> OfflineReply(text, asked, kind)
@@ -7,6 +7,10 @@ network, in well under a millisecond.
     coach.on_result(ctx)                                    # one line after a check run
     coach.hint_text(step)                                   # "Hint 2 of 4 for task 1 (...): ..."
     should_offer_hint(day_record, "sdpa-simple")            # same check failed 3 runs in a row?
+
+Which concept, guiding question or pitfall a message is about comes from a BM25 ranking
+of the lesson's items (:mod:`tutor.coach.match`; accuracy measured by
+tests/test_coach_matching.py).
 
 What it says, in order of precedence (``reply``):
 
@@ -19,11 +23,15 @@ What it says, in order of precedence (``reply``):
 3. "I'm stuck", "hint", "help", "no idea"...: the next guiding question of the task not
    asked yet (the best match for the message's words, else the next in order); when all
    were asked, a pointer to the next rung of the ladder.
-4. "why", "what is", "explain"... about a concept of the lesson: the concept's short
-   explanation, then a question back.
-5. A message naming something of the lesson ("mask", "NaN", "transpose"...): the concept
-   it belongs to and the best-matching question.
-6. "It passes", "done": the explain-back prompt. A message about an error while checks
+4. "Why does it fail?" while a failing check reached a stub: where the task starts (the
+   symbol and its file) and the task's first question.
+5. "why", "what is", "explain"... about a concept of the lesson: the concept's short
+   explanation, then a question back about that concept (see :meth:`_follow_up`): never
+   the learner's own question reworded, never one about another topic while a relevant
+   one is left.
+6. A message naming something of the lesson ("mask", "NaN", "transpose"...): a described
+   symptom gets its pitfall's question, anything else the best-matching question.
+7. "It passes", "done": the explain-back prompt. A message about an error while checks
    fail: the latest result's nudge. Anything else: "what did you expect, what did you
    see?" and the next question.
 
@@ -38,11 +46,10 @@ reached is the ladder's own record (``hints_seen``).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
-from tutor.coach import ladder
+from tutor.coach import ladder, match
 from tutor.coach.intent import is_solution_request
 
 __all__ = ["OfflineCoach", "OfflineReply", "should_offer_hint", "asked_ids", "FAIL_STREAK"]
@@ -117,114 +124,43 @@ def should_offer_hint(day_record: dict | None, check_id: str, *, lesson=None,
 
 # --------------------------------------------------------------------------- matching
 
-_STOP = set("""a an the and or but if then so of to in on at by for with from into onto as is
-    are was were be been being am do does did doing done have has had i me my mine you your
-    we our it its this that these those there here what which who whom whose why how when
-    where can could should would will shall may might must not no yes just only also very
-    too more most some any all each every one two get got make made use used using need
-    want know think see look like really still again please thanks thank ok okay hi hello
-    hey about after before than then them they their he she his her up down out over under
-    same other another because while until let lets im ive dont doesnt didnt cant isnt whats
-    way thing things something anything code function implement implementation work working
-    doesn wrong right help step part""".split())
-
-_SYNONYMS = {
-    "masking": "mask", "masked": "mask", "masks": "mask", "causal": "causal mask",
-    "transpose": "swap transpose", "transposed": "swap transpose", "swapaxes": "swap",
-    "swapped": "swap", "scaling": "scale", "scaled": "scale", "sqrt": "scale spread √d",
-    "rotary": "rope rotate", "rotation": "rotate", "rotating": "rotate", "rotated": "rotate",
-    "epsilon": "eps", "kv": "key value", "gqa": "group grouped", "grouping": "group",
-    "heads": "head", "nan": "nan softmax", "nans": "nan", "inf": "inf", "infinity": "inf",
-    "fp16": "float16", "half": "float16 half", "fp32": "float32", "dtype": "float16 float32",
-    "overflow": "overflow float16", "logit": "logits", "temperature": "temp temperature",
-    "nucleus": "top_p nucleus", "topk": "top_k", "topp": "top_p", "eos": "eos end",
-    "residual": "residual add", "norm": "norm normalise", "normalize": "normalise",
-    "normalization": "normalise", "normalisation": "normalise", "embed": "embedding",
-    "frequencies": "frequency", "freq": "frequency", "angles": "angle", "offsets": "offset",
-    "broadcasting": "broadcast", "reshaping": "reshape", "weights": "weight",
-    "matmul": "product matrix", "dot": "product", "variance": "spread variance",
-    "softmax": "softmax normalise weight sum", "axes": "axis", "sum": "sum",
-}
+# A follow-up question counts as relevant when it scores at least this share of the best
+# one: below it, the words it shares with the message are incidental ("the", "shape").
+RELEVANT = 0.45
+# A concept is what a message is about when it scores at least this share of the best
+# item: a "why" about a pitfall's topic still gets the idea behind it explained.
+CONCEPT_NEAR = 0.5
+# Guiding questions of the task the learner is on win a near tie with other tasks' ones.
+CURRENT_TASK = 1.2
+# As a question back, a guiding question beats a pitfall's on the same topic: it leads
+# towards the idea, while a pitfall question presumes a mistake the learner may not have.
+PITFALL_FOLLOW_UP = 0.85
 
 
-def _stem(w: str) -> str:
-    if len(w) > 5 and w.endswith("ing"):
-        return w[:-3]
-    if len(w) > 4 and w.endswith("ed"):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("es") and not w.endswith("ses"):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-        return w[:-1]
-    return w
+def _is_echo(message: str, question: str) -> bool:
+    """True when ``question`` asks what the learner just asked: nearly every word of a
+    message of three words or more is in it. Asking it back would be a reworded echo."""
+    mine = set(match.tokens(message, expand=False))
+    if len(mine) < 3:
+        return False
+    return len(mine & set(match.tokens(question, expand=False))) >= 0.75 * len(mine)
 
 
-def _words(text: str, *, expand: bool = False) -> set[str]:
-    raw = re.findall(r"[a-z_0-9√]+", text.lower().replace("−", "-"))
-    out = set()
-    for w in raw:
-        if w in _STOP or len(w) < 2 and w not in ("l", "s", "d", "e", "h"):
-            continue
-        out.add(_stem(w))
-        if expand and w in _SYNONYMS:
-            out |= {_stem(x) for x in _SYNONYMS[w].split()}
-        if "_" in w:
-            out |= {_stem(p) for p in w.split("_") if p and p not in _STOP}
-    return out
+def _is_stub(check: dict) -> bool:
+    """The check reached learner code that still raises NotImplementedError."""
+    msg = str(check.get("message") or "").lower()
+    return "not implemented" in msg or "notimplementederror" in msg or "still a stub" in msg
 
 
-@dataclass(frozen=True)
-class _Item:
-    kind: str  # "concept" | "question" | "pitfall"
-    key: str  # concept index, "<task>:gq:<i>" or "pitfall:<id>"
-    words: frozenset
-    title: frozenset = frozenset()  # words weighted more (a concept's name)
+def _still_stub(code: str, symbol: str) -> bool:
+    """``symbol``'s source in ``code`` (CoachContext.learner_code) still raises
+    NotImplementedError: cut from its ``def``/``class`` line to the next top-level one."""
+    m = re.search(rf"^(def|class) {re.escape(symbol)}\b.*?(?=^\S|\Z)", code or "", re.M | re.S)
+    return bool(m) and "NotImplementedError" in m.group(0)
 
 
-@dataclass(frozen=True)
-class _Index:
-    items: tuple
-    idf: dict
-
-
-_INDEXES: dict[int, tuple[object, _Index]] = {}
-
-
-def _index(lesson) -> _Index:
-    """The lesson's match index, built once per lesson object (lessons hold lists, so
-    they are not hashable; the cache is keyed by identity and keeps the lesson alive)."""
-    hit = _INDEXES.get(id(lesson))
-    if hit is not None and hit[0] is lesson:
-        return hit[1]
-    index = _build_index(lesson)
-    if len(_INDEXES) > 64:
-        _INDEXES.clear()
-    _INDEXES[id(lesson)] = (lesson, index)
-    return index
-
-
-def _build_index(lesson) -> _Index:
-    items = []
-    for i, c in enumerate(lesson.concepts):
-        items.append(_Item("concept", str(i), frozenset(_words(c.name + " " + c.explanation)),
-                           frozenset(_words(c.name))))
-    for t in lesson.tasks:
-        for i, q in enumerate(t.guiding_questions):
-            items.append(_Item("question", f"{t.id}:gq:{i}", frozenset(_words(q))))
-    for p in lesson.pitfalls:
-        items.append(_Item("pitfall", f"pitfall:{p.id}",
-                           frozenset(_words(p.symptom + " " + p.question + " " + p.id.replace("-", " ")))))
-    df: dict[str, int] = {}
-    for it in items:
-        for w in it.words | it.title:
-            df[w] = df.get(w, 0) + 1
-    n = len(items)
-    return _Index(tuple(items), {w: math.log(1 + n / c) for w, c in df.items()})
-
-
-def _score(index: _Index, item: _Item, words: set[str]) -> float:
-    return (sum(index.idf.get(w, 0.0) for w in words & item.words)
-            + 2 * sum(index.idf.get(w, 0.0) for w in words & item.title))
+def _concept(lesson, key: str):
+    return next((c for c in lesson.concepts if f"concept:{match.slug(c.name)}" == key), None)
 
 
 # --------------------------------------------------------------------------- intents
@@ -284,57 +220,69 @@ class OfflineCoach:
         message = (message or "").strip()
         lesson, task = ctx.lesson, ctx.task
         asked = asked_ids(ctx.day_record, ctx.history)
-        words = _words(message, expand=True)
         diag = ctx.diagnosis()
         pit_key = f"pitfall:{diag.get('pitfall')}" if diag and diag.get("pitfall") else None
 
         if not message:
-            q, ids = self._next_question(lesson, task, asked, words)
+            q, ids = self._next_question(lesson, task, asked, "")
             return OfflineReply(f"What would you like to look at? Here's a place to start: {q}",
                                 ids, "open")
 
         if is_solution_request(message):
-            return self._refusal(ctx, asked, words, diag, pit_key)
+            return self._refusal(ctx, asked, message, diag, pit_key)
 
         if diag and pit_key and pit_key not in asked:
             return self._diagnosis_reply(ctx, diag, pit_key)
 
         if _STUCK_RE.search(message):
-            return self._stuck(ctx, asked, words)
+            return self._stuck(ctx, asked, message)
 
         if _DONE_RE.search(message) and self._all_pass(ctx):
             return OfflineReply(self._explain_back(lesson), [], "explain-back")
 
-        concept, cscore = self._best(lesson, "concept", words)
-        if _CONCEPT_RE.search(message) and concept is not None and cscore > 0:
-            c = lesson.concepts[int(concept.key)]
-            q, ids = self._next_question(lesson, task, asked, words | set(concept.title))
+        errorish = _ERROR_RE.search(message) and ctx.failing_checks()
+        if errorish and any(_is_stub(c) for c in ctx.failing_checks()):
+            # "why does it fail?" on code not written yet has one answer: where to start
+            r = self.result_reply(ctx, asked=asked)
+            return OfflineReply(r.text, r.asked, "results")
+
+        ranked = match.rank(lesson, message)
+        top = ranked[0] if ranked else None
+        concept = next(((it, s) for it, s in ranked if it.kind == "concept"), None)
+        # An idea asked about ("why", "what is"): its explanation, when a concept is close
+        # to the best match (a concept-shaped question about a pitfall's topic still is).
+        if concept is not None and concept[1] >= CONCEPT_NEAR * top[1] and (
+                _CONCEPT_RE.search(message) or match.intent(message) == "concept"):
+            c = _concept(lesson, concept[0].key)
+            # the explanation's words steer the question back to the idea just explained
+            q, ids = self._follow_up(ctx, message, asked, about=f"{c.name} {c.explanation}")
             text = (f"{c.name}: {_first_sentences(c.explanation)}\n\n"
                     f"Now a question back to you: {q}")
             return OfflineReply(text, ids, "concept")
 
-        if _ERROR_RE.search(message) and ctx.failing_checks():
+        if errorish:
             r = self.result_reply(ctx, asked=asked)
             return OfflineReply(r.text, r.asked, "results")
 
-        pit, pscore = self._best(lesson, "pitfall", words)
-        question, qscore = self._best(lesson, "question", words, task=task, skip=asked)
-        if max(cscore, pscore, qscore) > 0:
-            if pit is not None and pscore > max(cscore, qscore) * 1.2 and pit.key not in asked:
-                p = lesson.pitfall(pit.key.split(":", 1)[1])
-                return OfflineReply(f"That sounds like a classic trap of this lesson. {p.question}",
-                                    [pit.key], "topic")
-            q, ids = self._next_question(lesson, task, asked, words)
-            lead = f"That's about {lesson.concepts[int(concept.key)].name.lower()}. " \
-                if concept is not None and cscore > 0 else ""
+        if top is not None:
+            it, how = top[0], match.intent(message) == "question"
+            # a described symptom meets its pitfall; "how do I"/"which" gets a guiding
+            # question, the lesson's own way of walking through a step
+            if it.kind == "pitfall" and it.key not in asked and not how:
+                return OfflineReply(f"That sounds like a classic trap of this lesson. {it.text}",
+                                    [it.key], "topic")
+            q, ids = self._follow_up(ctx, message, asked,
+                                     kinds=("question",) if how else ("question", "pitfall"))
+            lead = f"That's about {_concept(lesson, concept[0].key).name.lower()}. " \
+                if concept is not None and concept[1] >= CONCEPT_NEAR * top[1] else ""
             return OfflineReply(f"{lead}Let's reason it out together. {q}", ids, "topic")
 
-        q, ids = self._next_question(lesson, task, asked, words)
+        q, ids = self._next_question(lesson, task, asked, message)
         return OfflineReply("Start from what you expect: what should your code produce here, "
                             "and what do you actually see (a shape, a value, an error)? "
                             f"While you check, think about this: {q}", ids, "open")
 
-    def _refusal(self, ctx, asked, words, diag, pit_key) -> OfflineReply:
+    def _refusal(self, ctx, asked, message, diag, pit_key) -> OfflineReply:
         task, lesson = ctx.task, ctx.lesson
         n = len(task.hints)
         if ctx.ladder_exhausted:
@@ -354,7 +302,7 @@ class OfflineCoach:
         if diag and pit_key:
             question, ids = self._pitfall_question(lesson, diag), [pit_key]
         else:
-            question, ids = self._next_question(lesson, task, asked, words)
+            question, ids = self._next_question(lesson, task, asked, message)
         return OfflineReply(f"{text}\n\nMeanwhile: {question}", ids, "refusal")
 
     def _diagnosis_reply(self, ctx, diag, pit_key) -> OfflineReply:
@@ -364,9 +312,9 @@ class OfflineCoach:
                 "mistake I know.") if c else "Your last check run matches a mistake I know."
         return OfflineReply(f"{lead} {q}", [pit_key], "diagnosis")
 
-    def _stuck(self, ctx, asked, words) -> OfflineReply:
+    def _stuck(self, ctx, asked, message) -> OfflineReply:
         lesson, task = ctx.lesson, ctx.task
-        q, ids = self._next_question(lesson, task, asked, words, only_unasked=True)
+        q, ids = self._next_question(lesson, task, asked, message, only_unasked=True)
         if q is not None:
             return OfflineReply(f"Being stuck is part of it -- let's take one small step. {q}",
                                 ids, "stuck")
@@ -429,12 +377,9 @@ class OfflineCoach:
                     "that runs past the end of a buffer. Which loop or kernel in your code "
                     "decides when to stop, and what tells it to stop?")
             return OfflineReply(text, [], "results")
-        words = _words(f"{c.get('title', '')} {msg}", expand=True)
-        if status == "error" and "notimplementederror" in msg.lower().replace(" ", ""):
-            q, ids = self._next_question(lesson, check_task, asked, set(), only_unasked=False)
-            return OfflineReply(f"{_check_label(c)} reached code that is still the stub.{more} "
-                                f"A first question for task {check_task.id}: {q}", ids, "results")
-        q, ids = self._next_question(lesson, check_task, asked, words)
+        if _is_stub(c):
+            return self._stub_reply(ctx, c, check_task, asked, more)
+        q, ids = self._next_question(lesson, check_task, asked, f"{c.get('title', '')} {msg}")
         if msg and msg[-1] not in ".!?…":
             msg += "."
         said = f" It says: {msg}" if msg else ""
@@ -485,37 +430,60 @@ class OfflineCoach:
         return (p.question if p else None) or diag.get("question") or \
             "Which assumption in your code does this output contradict?"
 
-    def _best(self, lesson, kind: str, words: set[str], *, task=None, skip=()):
-        index = _index(lesson)
-        best, best_score = None, 0.0
-        prefix = f"{task.id}:gq:" if task is not None else None
-        for it in index.items:
-            if it.kind != kind or it.key in skip:
-                continue
-            if prefix and not it.key.startswith(prefix):
-                continue
-            s = _score(index, it, words)
-            if s > best_score:
-                best, best_score = it, s
-        return best, best_score
+    def _stub_reply(self, ctx, c: dict, task, asked, more: str) -> OfflineReply:
+        """A check that reached a stub says nothing about the learner's ideas yet, so
+        the reply names where the task starts (symbol and file) and its first question."""
+        msg = str(c.get("message") or "")
+        symbols = task.symbols
+        symbol = next((s for s in symbols if s in msg), None) or \
+            next((s for s in symbols if _still_stub(ctx.learner_code, s)), None) or \
+            (symbols[0] if symbols else None)
+        path = next((e.path for e in task.edits if e.symbol == symbol), None)
+        where = f"`{symbol}` in `{path}` is" if symbol and path else "your code is"
+        questions = list(task.guiding_questions)
+        i = next((i for i in range(len(questions)) if f"{task.id}:gq:{i}" not in asked), 0)
+        q = questions[i] if questions else "What should this step produce for a tiny input?"
+        text = (f"{_check_label(c)} can't check anything yet: {where} still the stub it "
+                f"started as.{more} That's where task {task.id} ({task.title}) begins. "
+                f"Before you write a line, think about this: {q}")
+        return OfflineReply(text, [f"{task.id}:gq:{i}"] if questions else [], "results")
 
-    def _next_question(self, lesson, task, asked, words, *, only_unasked: bool = False):
-        """The task's guiding question best matching ``words`` among those not asked yet
-        (the next in order when none matches). When all were asked: None if
+    def _follow_up(self, ctx, message: str, asked, *, about: str = "",
+                   kinds=("question", "pitfall")):
+        """The question to ask back after a topical message: the most relevant guiding
+        question (of any task; the current task's win near ties) or pitfall question
+        that was not asked yet and does not just repeat the message. When every relevant
+        one was asked, the most relevant again; with nothing relevant, the task's next."""
+        lesson, task = ctx.lesson, ctx.task
+        weight = {"pitfall": PITFALL_FOLLOW_UP}
+        scored = sorted(((it, s * weight.get(it.kind, 1.0)
+                          * (CURRENT_TASK if it.task == task.id else 1.0))
+                         for it, s in match.rank(lesson, message, kinds=kinds, extra=about)
+                         if not _is_echo(message, it.text)), key=lambda x: -x[1])
+        if not scored:
+            return self._next_question(lesson, task, asked, "")
+        relevant = [it for it, s in scored if s >= RELEVANT * scored[0][1]]
+        pick = next((it for it in relevant if it.key not in asked), relevant[0])
+        return pick.text, [pick.key]
+
+    def _next_question(self, lesson, task, asked, message: str, *, only_unasked: bool = False):
+        """The task's guiding question best matching ``message`` among those not asked
+        yet (the next in order when none matches). When all were asked: None if
         ``only_unasked``, else the best match among all of them (a reminder)."""
         questions = list(task.guiding_questions)
         if not questions:
             return ("What do you expect this step to produce?", []) if not only_unasked else (None, [])
         keys = [f"{task.id}:gq:{i}" for i in range(len(questions))]
+        ranked = [it for it, _ in match.rank(lesson, message, kinds=("question",))
+                  if it.task == task.id]
         open_ = [i for i, k in enumerate(keys) if k not in asked]
         if not open_:
             if only_unasked:
                 return None, []
-            it, s = self._best(lesson, "question", words, task=task)
-            i = int(it.key.rsplit(":", 1)[1]) if it is not None else 0
+            i = keys.index(ranked[0].key) if ranked else 0
             return questions[i], [keys[i]]
-        it, s = self._best(lesson, "question", words, task=task, skip=set(asked))
-        i = int(it.key.rsplit(":", 1)[1]) if it is not None and s > 0 else open_[0]
+        best = next((it for it in ranked if it.key not in asked), None)
+        i = keys.index(best.key) if best is not None else open_[0]
         return questions[i], [keys[i]]
 
     @staticmethod
