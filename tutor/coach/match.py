@@ -40,7 +40,7 @@ _STOP = frozenset("""a an the and or but if then so of to in on at by for with f
     know think see look like really still again please thanks thank ok okay hi hello hey
     about after before than them they their he she his her up out over same other another
     because while until let lets im ive dont doesnt didnt cant isnt whats way thing things
-    something anything actually seem seems supposed go goes going put one""".split())
+    something anything actually seem seems supposed go goes going put one even""".split())
 
 # Spellings and course terms folded onto one token (applied after lower-casing, before
 # stemming). A value with several words adds all of them: "sqrt" is about the scale.
@@ -72,6 +72,7 @@ _FOLD = {
     "dequantizing": "dequantize", "dequantized": "dequantize", "dequantization": "dequantize",
     "copy": "copy repeat", "copying": "copy repeat", "duplicate": "copy repeat",
     "repeating": "repeat",
+    "big": "large", "huge": "large", "future": "future later",
     "∞": "inf", "-∞": "inf", "infinite": "inf",
     # a dtype named is a question about dtypes
     "float16": "float16 dtype", "float32": "float32 dtype", "bfloat16": "bfloat16 dtype",
@@ -80,6 +81,8 @@ _FOLD = {
 # "weights that sum to 1" is what normalising (a softmax) means; the lessons say it that
 # way, learners say "normalise" or "softmax".
 _SUMS_TO_ONE = re.compile(r"\bsums? (up )?to (1|one)\b")
+# "top-p", "top p", "top k": one name each, or the letter that tells them apart is lost
+_TOP_KP = re.compile(r"\btop[- _]?([kp])\b")
 _WORD = re.compile(r"-inf|-∞|∞|√d|√|[a-z_0-9]+")
 
 
@@ -104,6 +107,7 @@ def tokens(text: str, *, expand: bool = True) -> list[str]:
     per word (the folded spelling only), for comparing what two texts literally say."""
     out: list[str] = []
     text = _SUMS_TO_ONE.sub(" normalise ", text.lower().replace("−", "-").replace("'", ""))
+    text = _TOP_KP.sub(r"top_\1", text)
     for w in _WORD.findall(text):
         if w in _STOP or (len(w) < 2 and w not in "lsdehkv√"):
             continue

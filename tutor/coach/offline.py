@@ -138,8 +138,12 @@ PITFALL_FOLLOW_UP = 0.85
 
 
 def _is_echo(message: str, question: str) -> bool:
-    """True when ``question`` asks what the learner just asked: nearly every word of a
-    message of three words or more is in it. Asking it back would be a reworded echo."""
+    """True when ``question`` asks what the learner just asked: the message is a question
+    and nearly every word of it (three or more) is in ``question``. Asking that back
+    would be a reworded echo. (A described symptom sharing the words of the pitfall's
+    question is a match, not an echo.)"""
+    if not message.rstrip().endswith("?") and match.intent(message) not in ("concept", "question"):
+        return False
     mine = set(match.tokens(message, expand=False))
     if len(mine) < 3:
         return False
@@ -268,7 +272,8 @@ class OfflineCoach:
             it, how = top[0], match.intent(message) == "question"
             # a described symptom meets its pitfall; "how do I"/"which" gets a guiding
             # question, the lesson's own way of walking through a step
-            if it.kind == "pitfall" and it.key not in asked and not how:
+            if it.kind == "pitfall" and it.key not in asked and not how \
+                    and not _is_echo(message, it.text):
                 return OfflineReply(f"That sounds like a classic trap of this lesson. {it.text}",
                                     [it.key], "topic")
             q, ids = self._follow_up(ctx, message, asked,
