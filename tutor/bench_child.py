@@ -323,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", required=True, help="comma-separated row ids, in order")
     ap.add_argument("--kernels", default="")
     args = ap.parse_args(argv)
+    from tutor.checking import lifeline
+
+    lifeline.hold(None)  # dies with the tutor; the tutor times each row
     fd = args.fd
     impl_dir = Path(args.impl).resolve()
     rows = [r for r in args.rows.split(",") if r]

@@ -25,6 +25,9 @@ import time
 import traceback
 from pathlib import Path
 
+from tutor.checking import lifeline
+from tutor.checking.output import mark
+
 CHECKS_PKG = "_tutor_checks"
 
 
@@ -135,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fd", type=int, required=True)
     ap.add_argument("--only", default="", help="comma-separated check ids of the first day")
     ap.add_argument("--kernels", default="", help="folder with the built C++ extension")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds this process may live at most (its days' budgets)")
     args = ap.parse_args(argv)
+    # Before anything slow: from here on this process dies with the tutor.
+    lifeline.hold(args.budget)
     fd = args.fd
     impl_dir = Path(args.impl).resolve()
 
@@ -197,10 +204,12 @@ def run_day(fd: int, harness, package: _Package, day: str, only: list[str]) -> N
         _emit(fd, {"event": "import_error", **package.error})
         return
     for spec in specs:
+        mark(f"start {day} {spec.id}")  # what is printed from here on is this check's
         _emit(fd, {"event": "start", "id": spec.id})
         t0 = time.perf_counter()
         result = run_one(harness, impl, package.impl_dir, spec)
         result["duration_s"] = round(time.perf_counter() - t0, 4)
+        mark("end")
         _emit(fd, {"event": "result", "id": spec.id, **result})
 
 

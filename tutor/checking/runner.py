@@ -1,8 +1,9 @@
 """Run one day's checks in a child process and turn what happens into the result contract.
 
 The learner's code never runs in the tutor's process. The child gets its own process group
-(so a timeout kills everything it started), an environment without API keys or tokens, and
-a pipe for its prints that the tutor drains and caps. Results come back as JSON lines on a
+(so a timeout kills everything it started), an allowlisted environment
+(:mod:`tutor.checking.environment`), a lifeline that ends it with the tutor
+(:mod:`tutor.checking.lifeline`), and a pipe for its prints that the tutor drains and caps. Results come back as JSON lines on a
 separate pipe, so a crash loses only the check that was running; the runner then starts a
 new child for the checks that remain.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import signal
 import subprocess
@@ -23,100 +23,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tutor import paths
+from tutor.checking.environment import child_env
+from tutor.checking.lifeline import PARENT_ENV
+from tutor.checking.output import OUTPUT_CAP, CappedOutput, ChildOutput
+from tutor.checking.procs import popen_group, reap_group
 from tutor.checking.results import STATUSES, day_result
 
-OUTPUT_CAP = 8 * 1024  # bytes of learner output kept per check (head and tail)
-KILL_GRACE_S = 0.5
-_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH)", re.IGNORECASE)
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a check process: no credentials, no network for model hubs."""
-    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
-    env["HF_HUB_OFFLINE"] = "1"
-    env["TRANSFORMERS_OFFLINE"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    # The child imports `tutor` from wherever this process found it.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-class _CappedOutput:
-    """Keeps the first and last OUTPUT_CAP/2 bytes of what a check printed; drops the rest
-    so a flood of output cannot hang or bloat the tutor."""
-
-    def __init__(self) -> None:
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.dropped = 0
-
-    def add(self, data: bytes) -> None:
-        half = OUTPUT_CAP // 2
-        room = half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > half:
-                cut = len(self.tail) - half
-                self.dropped += cut
-                del self.tail[:cut]
-
-    def text(self) -> str:
-        s = self.head.decode("utf-8", "replace")
-        if self.dropped:
-            s += f"\n... [{self.dropped} bytes of output not shown] ...\n"
-        return s + self.tail.decode("utf-8", "replace")
-
-
-@dataclass
-class _Run:
-    """State shared by the reader threads of one child. Output is keyed by (day, check id):
-    one child may run several days."""
-
-    current: tuple[str, str] | None = None
-    outputs: dict[tuple[str, str], _CappedOutput] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def out_for(self, key) -> _CappedOutput:
-        return self.outputs.setdefault(key, _CappedOutput())
-
-
-def _drain_output(stream, run: _Run) -> None:
-    while True:
-        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-        if not chunk:
-            return
-        with run.lock:
-            run.out_for(run.current or ("", "_import")).add(chunk)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-        pass
-
-
-def reap_group(proc: subprocess.Popen) -> None:
-    """End a child and everything it started: kill its process group whether the child is
-    still running or already gone (what it spawned may linger), then wait for it."""
-    if proc.poll() is None:
-        _kill_group(proc)
-    else:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    proc.wait()
-
+__all__ = ["run_day", "run_days", "popen_isolated", "reap_group", "child_env", "json_events",
+           "OUTPUT_CAP"]
+_CappedOutput = CappedOutput  # the benchmark's name for it
 
 def _describe_exit(code: int) -> str:
     if code < 0:
@@ -180,15 +95,17 @@ def run_days(days: list[tuple[str, float]], impl: Path,
     current: _Day | None = None
     while queue:
         spawned = time.monotonic()
-        proc, run, events = _spawn([d for d, _ in queue], impl, only, python, kernels)
+        proc, run, events = _spawn(queue, impl, only, python, kernels)
         if current is None:
             current = _start_day(queue[0], spawned, on_day)
         finished_child = False
+        running: str | None = None  # the check started and not yet reported
         try:
             for ev in json_events(events, lambda: current.deadline if current else time.monotonic() + 5,
-                                  cancel):
+                                  cancel, output=run):
                 kind = ev.get("event")
                 if kind == "day":
+                    running = None
                     if ev["day"] != current.day:  # the next day of this child begins
                         current = _start_day(queue[0], time.monotonic(), on_day)
                 elif kind == "plan":
@@ -198,22 +115,23 @@ def run_days(days: list[tuple[str, float]], impl: Path,
                     if current.remaining is None:
                         current.remaining = [c["id"] for c in current.plan]
                 elif kind == "start":
-                    with run.lock:
-                        run.current = (current.day, ev["id"])
+                    running = ev["id"]
                     current.notify(ev)
                 elif kind == "result":
+                    run.drain()  # up to the check's end mark, so its output is complete
                     cid = ev["id"]
                     current.results[cid] = ev
                     if current.remaining and cid in current.remaining:
                         current.remaining.remove(cid)
-                    with run.lock:
-                        run.current = None
+                    running = None
                     current.notify(ev)
                 elif kind == "import_error":
+                    run.drain()
                     current.import_error = ev
                 elif kind == "no_checks":
                     current.no_checks = True
                 elif kind == "day_done":
+                    run.drain()
                     _attach_output(run, current)
                     yield _finish(current, impl)
                     queue.pop(0)
@@ -226,6 +144,7 @@ def run_days(days: list[tuple[str, float]], impl: Path,
                     current.stop_reason = kind
         finally:
             reap_group(proc)
+            run.close()
             events.close()
             if current is not None:
                 _attach_output(run, current)
@@ -234,7 +153,6 @@ def run_days(days: list[tuple[str, float]], impl: Path,
             for d in queue:
                 yield _finish(_start_day(d, time.monotonic(), None, missing=True), impl)
             return
-        running = run.current[1] if run.current and run.current[0] == current.day else None
         # Planned, nothing started: the child was still importing the learner's package.
         importing = (running is None and not current.results and current.remaining is not None
                      and current.import_error is None and not current.no_checks)
@@ -353,50 +271,52 @@ def _assemble(plan, results, import_error, stop_reason: str | None,
     return checks
 
 
-def _attach_output(run: _Run, d: _Day, only: str | None = None) -> None:
-    with run.lock:
-        for (day, cid), out in run.outputs.items():
-            if day != d.day or (only and cid != only) or cid not in d.results:
-                continue
-            text = out.text()
-            if text.strip():
-                ev = d.results[cid]
-                if ev.get("evidence") is None:
-                    ev["evidence"] = {}
-                ev.setdefault("evidence", {})["output"] = text
+def _attach_output(run: ChildOutput, d: _Day, only: str | None = None) -> None:
+    for (day, cid), out in run.outputs.items():
+        if day != d.day or (only and cid != only) or cid not in d.results:
+            continue
+        text = out.text()
+        if text.strip():
+            ev = d.results[cid]
+            if ev.get("evidence") is None:
+                ev["evidence"] = {}
+            ev.setdefault("evidence", {})["output"] = text
 
 
 def popen_isolated(cmd: list[str], result_fd: int, cwd: Path) -> subprocess.Popen:
-    """Start a child that runs learner code: its own process group (a timeout kills all it
-    started), no credentials in its environment, prints to a pipe the caller drains, and
-    ``result_fd`` (closed here, in the parent) as its channel for results."""
+    """Start a child that runs learner code: its own process group (a timeout, or the end
+    of the tutor, kills all it started), an allowlisted environment, prints to a pipe the
+    caller drains, and ``result_fd`` (closed here, in the parent) as its channel for
+    results. The child ties its life to this process (:mod:`tutor.checking.lifeline`)."""
     try:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, pass_fds=(result_fd,),
-                                start_new_session=True, env=child_env(), cwd=str(cwd))
+        return popen_group(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, pass_fds=(result_fd,),
+                           env=child_env({PARENT_ENV: str(os.getpid())}), cwd=str(cwd))
     finally:
         os.close(result_fd)
 
 
-def _spawn(days: list[str], impl: Path, only: list[str] | None, python: str | None,
-           kernels: Path | None):
+def _spawn(queue: list[tuple[str, float]], impl: Path, only: list[str] | None,
+           python: str | None, kernels: Path | None):
     rfd, wfd = os.pipe()
-    cmd = [python or sys.executable, "-m", "tutor.checking.child", "--day", ",".join(days),
-           "--impl", str(impl), "--checks", str(paths.checks_dir()), "--fd", str(wfd)]
+    # No child outlives the days it was given: each day's budget, back to back.
+    budget = sum(t for _, t in queue)
+    cmd = [python or sys.executable, "-m", "tutor.checking.child",
+           "--day", ",".join(d for d, _ in queue), "--impl", str(impl),
+           "--checks", str(paths.checks_dir()), "--fd", str(wfd), "--budget", f"{budget:g}"]
     if kernels is not None:
         cmd += ["--kernels", str(Path(kernels).resolve())]
     if only:
         cmd += ["--only", ",".join(only)]
     proc = popen_isolated(cmd, wfd, impl.parent)
-    run = _Run()
-    t = threading.Thread(target=_drain_output, args=(proc.stdout, run), daemon=True)
-    t.start()
-    return proc, run, os.fdopen(rfd, "rb", buffering=0)
+    return proc, ChildOutput(proc.stdout), os.fdopen(rfd, "rb", buffering=0)
 
 
-def json_events(events, deadline: Callable[[], float], cancel: threading.Event | None = None):
+def json_events(events, deadline: Callable[[], float], cancel: threading.Event | None = None,
+                output: ChildOutput | None = None):
     """JSON events from a child's result pipe until it closes, the deadline passes or
-    ``cancel`` is set (then a synthetic timeout/cancelled event is the last one)."""
+    ``cancel`` is set (then a synthetic timeout/cancelled event is the last one). The
+    child's ``output`` is drained as it comes, so a full pipe never blocks the child."""
     buf = b""
     fd = events.fileno()
     while True:
@@ -407,8 +327,11 @@ def json_events(events, deadline: Callable[[], float], cancel: threading.Event |
         if left <= 0:
             yield {"event": "timeout"}
             return
-        ready, _, _ = select.select([fd], [], [], min(left, 0.1))
-        if not ready:
+        watch = [fd] + ([output.fd] if output is not None and not output.eof else [])
+        ready, _, _ = select.select(watch, [], [], min(left, 0.1))
+        if output is not None and output.fd in ready:
+            output.drain()
+        if fd not in ready:
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
