@@ -9,8 +9,10 @@ task, the id the coach remembers as asked) and ``pitfall:<id>``.
 
 Learners and lessons word the same idea differently ("square root" / "√D", "normalize" /
 "normalise", "kv" / "key value"), so both sides go through one tokenizer that folds
-spellings and a few course terms onto shared tokens before BM25 sees them. The index is
-tiny (a few dozen short documents) and built on first use per lesson, then cached.
+spellings and a few course terms onto shared tokens before BM25 sees them. The phrasing
+tips near ties (:func:`intent`): "why ..." leans to a concept, "how do I ..." to a guiding
+question, "my output ..." to a pitfall. The index is tiny (a few dozen short documents),
+built on the first question about a lesson, then cached.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-__all__ = ["Item", "rank", "tokens", "items", "slug"]
+__all__ = ["Item", "rank", "intent", "tokens", "items", "slug"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def _bm25s():
     `tiny-llm-tutor ask` does, so while neither is loaded yet it is made to find neither."""
     if "bm25s" not in sys.modules:
         hidden = [m for m in ("scipy", "numba") if m not in sys.modules]
+        # (only for the duration of this one import; importing scipy works again after)
         for m in hidden:
             sys.modules[m] = None  # type: ignore[assignment]  # import then fails fast
         try:
