@@ -94,7 +94,8 @@ def test_render_tracker(tmp_path):
     assert row13 == "| ⬜ | 1.3 | GQA | — | 0 | 0 | — | — |"
     assert "## Other recorded days" in md and "| 🟡 | 9.9 |" in md
     recent = md.split("## Recent activity", 1)[1]
-    assert recent.index("session ended after 1h 12m") < recent.index("day 1.2: asked “what is theta?”")
+    # oldest first, like a log
+    assert recent.index("day 1.2: asked “what is theta?”") < recent.index("session ended after 1h 12m")
     assert "✅ day 1.1: checks passed" in recent and "❌ day 1.1: checks failed (1 failing; diagnosed attn-missing-scale)" in recent
 
 
@@ -131,4 +132,5 @@ def test_knowledge_gaps_and_recent_limit(tmp_path):
     assert pitfalls == [("attn-missing-scale", 2)] and missed == ["q-after"]
     assert knowledge_gaps(None) == ([], [])
     events = recent_activity(store.state, limit=3)
-    assert len(events) == 3 and events[0][0] >= events[1][0] >= events[2][0]
+    assert len(events) == 3 and events[0][0] <= events[1][0] <= events[2][0]
+    assert events[-1][1] == "⏹️ session ended after 1h 12m"  # the latest three, oldest first

@@ -515,7 +515,8 @@ def _open_session(day_text: str, verb: str):
     session = TutorSession(ws, course=course)  # hint/ask work in scripts: no terminal needed
     try:
         # A week means its first unfinished day, as for `start week1`.
-        session.open(route.days[0] if len(route.days) == 1 else day_text)
+        # One command is not a tutoring session: no empty start/end pair in the records.
+        session.open(route.days[0] if len(route.days) == 1 else day_text, session=False)
     except StateLocked as exc:
         text = str(exc)
         raise UsageError(text[:1].upper() + text[1:] + ".") from None

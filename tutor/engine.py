@@ -17,7 +17,7 @@ from tutor.coach import ladder
 from tutor.grading import Grade, grade
 from tutor.records.insights import insight_due, insight_to_ask
 from tutor.records.mastery import Status, assess
-from tutor.records.recorder import changed_files, parse_time, refresh_documents
+from tutor.records.recorder import record_changed_files, refresh_documents
 from tutor.records.state import StateStore
 
 
@@ -35,16 +35,21 @@ class TutorSession:
         self.lesson = course.lessons[0]
         self.latest: dict[str, dict] = {}  # day -> latest check result of this session
         self.notice: str | None = None
+        self.in_session = False  # whether open() started a tutoring session to end
         self.route_note: str | None = None  # "Book day 2.3 is covered by lesson 2.2 (...)"
 
     # ------------------------------------------------------------------ lifecycle
 
-    def open(self, target: str | None = None) -> "TutorSession":
+    def open(self, target: str | None = None, *, session: bool = True) -> "TutorSession":
         """Take the records (raises StateLocked if another tutor has them) and go to
-        ``target`` (a week or day id) or where the learner left off."""
+        ``target`` (a week or day id) or where the learner left off. ``session=False``
+        for one command (a CLI hint or question): its work is recorded, but it is not a
+        tutoring session of its own."""
         self.store.open()
         self.notice = self.store.notice
-        self.store.start_session()
+        self.in_session = session
+        if session:
+            self.store.start_session()
         self.go_to(self.resolve(target))
         return self
 
@@ -53,7 +58,8 @@ class TutorSession:
             if not self.store.is_open:
                 return
             self.save_documents()
-            self.store.end_session()
+            if self.in_session:
+                self.store.end_session()
             refresh_documents(self.workspace, self.store, self.course, self.lesson)
             self.store.close()
 
@@ -92,9 +98,10 @@ class TutorSession:
             self.store.look(day)
 
     def worked(self) -> None:
-        """Plain work on the current day that records nothing else (an editor session)."""
+        """Work on the current day (an editor session): the files it changed, if any."""
         with self.lock:
-            self.store.touch(self.lesson.id)
+            if not record_changed_files(self.workspace, self.store, self.lesson):
+                self.store.touch(self.lesson.id)
 
     def step(self, delta: int) -> bool:
         ids = self.course.day_ids
@@ -141,10 +148,7 @@ class TutorSession:
             return result  # a cancelled run is not an attempt
         with self.lock:
             self.latest[lesson.id] = result
-            rec = self.store.day_record(lesson.id) or {}
-            files = changed_files(self.workspace, lesson, parse_time(rec.get("last_activity")))
-            if files:
-                self.store.record_files_changed(lesson.id, files)
+            record_changed_files(self.workspace, self.store, lesson)
             self.store.record_check(lesson.id, result)
             refresh_documents(self.workspace, self.store, self.course, lesson)
         return result

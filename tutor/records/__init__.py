@@ -1,7 +1,7 @@
 """Records: the learner's progress state, tracker and session docs.
 
-Stdlib only and UI-free (no textual, rich, mlx or yaml), so the CLI and the check
-runner can import it cheaply.
+Stdlib only (plus markdown-it-py, loaded when a session doc is merged) and UI-free (no
+textual, rich, mlx or yaml), so the CLI and the check runner can import it cheaply.
 
 - :mod:`tutor.records.state`    -- ``StateStore``: progress/state.json, locked and atomic
 - :mod:`tutor.records.mastery`  -- day status and mastery rules, ``rules_text()``

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tutor.records._util import parse_iso
 from tutor.records.mastery import assess
 from tutor.records.sessions import write_session_doc
 from tutor.records.state import StateLocked, StateStore, read_state
@@ -14,24 +15,44 @@ from tutor.records.tracker import knowledge_gaps, tracker_path, write_tracker
 RecordsBusy = StateLocked
 
 
-def changed_files(workspace: Path, lesson, since: datetime | None) -> list[str]:
+def changed_files(workspace: Path, lesson, recorded: dict | None = None) -> list[str]:
     """The day's files (in impl/ and kernels/) that differ from the stubs and were saved
-    since ``since``, relative to the workspace."""
+    after the change ``recorded`` holds for each (``files_changed``: path -> ISO time),
+    relative to the workspace. Per file, not since the day's last activity: an edit made
+    before a hint or the editor's return is an edit all the same."""
     from tutor.workspace import lesson_files, stub_of
 
     out = []
     for rel in lesson_files(lesson):
         p = workspace / rel
         try:
-            mtime = datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc)
-            if since is not None and mtime <= since:
+            # Whole seconds, as the records store times: a file saved in the second it
+            # was recorded is not a new change.
+            mtime = datetime.fromtimestamp(int(p.stat().st_mtime), tz=timezone.utc)
+            last = parse_iso((recorded or {}).get(rel))
+            if last is not None and mtime <= last:
                 continue
             if p.read_bytes() == stub_of(rel).read_bytes():
                 continue
-        except OSError:
+        except (OSError, ValueError):
             continue
         out.append(rel)
     return out
+
+
+def record_changed_files(workspace: Path, store: StateStore, lesson) -> list[str]:
+    """Log the day's files changed since they were last logged, for any day; returns
+    them. A change belongs to the day that logged it: attention.py, written on day 1.1,
+    is not day 1.3's work until it is saved again."""
+    logged: dict[str, str] = {}
+    for rec in (store.state.get("days") or {}).values():
+        for path, t in (rec.get("files_changed") or {}).items():
+            if isinstance(t, str) and t > logged.get(path, ""):
+                logged[path] = t
+    files = changed_files(workspace, lesson, logged)
+    if files:
+        store.record_files_changed(lesson.id, files)
+    return files
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -50,10 +71,7 @@ def record_check(workspace: Path, course, lesson, result: dict) -> str | None:
     """Log a check run of ``lesson``'s day; returns a notice for the learner, if any.
     Raises :class:`RecordsBusy` when another tutor holds the records."""
     with StateStore(workspace, course=course) as store:
-        rec = store.day_record(lesson.id) or {}
-        files = changed_files(workspace, lesson, parse_time(rec.get("last_activity")))
-        if files:
-            store.record_files_changed(lesson.id, files)
+        record_changed_files(workspace, store, lesson)
         store.record_check(lesson.id, result)
         refresh_documents(workspace, store, course, lesson)
         return store.notice

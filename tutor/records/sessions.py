@@ -14,6 +14,7 @@ the end of its section (or, with the section gone too, in a new section at the e
 the file). A marker left without its partner is left alone as learner text: a block
 only counts when its begin marker is followed by its own end marker with no other begin
 marker in between, so a stray marker can never make the tutor swallow learner text.
+A marker inside a code fence (the learner's notes on the format, say) is text too.
 
     merge_blocks(text, blocks) -> str          # pure, the merge rules above
     render_blocks(lesson, state, course=None)  # the blocks' contents from the records
@@ -36,6 +37,7 @@ from tutor.records._util import (
     utc_now,
 )
 from tutor.records.atomic import atomic_write_bytes
+from tutor.records.markdown import code_mask, lead_and_list
 from tutor.records.mastery import ACTIVITY_GAP_S, DEFAULT_LADDER_RUNGS, Mastery, assess
 
 __all__ = [
@@ -78,7 +80,6 @@ def end_marker(name: str) -> str:
 _ANY_BEGIN = r"<!--\s*tutor:begin\b"
 _MARKER_IN_CONTENT = re.compile(r"<!--(\s*tutor:(?:begin|end)\b)")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 
 
 def _block_pattern(name: str) -> re.Pattern[str]:
@@ -102,19 +103,10 @@ def _norm_heading(text: str) -> str:
 
 
 def _headings(lines: list[str]) -> list[tuple[int, int, str]]:
-    """(line index, level, text) of the markdown headings outside code fences."""
+    """(line index, level, text) of the markdown headings in ``lines`` (masked by
+    :func:`code_mask`: a heading in the learner's code is blank there)."""
     out = []
-    fence: str | None = None
     for i, line in enumerate(lines):
-        m = _FENCE.match(line)
-        if m:
-            if fence is None:
-                fence = m.group(1)
-            elif m.group(1) == fence:
-                fence = None
-            continue
-        if fence is not None:
-            continue
         h = _HEADING.match(line)
         if h:
             out.append((i, len(h.group(1)), h.group(2)))
@@ -148,7 +140,7 @@ def _section_range(lines: list[str], title: str) -> tuple[int, int] | None:
 
 def _insert_block(text: str, title: str | None, block: str) -> str:
     lines = text.split("\n")
-    rng = _section_range(lines, title) if title else None
+    rng = _section_range(code_mask(text).split("\n"), title) if title else None
     if rng is None:
         head = text.rstrip("\n")
         sep = "\n\n" if head else ""
@@ -181,10 +173,11 @@ def merge_blocks(
     titles = dict(sections)
     for name, content in blocks.items():
         block = _block_text(name, content)
-        pattern = _block_pattern(name)
-        if pattern.search(text):
-            text = pattern.sub(lambda _m: block, text)
-        else:
+        # Found in the masked text, replaced in the real one: markers in code are text.
+        spans = [m.span() for m in _block_pattern(name).finditer(code_mask(text))]
+        for a, b in reversed(spans):
+            text = text[:a] + block + text[b:]
+        if not spans:
             text = _insert_block(text, titles.get(name), block)
     if text and not text.endswith("\n"):
         text += "\n"
@@ -356,8 +349,10 @@ def _concepts(lesson: Any, rec: dict) -> str:
     lines = []
     for c in getattr(lesson, "concepts", None) or []:
         name = md_safe(getattr(c, "name", ""), 100)
-        expl = _first_sentence(getattr(c, "explanation", ""))
+        lead, items = lead_and_list(str(getattr(c, "explanation", "") or ""))
+        expl = _first_sentence(lead)
         lines.append(f"- **{name}**" + (f" — {expl}" if expl else ""))
+        lines += [f"  {marker} {md_safe(item, 300)}" for marker, item in items]
     answered = rec.get("concepts") or {}
     questions = list(getattr(lesson, "concept_questions", None) or [])
     known = {str(getattr(q, "id", "")) for q in questions}

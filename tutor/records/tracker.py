@@ -9,6 +9,7 @@ session), so it carries no learner-editable blocks: notes belong in the session 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from pathlib import Path
 from typing import Any
 
@@ -76,31 +77,40 @@ def _check_line(day: str, a: dict) -> str:
 
 
 def recent_activity(state: Any, limit: int = RECENT_LIMIT) -> list[tuple[str, str]]:
-    """Newest-first (ISO time, description) pairs over all days and sessions."""
+    """The latest ``limit`` (ISO time, description) pairs over all days and sessions, in
+    the order they happened (oldest first, read like a log)."""
     st = _state_dict(state)
-    events: list[tuple[str, str]] = []
+    # Times are whole seconds, so ties are common (a CLI command, a quick session): order
+    # by time, then by the session an event falls in, then start < work < end.
+    sessions = [s for s in st.get("sessions") or [] if isinstance(s.get("start"), str)]
+    starts = [s["start"] for s in sessions]
+    events: list[tuple[str, int, int, str]] = []
+
+    def add(t: Any, text: str) -> None:
+        t = str(t or "")
+        events.append((t, bisect_right(starts, t) - 1, 1, text))
+
     for day, rec in (st.get("days") or {}).items():
         for a in rec.get("attempts") or []:
             icon = "✅" if a.get("status") == "pass" else "❌"
-            events.append((a.get("time") or "", f"{icon} {_check_line(day, a)}"))
+            add(a.get("time"), f"{icon} {_check_line(day, a)}")
         for h in rec.get("hints") or []:
-            events.append((h.get("time") or "", f"💡 day {day}: hint, task {h.get('task')} rung {h.get('rung')}"))
+            add(h.get("time"), f"💡 day {day}: hint, task {h.get('task')} rung {h.get('rung')}")
         for c in rec.get("concept_answers") or []:
             verdict = "right" if c.get("correct") else "not right yet"
-            events.append((c.get("time") or "", f"❓ day {day}: concept question `{c.get('qid')}` answered, {verdict}"))
+            add(c.get("time"), f"❓ day {day}: concept question `{c.get('qid')}` answered, {verdict}")
         for q in rec.get("questions") or []:
-            events.append((q.get("time") or "", f"💬 day {day}: asked “{md_safe(q.get('text'), 80)}”"))
+            add(q.get("time"), f"💬 day {day}: asked “{md_safe(q.get('text'), 80)}”")
         for i in rec.get("insights") or []:
-            events.append((i.get("time") or "", f"✍️ day {day}: insight recorded"))
-    for s in st.get("sessions") or []:
-        if s.get("start"):
-            events.append((s["start"], "▶️ session started"))
-        if s.get("end"):
+            add(i.get("time"), f"✍️ day {day}: insight recorded")
+    for n, s in enumerate(sessions):
+        events.append((s["start"], n, 0, "▶️ session started"))
+        if isinstance(s.get("end"), str):
             start, end = parse_iso(s.get("start")), parse_iso(s.get("end"))
             took = f" after {fmt_duration((end - start).total_seconds())}" if start and end else ""
-            events.append((s["end"], "⏹️ session ended" + took))
-    events.sort(key=lambda e: e[0], reverse=True)
-    return events[:limit]
+            events.append((s["end"], n, 2, "⏹️ session ended" + took))
+    events.sort()
+    return [(t, text) for t, _, _, text in events[-limit:]] if limit > 0 else []
 
 
 def _row(day: str, title: str, lesson: Any, rec: dict | None, link: str | None) -> str:
