@@ -116,6 +116,15 @@ def test_hint_and_ask_say_so_in_one_line(ws, monkeypatch, capsys, argv):
     assert "could not be written" in err
 
 
+def test_progress_shows_the_table_when_the_tracker_cannot_be_written(ws, monkeypatch, capsys):
+    from tutor.records import tracker
+
+    monkeypatch.setattr(tracker, "atomic_write_text", _refuse)
+    rc, out, err = _main(capsys, "progress")
+    assert rc == 0 and "Traceback" not in out + err
+    assert "Week 1" in out and "tracker could not be written" in out
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
                     reason="running as root: chmod does not stop root from writing")
 def test_read_only_progress_for_real(tmp_path):

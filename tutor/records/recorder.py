@@ -109,7 +109,11 @@ def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
     leave the tracker as it is: it is the learner's last good view of their history."""
     state, notice = read_state(workspace)
     if notice is None:
-        write_tracker(workspace, state, course)
+        try:
+            write_tracker(workspace, state, course)
+        except OSError as exc:  # a read-only progress/ or a full disk: the table still shows
+            notice = (f"The tracker could not be written ({exc.strerror or exc}); "
+                      "progress/tiny-llm-tracker.md was left as it was.")
     else:
         notice += " The tracker was left as it was."
     return ({"workspace": str(workspace), "current_day": state.get("current_day"),
