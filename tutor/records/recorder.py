@@ -73,7 +73,12 @@ def record_check(workspace: Path, course, lesson, result: dict) -> str | None:
     with StateStore(workspace, course=course) as store:
         record_changed_files(workspace, store, lesson)
         store.record_check(lesson.id, result)
-        refresh_documents(workspace, store, course, lesson)
+        try:
+            refresh_documents(workspace, store, course, lesson)
+        except OSError as exc:  # the attempt is in state.json; the documents catch up later
+            why = exc.strerror or str(exc)
+            return (f"{store.notice + ' ' if store.notice else ''}The check run was recorded, "
+                    f"but the tracker or session notes could not be written ({why}).")
         return store.notice
 
 
