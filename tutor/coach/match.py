@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from dataclasses import dataclass
 
 __all__ = ["Item", "rank", "intent", "tokens", "items", "slug"]
@@ -147,9 +148,12 @@ def _bm25s():
     """The bm25s module, imported on first use. At import it probes for scipy and numba
     only to offer backends this index does not use (the numpy ones are its defaults and
     plenty for a few dozen documents); that probe costs more than everything else a
-    `tiny-llm-tutor ask` does, so while neither is loaded yet it is made to find neither."""
+    `tiny-llm-tutor ask` does, so while neither is loaded yet it is made to find neither.
+    Hiding a module is process-wide, so it is done only while this is the one thread: a
+    thread importing scipy meanwhile would be told it is missing."""
     if "bm25s" not in sys.modules:
-        hidden = [m for m in ("scipy", "numba") if m not in sys.modules]
+        alone = threading.active_count() == 1
+        hidden = [m for m in ("scipy", "numba") if alone and m not in sys.modules]
         # (only for the duration of this one import; importing scipy works again after)
         for m in hidden:
             sys.modules[m] = None  # type: ignore[assignment]  # import then fails fast
