@@ -415,3 +415,47 @@ def test_metal_tests_skip_with_a_reason_off_apple_gpus():
     if METAL:
         pytest.skip("Metal is available here; the Metal tests run")
     assert "Apple GPU" in metal_only.kwargs["reason"]
+
+
+def test_a_build_timeout_ends_the_compilers_too(tmp_path, monkeypatch):
+    """cmake's compilers are its children: a timeout must end them with it."""
+    import os
+    import signal
+    import time
+
+    from tutor.kernels_build import build
+
+    kdir = tmp_path / "kernels"
+    (kdir / "tiny_llm_ext").mkdir(parents=True)
+    (kdir / "tiny_llm_ext" / "__init__.py").write_text("")
+    (kdir / "CMakeLists.txt").write_text("")
+    pidfile = tmp_path / "compiler.pid"
+    cmake = tmp_path / "cmake"
+    cmake.write_text(f"""#!/bin/sh
+if [ "$1" = "--version" ]; then echo "cmake version 3.30.0"; exit 0; fi
+sleep 120 &
+echo $! > {pidfile}
+wait
+""")
+    cmake.chmod(0o755)
+    monkeypatch.setenv("CMAKE", str(cmake))
+    t0 = time.monotonic()
+    result = build(kdir, timeout=2)
+    assert not result.ok and "timed out" in result.messages[0]
+    assert time.monotonic() - t0 < 10
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 3
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    alive = _running(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the compiler outlived the build's timeout"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tutor.checking.procs import run_group
+
 CMAKE_MIN = (3, 27)
 PACKAGES = ("tiny_llm_ext", "tiny_llm_ext_key")
 BUILD_TIMEOUT_S = 900
@@ -375,9 +377,9 @@ def build(kernels_dir: Path, *, clean: bool = False, jobs: int | None = None,
             log.write(f"\n$ {' '.join(cmd)}\n")
             log.flush()
             try:
-                proc = subprocess.run(cmd, cwd=src, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, errors="replace",
-                                      timeout=timeout)
+                # A group, so a timeout ends cmake's compilers too, not cmake alone.
+                proc = run_group(cmd, timeout, cwd=src, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, errors="replace")
             except subprocess.TimeoutExpired:
                 log.write(f"\n# {step} timed out after {timeout:.0f} s\n")
                 return done(False, [f"The kernel {step} timed out after {timeout:.0f} s; "
@@ -432,8 +434,8 @@ def _smoke_import(pkg: Path, env: dict, timeout: float) -> str | None:
     code = ("import importlib, sys; sys.path.insert(0, sys.argv[1]); "
             "importlib.import_module(sys.argv[2])")
     try:
-        proc = subprocess.run([sys.executable, "-c", code, str(pkg.parent), pkg.name],
-                              capture_output=True, text=True, env=env, timeout=timeout)
+        proc = run_group([sys.executable, "-c", code, str(pkg.parent), pkg.name], timeout,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     except subprocess.TimeoutExpired:
         return f"Importing the built {pkg.name} timed out."
     if proc.returncode == 0:
