@@ -5,6 +5,7 @@ learner's endless loop runs, and the loop goes too. Its pieces: the CLI's reaper
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,3 +170,43 @@ def test_lifeline_hard_deadline(tmp_path):
         assert took < 5, took
     finally:
         proc.kill()
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_closing_the_terminal_of_the_app_ends_the_check_process(tmp_path):
+    """The full-screen tutor runs checks from a worker thread; closing its terminal
+    (SIGHUP to the app) mid-check leaves no check process behind."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "tutor", "init", "ws"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ws = tmp_path / "ws"
+    flag = tmp_path / "looping"
+    _endless(ws / "impl", flag)
+    sock = str(tmp_path / "tmux.sock")
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", *args],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    cmd = (f"cd {ws} && env -u TINY_LLM_TUTOR_WORKSPACE TERM=xterm-256color "
+           f"TINY_LLM_TUTOR_LLM=offline PYTHONPATH={ROOT} {sys.executable} -m tutor start week1")
+    tmux("new-session", "-d", "-s", "app", "-x", "100", "-y", "32", cmd)
+    impl = str(ws / "impl")
+    try:
+        assert _wait(lambda: "Quit" in tmux("capture-pane", "-p", "-t", "app"), 60) is not None, \
+            tmux("capture-pane", "-p", "-t", "app")
+        tmux("send-keys", "-t", "app", "c")
+        assert _wait(flag.exists, 60) is not None, tmux("capture-pane", "-p", "-t", "app")
+        assert _processes(impl)
+        tmux("kill-session", "-t", "app")  # the terminal goes: SIGHUP
+        took = _wait(lambda: not _processes(impl), GONE_WITHIN_S)
+        assert took is not None, "the check process outlived the app's terminal"
+        print(f"app SIGHUP: check process gone after {took:.3f} s")
+    finally:
+        subprocess.run(["tmux", "-S", sock, "kill-server"], capture_output=True)
+        for pid in _processes(impl):
+            os.kill(pid, signal.SIGKILL)
