@@ -140,6 +140,7 @@ def test_lifeline_watchdog_without_parent_death_signal(tmp_path):
         middle.wait()
         took = _wait(lambda: not _held_pids(flag), GONE_WITHIN_S)
         assert took is not None, "the held process outlived its parent"
+        print(f"watchdog alone: held process gone {took:.3f} s after its parent")
     finally:
         middle.kill()
         for pid in _held_pids(flag):
@@ -154,6 +155,7 @@ def test_lifeline_parent_death_signal(tmp_path):
         middle.wait()
         took = _wait(lambda: not _held_pids(flag), 1.0)
         assert took is not None, "the held process outlived its parent"
+        print(f"parent-death signal: held process gone {took:.3f} s after its parent")
     finally:
         middle.kill()
         for pid in _held_pids(flag):
@@ -168,6 +170,7 @@ def test_lifeline_hard_deadline(tmp_path):
         took = time.monotonic() - t0
         assert flag.exists()
         assert took < 5, took
+        print(f"hard deadline (budget 0.5 s + margin 0.5 s): ended after {took:.3f} s")
     finally:
         proc.kill()
 
