@@ -126,12 +126,10 @@ def run_days(days: list[tuple[str, float]], impl: Path,
                     running = None
                     current.notify(ev)
                 elif kind == "import_error":
-                    run.drain()
                     current.import_error = ev
                 elif kind == "no_checks":
                     current.no_checks = True
                 elif kind == "day_done":
-                    run.drain()
                     _attach_output(run, current)
                     yield _finish(current, impl)
                     queue.pop(0)
