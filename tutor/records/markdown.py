@@ -48,7 +48,8 @@ def _closes(line: str, markup: str) -> bool:
     return bool(m) and m.group(1)[0] == markup[0] and len(m.group(1)) >= len(markup)
 
 
-def lead_and_list(text: str) -> tuple[str, list[tuple[str, str]]]:
+@lru_cache(maxsize=256)  # the same few lesson texts on every save
+def lead_and_list(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The first paragraph of ``text`` and the (marker, text) items of its first list:
     ``("Two layouts:", [("-", "traditional"), ("-", "half-split")])``. A numbered
     list keeps its numbers ("1." ...). Nested lists stay out: one level fits a bullet."""
@@ -66,4 +67,4 @@ def lead_and_list(text: str) -> tuple[str, list[tuple[str, str]]]:
             marker = f"{tok.info}{tok.markup}" if kind == "ordered_list_open" else "-"
             para = tokens[i + 2] if i + 2 < len(tokens) and tokens[i + 1].type == "paragraph_open" else None
             items.append((marker, para.content if para is not None else ""))
-    return lead, items
+    return lead, tuple(items)

@@ -138,9 +138,9 @@ def _section_range(lines: list[str], title: str) -> tuple[int, int] | None:
     return start, end
 
 
-def _insert_block(text: str, title: str | None, block: str) -> str:
+def _insert_block(text: str, masked: str, title: str | None, block: str) -> str:
     lines = text.split("\n")
-    rng = _section_range(code_mask(text).split("\n"), title) if title else None
+    rng = _section_range(masked.split("\n"), title) if title else None
     if rng is None:
         head = text.rstrip("\n")
         sep = "\n\n" if head else ""
@@ -171,14 +171,18 @@ def merge_blocks(
     of the file under a new heading when the section is gone. Pure and idempotent.
     """
     titles = dict(sections)
+    # Found in the masked text, replaced in both: markers in code are text. A block's own
+    # content holds no fence at the top level, so the mask stays true without a re-parse.
+    masked = code_mask(text)
     for name, content in blocks.items():
         block = _block_text(name, content)
-        # Found in the masked text, replaced in the real one: markers in code are text.
-        spans = [m.span() for m in _block_pattern(name).finditer(code_mask(text))]
+        spans = [m.span() for m in _block_pattern(name).finditer(masked)]
         for a, b in reversed(spans):
             text = text[:a] + block + text[b:]
+            masked = masked[:a] + block + masked[b:]
         if not spans:
-            text = _insert_block(text, titles.get(name), block)
+            text = _insert_block(text, masked, titles.get(name), block)
+            masked = code_mask(text)
     if text and not text.endswith("\n"):
         text += "\n"
     return text
