@@ -500,7 +500,7 @@ async def test_n_p_and_the_tree_move_between_days(session):
         assert session.lesson.id == "1.1"
         tree = app.query_one(LessonTree)
         tree.focus()
-        tree.move_cursor(tree.day_nodes["1.4"])
+        tree.show_day("1.4")
         await pilot.press("enter")
         await pilot.pause()
         assert session.lesson.id == "1.4" and "Day 1.4" in status_text(app)

@@ -263,3 +263,27 @@ async def key_latency(pilot, key: str, predicate, timeout: float = 2.0) -> float
     app.screen.call_after_refresh(painted.set)
     await asyncio.wait_for(painted.wait(), timeout)
     return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- what is on screen
+
+
+def screen_text(app) -> str:
+    """The terminal as plain text, as the learner sees it (only what is scrolled into view),
+    not the widgets' contents."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True,
+                      color_system=None, force_terminal=True, legacy_windows=False,
+                      safe_box=False)
+    console.print(app.screen._compositor.render_update(
+        full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+def flat(text: str) -> str:
+    """Whitespace collapsed, so a wrapped sentence can be looked for whole."""
+    return " ".join(text.split())

@@ -33,6 +33,8 @@ from tutor.tui.widgets import ChatLog, KeyBar, LessonTree, QuestionCard
 
 AUTOSAVE_S = 60.0
 THEME = "textual-dark"
+SCROLL_KEYS = "j/k/PgUp/PgDn"
+TAB_SCROLLERS = {"lesson-tab": "#lesson", "checks-tab": "#results", "coach-tab": "#chat-log"}
 
 
 class TutorApp(App[int]):
@@ -47,15 +49,24 @@ class TutorApp(App[int]):
         Binding("h", "hint", "Hint"),
         Binding("question_mark", "focus_chat", "Chat", key_display="?"),
         Binding("slash", "focus_chat", "Chat", key_display="/", show=False),
+        Binding("a", "answer", "Answer"),
+        Binding("i", "insight", "Insight"),
         Binding("e", "edit", "Edit"),
+        Binding("l", "lesson", "Lesson"),
         Binding("n", "next", "Next"),
         Binding("p", "prev", "Prev"),
         Binding("t", "progress", "Progress"),
+        # Priority: the active tab scrolls whatever has focus (the tree, an answer box);
+        # check_action hands j, k, Home and End back to an input being typed in.
+        Binding("pagedown", "scroll_tab('page_down')", "Scroll", key_display=SCROLL_KEYS,
+                priority=True),
+        Binding("pageup", "scroll_tab('page_up')", "Scroll", show=False, priority=True),
+        Binding("home", "scroll_tab('home')", "Top", show=False, priority=True),
+        Binding("end", "scroll_tab('end')", "Bottom", show=False, priority=True),
+        Binding("j", "scroll_tab('down')", "Down", show=False, priority=True),
+        Binding("k", "scroll_tab('up')", "Up", show=False, priority=True),
         Binding("q", "quit", "Quit"),
         Binding("escape", "cancel", "Cancel", key_display="esc"),
-        Binding("a", "answer", "Answer questions", show=False),
-        Binding("i", "insight", "Insight", show=False),
-        Binding("l", "lesson", "Lesson", show=False),
     ]
 
     def __init__(self, session, *, coach: CoachLink | None = None, blink: bool = True,
@@ -81,6 +92,7 @@ class TutorApp(App[int]):
         self.checking = False
         self.check_runs = 0  # started by this app (for tests and the status line)
         self.saves = 0  # periodic saves done
+        self.reveals = 0  # question cards scrolled into view (tests wait on it)
         self.questions_ready = False  # the day's question cards are mounted
         self._cards_lock = asyncio.Lock()
         self._cancel: threading.Event | None = None
@@ -216,7 +228,8 @@ class TutorApp(App[int]):
 
     async def _show_questions(self) -> None:
         async with self._cards_lock:  # a key during the first frame must not mount twice
-            await self._show_questions_now()
+            if not self.questions_ready:  # else an early `a` has mounted them already
+                await self._show_questions_now()
 
     async def _show_questions_now(self) -> None:
         with self.session.lock:
@@ -398,7 +411,15 @@ class TutorApp(App[int]):
         if action == "cancel":
             return bool(self.checking or isinstance(self.focused, Input)
                         or self._asking is not None)
+        if action == "scroll_tab" and isinstance(self.focused, Input):
+            return parameters[:1] in (("page_down",), ("page_up",))  # the rest edit text
         return True
+
+    def action_scroll_tab(self, how: str) -> None:
+        w = self._q(TAB_SCROLLERS[self._q(TabbedContent).active])
+        {"page_down": w.scroll_page_down, "page_up": w.scroll_page_up,
+         "home": w.scroll_home, "end": w.scroll_end,
+         "down": w.scroll_down, "up": w.scroll_up}[how](animate=False)
 
     async def action_cancel(self) -> None:
         if self.checking and self._cancel is not None:
@@ -478,6 +499,8 @@ class TutorApp(App[int]):
         if not text:
             return
         event.input.clear()
+        # Back to the keys: the next c or t is a command, not the start of another question.
+        self._main.set_focus(self._q(LessonTree))
         self._q(TabbedContent).active = "coach-tab"
         if self._asking is not None:
             await self._stop_reply("(reply stopped: you asked another question)")
@@ -551,6 +574,7 @@ class TutorApp(App[int]):
             self._q(ChatLog).add_notice(note)
         self._reply_md = None
         self._reply_text = ""
+        self.refresh_keys()  # Esc stops a reply only while one is coming
 
     # ------------------------------------------------------------------ questions
 
@@ -558,6 +582,7 @@ class TutorApp(App[int]):
     def _answered(self, msg: QuestionCard.Answered) -> None:
         g = self.session.answer(msg.card.question.id, msg.text)
         msg.card.show_grade(g)
+        self._reveal(msg.card)  # the feedback grows the card: keep it on screen
         if g.correct:
             self._focus_next_question()
         self.render_results()
@@ -572,11 +597,14 @@ class TutorApp(App[int]):
         for box in self._open_questions():
             pane = "checks-tab" if _in_after(box) else "lesson-tab"
             if pane == tabs.active:
-                box.focus()
+                box.focus(scroll_visible=False)  # _reveal scrolls, to the whole card
+                self._reveal(box.parent)
                 return
         self._q(LessonTree).focus()
 
-    def action_answer(self) -> None:
+    async def action_answer(self) -> None:
+        if not self.questions_ready:  # `a` before the cards' first mount: mount them now
+            await self._show_questions()
         boxes = self._open_questions()
         if not boxes:
             self.notify("No open concept questions here right now.")
@@ -586,7 +614,23 @@ class TutorApp(App[int]):
         box = (here or boxes)[0]
         in_after = _in_after(box)
         self._q(TabbedContent).active = "checks-tab" if in_after else "lesson-tab"
-        box.focus()
+        box.focus(scroll_visible=False)  # _reveal scrolls, to the whole card
+        self._reveal(box.parent)
+
+    def _reveal(self, card, tries: int = 5) -> None:
+        """Scroll the whole card (question, answer box, feedback) into view once the
+        layout has caught up: focusing the box alone would show just its one line, and a
+        card mounted by this very key has no place on screen until a refresh or two."""
+        def scroll() -> None:
+            scroller = next((a for a in card.ancestors if isinstance(a, VerticalScroll)), None)
+            if scroller is None:
+                return
+            if not card.region and tries:
+                self._reveal(card, tries - 1)
+                return
+            scroller.scroll_to_widget(card, animate=False)
+            self.reveals += 1
+        self.call_after_refresh(scroll)
 
     def action_insight(self) -> None:
         from tutor.tui.screens import InsightScreen
@@ -617,9 +661,9 @@ class TutorApp(App[int]):
         self._q(TabbedContent).active = "lesson-tab"
         await self.show_day()
 
-    @on(LessonTree.NodeSelected)
-    async def _day_selected(self, event: LessonTree.NodeSelected) -> None:
-        day = event.node.data
+    @on(LessonTree.DaySelected)
+    async def _day_selected(self, event: LessonTree.DaySelected) -> None:
+        day = event.day
         if not day or day == self.session.lesson.id:
             return
         with self.session.lock:

@@ -2,83 +2,130 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Static, Tree
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
 
 from tutor.tui.render import question_prompt
 
 
-class LessonTree(Tree[str]):
-    """Weeks and days with their status icons; a day node's data is its id."""
+class LessonTree(OptionList):
+    """Weeks and days with their status icons. A Tree row is one line, which cut the long
+    titles; here a day's title wraps under itself, so every title reads whole in a
+    narrow column. Week headings are disabled rows: the cursor moves over days only."""
+
+    class DaySelected(Message):
+        def __init__(self, day: str) -> None:
+            super().__init__()
+            self.day = day
 
     def __init__(self, course, **kwargs) -> None:
-        super().__init__("Course", **kwargs)
+        super().__init__(**kwargs)
         self.course = course
-        self.show_root = False
-        self.guide_depth = 2
-        self.day_nodes = {}
+        self.day_index: dict[str, int] = {}
+        self._icons: dict[str, str] = {}
 
     def build(self, icons: dict[str, str]) -> None:
-        self.clear()
-        self.day_nodes = {}
-        for week in self.course.weeks:
-            wnode = self.root.add(f"Week {week.number}: {week.title}", expand=True)
+        options: list[Option | None] = []
+        self.day_index = {}
+        for n, week in enumerate(self.course.weeks):
+            if n:
+                options.append(None)  # a rule between the weeks
+            options.append(Option(Text(f"Week {week.number}: {week.title}", style="bold"),
+                                  disabled=True))
             for lesson in week.days:
-                self.day_nodes[lesson.id] = wnode.add_leaf(
-                    self._label(lesson, icons.get(lesson.id, "⬜")), data=lesson.id)
+                self.day_index[lesson.id] = len(options) - options.count(None)
+                options.append(Option(self._prompt(lesson, icons.get(lesson.id, "⬜")),
+                                      id=lesson.id))
+        self._icons = dict(icons)
+        self.set_options(options)
 
     @staticmethod
-    def _label(lesson, icon: str) -> str:
+    def _head(lesson, icon: str) -> str:
         covers = getattr(lesson, "covers", None) or (lesson.id,)
         days = lesson.id if len(covers) == 1 else f"{covers[0]}–{covers[-1]}"  # the book's
-        return f"{icon} {days} {lesson.title}"
+        return f"{icon} {days}"
+
+    @classmethod
+    def _label(cls, lesson, icon: str) -> str:
+        return f"{cls._head(lesson, icon)} {lesson.title}"
+
+    @classmethod
+    def _prompt(cls, lesson, icon: str) -> Table:
+        # Two columns, so a wrapped title hangs under its first word, not under the icon.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(ratio=1)
+        grid.add_row(cls._head(lesson, icon), lesson.title)
+        return grid
 
     def update_icons(self, icons: dict[str, str]) -> None:
         for lesson in self.course.lessons:
-            node = self.day_nodes.get(lesson.id)
-            if node is not None:
-                node.set_label(self._label(lesson, icons.get(lesson.id, "⬜")))
+            icon = icons.get(lesson.id, "⬜")
+            if lesson.id in self.day_index and self._icons.get(lesson.id) != icon:
+                self._icons[lesson.id] = icon
+                self.replace_option_prompt(lesson.id, self._prompt(lesson, icon))
 
     def show_day(self, day: str) -> None:
-        node = self.day_nodes.get(day)
-        if node is not None:
-            self.move_cursor(node)
+        if day in self.day_index:
+            self.highlighted = self.day_index[day]
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.post_message(self.DaySelected(event.option.id))
 
 
 class KeyBar(Static):
     """The footer of key bindings: the app's shown bindings, with Esc only when it does
-    something. One line of text, so redrawing it costs nothing (Textual's Footer rebuilds
-    its widgets on every focus change, which is most of a key's response time)."""
+    something. Plain text, so redrawing it costs nothing (Textual's Footer rebuilds its
+    widgets on every focus change, which is most of a key's response time). It takes a
+    second line rather than cut keys off when the terminal is narrow, and keeps the
+    height the command keys need while an input has focus: the tab above must not shift
+    by a row when the learner starts typing (an answer card just scrolled into view
+    would slide)."""
 
     def on_mount(self) -> None:
         self.refresh_keys()
 
+    def on_resize(self) -> None:
+        self.refresh_keys()
+
     def refresh_keys(self) -> None:
-        app = self.app
-        focused = app.focused
+        focused = self.app.focused
+        width = self.size.width or self.app.size.width
+        t = _key_lines(self._items(focused), width)
+        lines = t.plain.count("\n") + 1
+        if isinstance(focused, Input):
+            lines = max(lines, _key_lines(self._items(None), width).plain.count("\n") + 1)
+            t.append("\n" * (lines - 1 - t.plain.count("\n")))
+        changed = lines != getattr(self, "_lines", 1)
+        self._lines = lines
+        self.update(t, layout=changed)  # a re-layout only when the height changes
+
+    def _items(self, focused) -> list[tuple[str, str]]:
         typing = isinstance(focused, Input)
-        t = Text(no_wrap=True, overflow="ellipsis")
         items = []
         if typing:
             items.append(("enter", "Send" if focused.id == "chat-input" else "Answer"))
         for b in self.bindings_source():
             if not b.show:
                 continue
-            if typing and len(b.key_display or b.key) == 1:
+            key = b.key_display or b.key
+            if typing and len(key) == 1:
                 continue  # letters and ? are text while typing
+            if typing and "j/k/" in key:
+                key = key.replace("j/k/", "")  # j and k type; the page keys still scroll
             if b in self.screen.BINDINGS:
                 pass  # the screen's own keys always work
-            elif not app.check_action(b.action, ()):
+            elif not self.app.check_action(b.action, ()):
                 continue
-            items.append((b.key_display or b.key, b.description))
-        for i, (key, what) in enumerate(items):
-            t.append(" " if i == 0 else "  ")
-            t.append(key, style="bold yellow")
-            t.append(f" {what}")
-        self.update(t, layout=False)
+            items.append((key, b.description))
+        return items
 
     def bindings_source(self):
         from textual.binding import Binding
@@ -88,6 +135,22 @@ class KeyBar(Static):
             if isinstance(b, Binding):
                 out.append(b)
         return out
+
+
+def _key_lines(items: list[tuple[str, str]], width: int) -> Text:
+    """The key items, never split across lines, on as many lines as the width needs."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    col = 0
+    for key, what in items:
+        n = (1 if col == 0 else 2) + len(key) + 1 + len(what)
+        if col and col + n > width:
+            t.append("\n")
+            col, n = 0, n - 1
+        t.append(" " if col == 0 else "  ")
+        t.append(key, style="bold yellow")
+        t.append(f" {what}")
+        col += n
+    return t
 
 
 class QuestionCard(Vertical):
