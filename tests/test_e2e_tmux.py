@@ -1,6 +1,7 @@
 """End to end: the installed console script in a real terminal (tmux), driven by keys.
 
-start week1 -> `c` runs the checks on a mistaken attention (no 1/sqrt(D) scale) -> the
+start week1 -> `a` shows the first concept question, and its feedback once answered ->
+`c` runs the checks on a mistaken attention (no 1/sqrt(D) scale) -> the
 failures and the diagnosis question are on screen -> `h` takes a hint -> `e` opens the
 task's file at the symbol in $EDITOR (the app suspends and comes back) -> `q` quits ->
 the session doc and the tracker exist and tell that history.
@@ -11,6 +12,7 @@ dumped into the failure message.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -70,12 +72,30 @@ def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
     editor = tmp_path / "fake-editor"
     editor.write_text(f'#!/bin/sh\necho "$@" > {editor_log}\n')
     editor.chmod(0o755)
+    # COLUMNS and LINES win over the pane's real size (shutil.get_terminal_size reads them
+    # first); under pytest the pane's shell has had them stale at 80x24.
     env = ("env -u VISUAL -u TINY_LLM_TUTOR_WORKSPACE -u TEXTUAL -u TEXTUAL_THEME "
+           "-u COLUMNS -u LINES "
            f"TERM=xterm-256color TINY_LLM_TUTOR_LLM=offline EDITOR={editor}")
     tmux.run("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "32",
              f"cd {ws} && {env} {EXE} start week1; echo EXITED:$?; sleep 60")
 
     tmux.wait_for(r"Day 1\.1.*Not started")  # looking at a day is not working on it
+    tmux.wait_for(r"q Quit")
+
+    # a: the first concept question comes into view below the long lesson; a wrong answer
+    # and its graded feedback are on screen beside it, then a right one.
+    tmux.keys("a")
+    tmux.wait_for(r"With D = 64 and no scale passed, by what factor")
+    tmux.keys("0.5", "Enter")
+    screen = tmux.wait_for(r"✗ Not quite: the answer is 0\.125")
+    assert "With D = 64 and no scale passed" in screen, screen
+    tmux.keys("C-u")  # clear the box (one key per send, as a person types)
+    tmux.wait_for(r"█ +your answer · Enter submits *\n.*✗ Not quite")
+    tmux.keys("1/8")
+    tmux.keys("Enter")
+    tmux.wait_for(r"✓ Right\.")
+    tmux.keys("Escape")  # out of the next answer box: the keys are commands again
     tmux.wait_for(r"q Quit")
 
     tmux.keys("c")
@@ -110,3 +130,6 @@ def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == "1" and cells[5] == "1", row  # one check run, one hint
     assert "attn-missing-scale" in row
+    concept = json.loads((ws / "progress" / "state.json").read_text())
+    concept = concept["days"]["1.1"]["concepts"]["scale-value"]
+    assert concept["tries"] == 2 and concept["last_correct"] is True

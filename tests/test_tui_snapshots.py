@@ -1,6 +1,7 @@
-"""Snapshots (pytest-textual-snapshot) of the main screens at 100x32 (and the lesson at
-80x24), theme textual-dark, blinking off, in temp workspaces with fixed check results
-from a fake runner and a scripted coach: nothing in them depends on time or paths.
+"""Snapshots (pytest-textual-snapshot) of the main screens at 100x32 (and the lesson and a
+concept question at 80x24), theme textual-dark, blinking off, in temp workspaces with fixed
+check results from a fake runner and a scripted coach: nothing in them depends on time or
+paths.
 
 Regenerate after a deliberate UI change with ``pytest tests/test_tui_snapshots.py
 --snapshot-update`` and look at the report first.
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from tui_support import (FakeRunner, failing_result, make_workspace, open_session,
-                         passing_result, scripted, seed_history, settle)
+                         passing_result, scripted, seed_history, settle, wait_until)
 from tutor.tui.app import TutorApp
 from tutor.tui.coachlink import CoachLink
 
@@ -56,6 +57,27 @@ def test_lesson_screen(snap_compare, ws, opened):
 
 def test_lesson_screen_at_80x24(snap_compare, ws, opened):
     assert snap_compare(app_for(opened(ws)), terminal_size=(80, 24), run_before=settle)
+
+
+def test_a_brings_the_concept_question_and_its_feedback_into_view(snap_compare, ws, opened):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("a", *"0.5", "enter")
+        await settle(pilot)
+        # scrolled to the card by a, and again once its feedback has grown it
+        await wait_until(pilot, lambda: pilot.app.reveals == 2, 5, "the card in view")
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_brings_the_concept_question_into_view_at_80x24(snap_compare, ws, opened):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        await wait_until(pilot, lambda: pilot.app.reveals == 1, 5, "the card in view")
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_check_results_with_diagnosis_and_every_icon(snap_compare, ws, opened, monkeypatch):
