@@ -141,3 +141,39 @@ def test_read_only_progress_for_real(tmp_path):
         (ws / "progress").chmod(0o755)
     assert r.returncode == 1 and json.loads(r.stdout)["day"] == "1.1"
     assert "Traceback" not in r.stderr and "could not be written" in r.stderr
+
+
+# ------------------------------------------------------------------ inside the app's session
+
+
+def _session(ws, monkeypatch):
+    from tutor.engine import TutorSession
+    import tutor.checking.runner as runner
+
+    monkeypatch.setattr(runner, "run_day", lambda day, *a, **k: _result(day))
+    return TutorSession(ws).open("day1.1")
+
+
+def test_a_check_run_in_the_app_keeps_its_results_when_notes_cannot_be_written(ws, monkeypatch):
+    session = _session(ws, monkeypatch)
+    monkeypatch.setattr(sessions_mod, "atomic_write_bytes", _disk_full)
+    result = session.run_checks()
+    assert result["day"] == "1.1" and session.latest_result() is result
+    notice = session.take_notice()
+    assert notice and "results are shown" in notice and "No space left" in notice
+    assert session.take_notice() is None  # said once
+
+
+def test_autosave_trouble_is_said_once_not_every_minute(ws, monkeypatch):
+    session = _session(ws, monkeypatch)
+    monkeypatch.setattr(sessions_mod, "atomic_write_bytes", _disk_full)
+    session.save_documents()
+    assert "notes were not saved" in (session.take_notice() or "")
+    session.save_documents()
+    assert session.take_notice() is None
+    monkeypatch.undo()
+    session.save_documents()  # the disk has room again: a later failure is news again
+    monkeypatch.setattr(sessions_mod, "atomic_write_bytes", _disk_full)
+    session.question("why is the mask added?")  # something new for the notes to hold
+    session.save_documents()
+    assert session.take_notice()

@@ -140,20 +140,9 @@ def _record_check(ws: Path, course, lesson, result: dict) -> str | None:
 
 
 def _records_trouble(exc: Exception, ws: Path | None) -> str:
-    """One line on why the records could not be written (a read-only folder, a full
-    disk, a newer tutor's state.json)."""
-    from tutor.records.state import StateError
+    from tutor.records.trouble import records_trouble
 
-    if isinstance(exc, StateError):
-        return str(exc).replace("\n", " ")
-    where = exc.filename if isinstance(exc, OSError) and exc.filename else None
-    if where and ws is not None:
-        try:
-            where = str(Path(where).resolve().relative_to(Path(ws).resolve()))
-        except ValueError:
-            pass
-    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return f"the records could not be written ({why}{f': {where}' if where else ''})."
+    return records_trouble(exc, ws)
 
 
 class _ProgressPrinter:
@@ -489,6 +478,10 @@ def _close(session, ws: Path) -> None:
     except (OSError, StateError) as exc:
         _drop(session)
         sys.stderr.write(f"Session not recorded: {_records_trouble(exc, ws)}\n")
+        return
+    notice = session.take_notice()  # e.g. the notes could not be written at the end
+    if notice:
+        sys.stderr.write(notice + "\n")
 
 
 def _drop(session) -> None:

@@ -18,7 +18,8 @@ from tutor.grading import Grade, grade
 from tutor.records.insights import insight_due, insight_to_ask
 from tutor.records.mastery import Status, assess
 from tutor.records.recorder import record_changed_files, refresh_documents
-from tutor.records.state import StateStore
+from tutor.records.state import StateError, StateStore
+from tutor.records.trouble import records_trouble
 
 
 class TutorSession:
@@ -34,7 +35,8 @@ class TutorSession:
         self.lock = threading.RLock()
         self.lesson = course.lessons[0]
         self.latest: dict[str, dict] = {}  # day -> latest check result of this session
-        self.notice: str | None = None
+        self.notice: str | None = None  # one line for the learner; see take_notice
+        self._save_trouble: str | None = None
         self.in_session = False  # whether open() started a tutoring session to end
         self.route_note: str | None = None  # "Book day 2.3 is covered by lesson 2.2 (...)"
 
@@ -113,19 +115,23 @@ class TutorSession:
 
     # ------------------------------------------------------------------ queries
 
+    # Queries take the lock too: a check worker may be writing the same records.
+
     def day_record(self, day: str | None = None) -> dict | None:
-        return self.store.day_record(day or self.lesson.id)
+        with self.lock:
+            return self.store.day_record(day or self.lesson.id)
 
     def status(self, day: str | None = None) -> Status:
-        day = day or self.lesson.id
-        return assess(self.store.day_record(day), self.course.lesson(day)).status
+        return self.assessment(day).status
 
     def assessment(self, day: str | None = None):
-        day = day or self.lesson.id
-        return assess(self.store.day_record(day), self.course.lesson(day))
+        with self.lock:
+            day = day or self.lesson.id
+            return assess(self.store.day_record(day), self.course.lesson(day))
 
     def latest_result(self) -> dict | None:
-        return self.latest.get(self.lesson.id)
+        with self.lock:
+            return self.latest.get(self.lesson.id)
 
     def current_task(self):
         return ladder.current_task(self.lesson, self.latest_result(), self.day_record())
@@ -134,11 +140,14 @@ class TutorSession:
 
     def run_checks(self, on_event: Callable[[dict], None] | None = None,
                    cancel: threading.Event | None = None, timeout_s: float | None = None) -> dict:
-        """Run the current day's checks in a child process and record the attempt."""
+        """Run the current day's checks in a child process and record the attempt.
+        Records that cannot be written (a read-only folder, a full disk) never cost the
+        results: the result is returned and ``take_notice`` says what was not saved."""
         from tutor.checking.results import with_questions
         from tutor.checking.runner import run_day
 
-        lesson = self.lesson
+        with self.lock:
+            lesson = self.lesson  # the day of this run, whatever the learner opens meanwhile
         kernels = self.workspace / "kernels"
         result = run_day(lesson.id, self.impl, timeout_s or lesson.timeout_s,
                          on_event=on_event, cancel=cancel,
@@ -148,10 +157,20 @@ class TutorSession:
             return result  # a cancelled run is not an attempt
         with self.lock:
             self.latest[lesson.id] = result
-            record_changed_files(self.workspace, self.store, lesson)
-            self.store.record_check(lesson.id, result)
-            refresh_documents(self.workspace, self.store, self.course, lesson)
+            try:
+                record_changed_files(self.workspace, self.store, lesson)
+                self.store.record_check(lesson.id, result)
+                refresh_documents(self.workspace, self.store, self.course, lesson)
+            except (OSError, StateError) as exc:
+                why = records_trouble(exc, self.workspace)
+                self.notice = f"Day {lesson.id}'s results are shown, but {why}"
         return result
+
+    def take_notice(self) -> str | None:
+        """A line for the learner left by the last action (records not written), once."""
+        with self.lock:
+            notice, self.notice = self.notice, None
+            return notice
 
     def hint(self, task=None) -> ladder.HintStep | None:
         """Climb one rung of the current task's ladder (None at the top)."""
@@ -206,6 +225,15 @@ class TutorSession:
         """Rewrite the tracker and the session doc (also done periodically by the TUI,
         so a killed terminal loses at most a minute)."""
         with self.lock:
-            if self.store.is_open:
+            if not self.store.is_open:
+                return
+            try:
                 refresh_documents(self.workspace, self.store, self.course, self.lesson)
+            except OSError as exc:  # said once per kind of trouble, not on every autosave
+                why = f"Your notes were not saved: {records_trouble(exc, self.workspace)}"
+                if why != self._save_trouble:
+                    self.notice = why
+                self._save_trouble = why
+            else:
+                self._save_trouble = None
 

@@ -332,9 +332,9 @@ class TutorApp(App[int]):
         cancelled = cancel.is_set()
         text = None if cancelled else self.coach.after_checks(result)
         self.post_message(ChecksDone(result.get("day", day), result, cancelled, text))
-        notice = self.coach.take_notice()
-        if notice:
-            self.post_message(Notice(notice, "warning"))
+        for notice in (self.session.take_notice(), self.coach.take_notice()):
+            if notice:
+                self.post_message(Notice(notice, "warning"))
 
     def on_check_event(self, msg: CheckEvent) -> None:
         live = self._live
@@ -722,6 +722,9 @@ class TutorApp(App[int]):
     def _save_worker(self) -> None:
         self.session.save_documents()
         self.post_message(Saved())
+        notice = self.session.take_notice()
+        if notice:
+            self.post_message(Notice(notice, "warning"))
 
     def on_saved(self, msg: Saved) -> None:
         self.saves += 1
