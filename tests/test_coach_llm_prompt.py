@@ -68,7 +68,7 @@ def test_each_rung_states_what_it_allows(rung):
     p = build_system_prompt(ctx_for("1.2", rung=rung), CLAUDE_MD)
     assert RUNG_RULES[rung] in p
     if rung < 4:
-        assert "pseudo-code allowed" not in p.lower() or rung == 4
+        assert "pseudo-code allowed" not in p.lower()
     assert SOLUTION_RULE not in p
 
 

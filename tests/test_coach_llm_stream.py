@@ -117,15 +117,16 @@ def test_safe_boundary_holds_unfinished_code(raw, held):
 
 
 def test_an_unclosed_fence_is_closed_and_filtered_at_the_end():
-    lesson = COURSE.lesson("1.1")
+    judged = []
     check = check_for("1.1", 1)
-    guard = StreamGuard(check)
+    guard = StreamGuard(lambda text: (judged.append(text), check(text))[1])
     code = ("Here:\n```python\ndef scaled_dot_product_attention_simple(query, key, value, "
             "scale=None, mask=None):\n    scores = query @ key.swapaxes(-1, -2) * scale\n"
             "    return softmax(scores, axis=-1) @ value\n")
     out = guard.feed(code) + guard.finish()
     assert "swapaxes" not in out and "Here:" in out
-    assert lesson.tasks[0].title  # the lesson is real
+    # the guardrail judged the block as a closed fence, not as a dangling one
+    assert judged and judged[-1] == code + "```"
 
 
 @pytest.mark.parametrize("text", [

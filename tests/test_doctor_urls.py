@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from tutor.doctor import masked_url
@@ -15,7 +17,7 @@ from tutor.doctor import masked_url
 def test_credentials_in_a_base_url_are_masked(url, secret):
     shown = masked_url(url)
     assert secret not in shown
-    assert "example.com" in shown or "127.0.0.1:8080" in shown
+    assert urlsplit(url).netloc.rpartition("@")[2] in shown  # the host and port stay
 
 
 def test_a_plain_url_is_unchanged():

@@ -124,7 +124,7 @@ def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
     doc = (ws / "sessions" / "week1" / "day1.1-attention.md").read_text()
     tracker = (ws / "progress" / "tiny-llm-tracker.md").read_text()
     assert "sdpa-simple" in doc  # the failing checks
-    assert "attn-missing-scale" in doc or "spread of a dot product" in doc  # the diagnosis
+    assert "diagnosed attn-missing-scale ×1" in doc  # the diagnosis
     assert re.search(r"Hints used: 1\b", doc)  # the hint
     row = next(x for x in tracker.splitlines() if x.startswith("| 🟡 | 1.1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]

@@ -156,7 +156,7 @@ async def test_results_show_every_status_icon_and_the_skip_reason(session, monke
         for icon in ("✗", "⏱", "💥", "⊘"):
             assert icon in out
         assert "skipped: not run: the check run was cancelled" in out
-        assert "first mismatch at [0, 0, 0]" in out or "first at" in out
+        assert "first mismatch at [0, 0, 0]: got 0.6859, expected 0.4098" in out
 
 
 async def test_keys_answer_while_a_check_runs_and_esc_kills_it(ws, session, tmp_path):
@@ -540,11 +540,12 @@ async def test_q_writes_the_session_doc_and_tracker_and_releases_the_lock(ws, se
     assert not session.store.is_open
     assert (ws / "sessions" / "week1" / "day1.1-attention.md").is_file()
     assert (ws / "progress" / "tiny-llm-tracker.md").is_file()
-    assert session.store.sessions == [] or True
     from tutor.records.state import read_state
 
     state, _ = read_state(ws)
-    assert state["sessions"][-1]["end"] is not None
+    # the one session the app held was ended and written as it was held
+    assert len(state["sessions"]) == 1 and state["sessions"][-1]["end"] is not None
+    assert state["sessions"] == session.store.sessions
 
 
 async def test_documents_are_saved_periodically(ws, session):
