@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import seconds_until
 
 GONE_WITHIN_S = 3.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,16 +42,6 @@ def _processes(needle: str) -> list[int]:
             and needle.encode() in _cmdline(p) and _running(int(p))]
 
 
-def _wait(cond, timeout: float) -> float | None:
-    """Seconds until ``cond()`` held, or None if it did not within ``timeout``."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    return None
-
-
 def _endless(impl: Path, flag: Path) -> None:
     """The learner's attention (what day 1.1 checks first) loops forever, after saying so."""
     path = impl / "attention.py"
@@ -69,7 +60,7 @@ def looping_cli(stub_impl, tmp_path):
                             str(stub_impl), "--timeout", "120"], cwd=tmp_path, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait(flag.exists, 60) is not None, "the check never reached the loop"
+        assert seconds_until(flag.exists, 60) is not None, "the check never reached the loop"
         children = _processes(str(stub_impl))
         assert children, "no check process found"
         yield cli, str(stub_impl)
@@ -85,7 +76,7 @@ def looping_cli(stub_impl, tmp_path):
 def test_killing_the_cli_ends_the_check_process(looping_cli, sig):
     cli, impl = looping_cli
     cli.send_signal(sig)
-    took = _wait(lambda: not _processes(impl), GONE_WITHIN_S)
+    took = seconds_until(lambda: not _processes(impl), GONE_WITHIN_S)
     assert took is not None, f"check process still running {GONE_WITHIN_S} s after {sig.name}"
     print(f"{sig.name}: check process gone after {took:.3f} s")
     assert cli.wait(timeout=10) == -sig  # died of the signal: the shell sees 128+n
@@ -134,11 +125,11 @@ def test_lifeline_watchdog_without_parent_death_signal(tmp_path):
     """macOS has no parent-death signal: the watchdog alone notices the new parent."""
     middle, flag = _spawn_held(tmp_path, pdeathsig=False, via_middle=True)
     try:
-        assert _wait(flag.exists, 30) is not None
+        assert seconds_until(flag.exists, 30) is not None
         assert _held_pids(flag)
         middle.kill()
         middle.wait()
-        took = _wait(lambda: not _held_pids(flag), GONE_WITHIN_S)
+        took = seconds_until(lambda: not _held_pids(flag), GONE_WITHIN_S)
         assert took is not None, "the held process outlived its parent"
         print(f"watchdog alone: held process gone {took:.3f} s after its parent")
     finally:
@@ -150,10 +141,10 @@ def test_lifeline_watchdog_without_parent_death_signal(tmp_path):
 def test_lifeline_parent_death_signal(tmp_path):
     middle, flag = _spawn_held(tmp_path, pdeathsig=True, via_middle=True)
     try:
-        assert _wait(flag.exists, 30) is not None
+        assert seconds_until(flag.exists, 30) is not None
         middle.kill()
         middle.wait()
-        took = _wait(lambda: not _held_pids(flag), 1.0)
+        took = seconds_until(lambda: not _held_pids(flag), 1.0)
         assert took is not None, "the held process outlived its parent"
         print(f"parent-death signal: held process gone {took:.3f} s after its parent")
     finally:
@@ -200,13 +191,13 @@ def test_closing_the_terminal_of_the_app_ends_the_check_process(tmp_path):
     tmux("new-session", "-d", "-s", "app", "-x", "100", "-y", "32", cmd)
     impl = str(ws / "impl")
     try:
-        assert _wait(lambda: "Quit" in tmux("capture-pane", "-p", "-t", "app"), 60) is not None, \
+        assert seconds_until(lambda: "Quit" in tmux("capture-pane", "-p", "-t", "app"), 60) is not None, \
             tmux("capture-pane", "-p", "-t", "app")
         tmux("send-keys", "-t", "app", "c")
-        assert _wait(flag.exists, 60) is not None, tmux("capture-pane", "-p", "-t", "app")
+        assert seconds_until(flag.exists, 60) is not None, tmux("capture-pane", "-p", "-t", "app")
         assert _processes(impl)
         tmux("kill-session", "-t", "app")  # the terminal goes: SIGHUP
-        took = _wait(lambda: not _processes(impl), GONE_WITHIN_S)
+        took = seconds_until(lambda: not _processes(impl), GONE_WITHIN_S)
         assert took is not None, "the check process outlived the app's terminal"
         print(f"app SIGHUP: check process gone after {took:.3f} s")
     finally:

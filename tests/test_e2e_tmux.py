@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tui_support import write_no_scale_attention
+from waiting import poll
 
 EXE = Path(sys.executable).parent / "tiny-llm-tutor"
 
@@ -107,10 +108,7 @@ def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
     tmux.wait_for(r"Hint 1 (of|/) ?4")
 
     tmux.keys("e")  # suspends, runs the fake editor, resumes
-    deadline = time.monotonic() + 30
-    while not editor_log.exists():
-        assert time.monotonic() < deadline, tmux.screen()
-        time.sleep(0.05)
+    poll(editor_log.exists, 30, "the editor to be started")
     args = editor_log.read_text().split()
     attention = ws / "impl" / "attention.py"
     line = next(i for i, l in enumerate(attention.read_text().splitlines(), 1)

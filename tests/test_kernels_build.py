@@ -16,6 +16,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from waiting import poll
 
 from tutor import cli, kernels_build
 from tutor.kernels_build import (BuildSetupError, build, import_extension,
@@ -446,13 +447,11 @@ wait
     assert not result.ok and "timed out" in result.messages[0]
     assert time.monotonic() - t0 < 10
     pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 3
-    while _running(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    alive = _running(pid)
-    if alive:
+    try:
+        poll(lambda: not _running(pid), 3, "the compiler to end with the build's timeout")
+    except AssertionError:
         os.kill(pid, signal.SIGKILL)
-    assert not alive, "the compiler outlived the build's timeout"
+        raise
 
 
 def _running(pid: int) -> bool:

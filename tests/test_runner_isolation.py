@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from waiting import poll
 
 from tutor.checking.runner import OUTPUT_CAP, run_day
 
@@ -52,8 +53,7 @@ while True:
     assert "3 s" in first["message"]
     assert result["status"] == "fail"
     pid = int(pidfile.read_text())
-    time.sleep(0.2)
-    assert not _alive(pid)
+    poll(lambda: not _alive(pid), 5, "the check's grandchild to be gone")
 
 
 def _alive(pid: int) -> bool:
