@@ -19,10 +19,10 @@ CORPUS = Path(__file__).parent / "fixtures" / "guardrail"
 
 
 def corpus(name: str) -> list[dict]:
-    path = CORPUS / name
-    if not path.is_file():
-        return []
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    """A corpus in the repository: a missing or empty one is an error, not a skip."""
+    cases = yaml.safe_load((CORPUS / name).read_text(encoding="utf-8"))
+    assert cases, f"{name}: an empty guardrail corpus"
+    return cases
 
 
 def check_for(day: str, task_id: int):
@@ -55,7 +55,6 @@ LEAKING = corpus("leaking.yaml")
 CLEAN = corpus("clean.yaml")
 
 
-@pytest.mark.skipif(not LEAKING, reason="no guardrail corpus")
 @pytest.mark.parametrize("max_chunk", [1, 7, 40])
 def test_no_leaked_line_is_ever_released(max_chunk):
     rng = random.Random(max_chunk)
@@ -71,7 +70,6 @@ def test_no_leaked_line_is_ever_released(max_chunk):
     assert checked >= len(LEAKING) // 2
 
 
-@pytest.mark.skipif(not CLEAN, reason="no clean corpus yet")
 def test_clean_replies_stream_through_as_the_filter_keeps_them():
     rng = random.Random(0)
     for case in CLEAN:

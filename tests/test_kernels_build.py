@@ -414,10 +414,18 @@ def test_key_flash_attention_metal(key_ext, kind):
         assert err < 1e-4, (kind, batch, H, Hkv, L, S, E, err)
 
 
+@pytest.mark.metal
 def test_metal_tests_skip_with_a_reason_off_apple_gpus():
     if METAL:
         pytest.skip("Metal is available here; the Metal tests run")
-    assert "Apple GPU" in metal_only.kwargs["reason"]
+    tests = [f for name, f in globals().items() if name.startswith("test_") and name !=
+             "test_metal_tests_skip_with_a_reason_off_apple_gpus"
+             and any(m.name == "metal" for m in getattr(f, "pytestmark", []))]
+    assert len(tests) >= 3
+    for f in tests:  # every Metal test skips here with the reason, unless the GPU is required
+        skips = [m for m in f.pytestmark if m.name == "skipif"]
+        assert skips and skips[0].args[0] is (not REQUIRE_METAL), f.__name__
+        assert "Apple GPU" in skips[0].kwargs["reason"], f.__name__
 
 
 def test_a_build_timeout_ends_the_compilers_too(tmp_path, monkeypatch):

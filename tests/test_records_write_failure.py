@@ -126,7 +126,21 @@ def test_progress_shows_the_table_when_the_tracker_cannot_be_written(ws, monkeyp
     assert "Week 1" in out and "tracker could not be written" in out
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _bound_by_permissions():
+    """Run as root, the child drops the capabilities that let root write where chmod says
+    it may not (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: Linux only)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.skipif(ROOT and not sys.platform.startswith("linux"),
                     reason="running as root: chmod does not stop root from writing")
 def test_read_only_progress_for_real(tmp_path):
     exe = Path(sys.executable).parent / "tiny-llm-tutor"
@@ -136,7 +150,8 @@ def test_read_only_progress_for_real(tmp_path):
     (ws / "progress").chmod(0o555)
     try:
         r = subprocess.run([str(exe), "check", "day1.1", "--json"], cwd=ws, env=env,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120,
+                           preexec_fn=_bound_by_permissions if ROOT else None)
     finally:
         (ws / "progress").chmod(0o755)
     assert r.returncode == 1 and json.loads(r.stdout)["day"] == "1.1"

@@ -83,7 +83,6 @@ def test_catalogued_mistake_fails_and_is_diagnosed(entry, tmp_path):
     assert entry["id"] in diagnosed, (diagnosed, _statuses(result))
 
 
-@pytest.mark.skipif(not BOOK.is_dir(), reason="book-style solution fixture missing")
 @pytest.mark.parametrize("day", DAYS)
 def test_book_style_solution_passes(day):
     result = run_day(day, BOOK, TIMEOUT)
@@ -92,7 +91,6 @@ def test_book_style_solution_passes(day):
     _only_weights_skipped(result)
 
 
-@pytest.mark.skipif(not BOOK_MUTANTS.is_file(), reason="independent mutants missing")
 def test_independent_mistakes_are_caught(tmp_path):
     """The bar: at least 95% of mistakes written without seeing our catalogue fail."""
     mutants = load_mutations(BOOK_MUTANTS)
