@@ -29,7 +29,7 @@ def test_unknown_day_suggests_and_lists(text, suggestion):
 # --------------------------------------------------------------------------- the book's numbers
 # The book numbers week 2 as days 2.1-2.7; the tutor merges 2.2+2.3, 2.4+2.5, 2.6+2.7.
 
-from types import SimpleNamespace  # noqa: E402
+from course_factory import make_course, make_lesson  # noqa: E402
 
 from tutor.curriculum import load_course  # noqa: E402
 from tutor.dayids import NotInTutorYet, resolve  # noqa: E402
@@ -79,9 +79,9 @@ def test_week_3_is_not_in_the_tutor_yet(course, text):
 def test_not_yet_comes_from_the_curriculum():
     """Once a week-3 lesson exists, its days resolve; days of it no lesson covers yet are
     still 'not in the tutor yet' (no hard-coded week)."""
-    lesson = lambda i, covers=None: SimpleNamespace(id=i, title=f"L{i}", covers=covers or (i,))
-    course = SimpleNamespace(lessons=[lesson("2.1"), lesson("3.1", ("3.1", "3.2"))],
-                             book_plan=(3, 7))
+    course = make_course((2, "W2", [make_lesson("2.1")]),
+                         (3, "W3", [make_lesson("3.1", book_days=("3.1", "3.2"))]),
+                         book_plan=(3, 7))
     assert resolve("3.2", course).days == ["3.1"]
     assert resolve("week3", course).days == ["3.1"]
     with pytest.raises(NotInTutorYet, match="Book day 3.5 is not in the tutor yet"):

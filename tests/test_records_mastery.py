@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+from course_factory import make_lesson
 
 from tutor.records import mastery as mastery_mod
 from tutor.records.mastery import (
@@ -37,14 +36,8 @@ def answers(**qs) -> dict:
     return {q: {"tries": 1 if f == l else 2, "first_correct": f, "last_correct": l} for q, (f, l) in qs.items()}
 
 
-LESSON = SimpleNamespace(
-    id="1.1",
-    concept_questions=[
-        SimpleNamespace(id="before-1", when="before"),
-        SimpleNamespace(id="after-1", when="after"),
-        SimpleNamespace(id="after-2", when="after"),
-    ],
-)
+LESSON = make_lesson("1.1", questions=[("before-1", "before"), ("after-1", "after"),
+                                       ("after-2", "after")])
 INSIGHT = [{"time": "2025-03-01T09:31:00Z", "text": "my words"}]
 
 
@@ -112,9 +105,9 @@ def test_competent_at_the_limits():
 
 
 def test_lesson_without_after_questions_is_vacuous_for_competent():
-    lesson = SimpleNamespace(concept_questions=[SimpleNamespace(id="b", when="before")])
+    lesson = make_lesson("1.1", questions=[("b", "before")])
     assert assess(day(), lesson).mastery is Mastery.COMPETENT
-    assert assess(day(insights=INSIGHT), SimpleNamespace(concept_questions=[])).mastery is Mastery.MASTERY
+    assert assess(day(insights=INSIGHT), make_lesson("1.1")).mastery is Mastery.MASTERY
 
 
 def test_mastery_needs_insight_and_all_first_try():

@@ -8,9 +8,9 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from course_factory import make_lesson
 
 from tutor import cli
 from tutor.curriculum import load_course
@@ -121,9 +121,8 @@ def test_a_concept_keeps_its_list():
 
 
 def test_a_numbered_list_keeps_its_numbers():
-    lesson = SimpleNamespace(id="9.1", concepts=[SimpleNamespace(
-        name="Steps", explanation="Do this:\n\n1. first\n2. second\n\nThen rest.")],
-        concept_questions=[], tasks=[], objectives=[], pitfalls=[])
+    lesson = make_lesson("9.1", concepts=[
+        ("Steps", "Do this:\n\n1. first\n2. second\n\nThen rest.")])
     block = render_blocks(lesson, {"days": {}})["concepts"]
     assert block.splitlines()[:3] == ["- **Steps** — Do this:", "  1. first", "  2. second"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from course_factory import make_course, make_lesson, make_question, make_task
 
 from tutor.records.sessions import (
     DEFAULT_TEMPLATE,
@@ -170,37 +170,32 @@ def test_template_has_every_section_and_block():
 # --------------------------------------------------------------------------- session docs
 
 
-def make_lesson(id="1.1", slug="attention", week=1):
-    return SimpleNamespace(
-        id=id, title="Attention and Multi-Head Attention", week=week, slug=slug,
-        chapter="https://skyzh.github.io/tiny-llm/week1-01-attention.html", timeout_s=30,
-        prerequisites=[], session_filename=f"day{id}-{slug}.md",
+def lesson_of_day(id="1.1", slug="attention", title="Attention and Multi-Head Attention"):
+    hints = ["h1", "h2", "h3", "h4"]
+    return make_lesson(
+        id, title, slug, chapter="https://skyzh.github.io/tiny-llm/week1-01-attention.html",
         objectives=["Explain why attention scores are scaled", "Split a projection into heads"],
-        concepts=[SimpleNamespace(name="Scaled dot-product attention",
-                                  explanation="Scores are dot products. They are scaled before softmax.")],
+        concepts=[("Scaled dot-product attention",
+                   "Scores are dot products. They are scaled before softmax.")],
         tasks=[
-            SimpleNamespace(id=1, title="Scaled dot-product attention", file="attention.py",
-                            symbols=["scaled_dot_product_attention_simple"], checks=["sdpa", "sdpa-mask"],
-                            description="", guiding_questions=[], hints=["h1", "h2", "h3", "h4"]),
-            SimpleNamespace(id=2, title="Multi-head attention", file="attention.py",
-                            symbols=["SimpleMultiHeadAttention"], checks=["mha"],
-                            description="", guiding_questions=[], hints=["h1", "h2", "h3", "h4"]),
+            make_task(1, "Scaled dot-product attention", file="attention.py",
+                      symbols=["scaled_dot_product_attention_simple"], checks=["sdpa", "sdpa-mask"],
+                      hints=hints),
+            make_task(2, "Multi-head attention", file="attention.py",
+                      symbols=["SimpleMultiHeadAttention"], checks=["mha"], hints=hints),
         ],
-        concept_questions=[
-            SimpleNamespace(id="scale-value", when="before", kind="number", prompt="With D = 64, the factor?",
-                            answer=0.125, tolerance=None, options=None, explanation=""),
-            SimpleNamespace(id="heads-shape", when="after", kind="shape", prompt="Shape after the split?",
-                            answer=["N", "H", "L", "D"], tolerance=None, options=None, explanation=""),
+        questions=[
+            make_question("scale-value", "before", "number", "With D = 64, the factor?", 0.125),
+            make_question("heads-shape", "after", "shape", "Shape after the split?",
+                          ["N", "H", "L", "D"]),
         ],
-        pitfalls=[SimpleNamespace(id="attn-missing-scale", symptom="Outputs are too peaked.", question="?")],
+        pitfalls=[("attn-missing-scale", "Outputs are too peaked.", "?")],
     )
 
 
-LESSON = make_lesson()
-NEXT = make_lesson("1.2", "rope")
-NEXT.title = "Positional Encodings and RoPE"
-COURSE = SimpleNamespace(lessons=[LESSON, NEXT], weeks=[SimpleNamespace(number=1, title="W1", days=[LESSON, NEXT])],
-                         lesson=lambda d: {"1.1": LESSON, "1.2": NEXT}[d])
+LESSON = lesson_of_day()
+NEXT = lesson_of_day("1.2", "rope", "Positional Encodings and RoPE")
+COURSE = make_course((1, "W1", [LESSON, NEXT]))
 
 
 def check_result(statuses: dict, diagnoses: dict | None = None) -> dict:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from course_factory import make_course, make_lesson, make_task
 
 from tutor.records import state as state_mod
 from tutor.records.state import (
@@ -423,8 +423,7 @@ def test_default_caps_bound_the_file(tmp_path):
 
 
 def test_record_hint_marks_the_last_rung(tmp_path):
-    lesson = SimpleNamespace(id="1.1", tasks=[SimpleNamespace(id=1, hints=["a", "b"])], concept_questions=[])
-    course = SimpleNamespace(lesson=lambda d: {"1.1": lesson}[d])
+    course = make_course((1, "W1", [make_lesson("1.1", tasks=[make_task(1, hints=["a", "b"])])]))
     with StateStore(tmp_path, course=course) as s:
         assert s.record_hint("1.1", 1, 1, now=at(0))["final"] is False
         assert s.day_record("1.1")["final_hint"] is False
@@ -491,9 +490,7 @@ def test_status_and_mastery_are_cached_in_the_file(tmp_path):
 
 
 def test_store_queries_use_the_course(tmp_path):
-    q = SimpleNamespace(id="after-q", when="after")
-    lesson = SimpleNamespace(id="1.1", tasks=[], concept_questions=[q])
-    course = SimpleNamespace(lesson=lambda d: {"1.1": lesson}[d])
+    course = make_course((1, "W1", [make_lesson("1.1", questions=[("after-q", "after")])]))
     with StateStore(tmp_path, course=course) as s:
         s.record_check("1.1", make_result({"a": "pass"}), now=at(0))
         s.record_concept_answer("1.1", "other", "x", True, now=at(1))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
+
+from course_factory import make_course, make_lesson
 
 from tutor.records.state import StateStore
 from tutor.records.tracker import knowledge_gaps, recent_activity, render_tracker, tracker_path, write_tracker
@@ -16,18 +17,8 @@ def at(minutes: float) -> datetime:
 
 
 def lesson(id, title, slug, week=1, questions=()):
-    return SimpleNamespace(
-        id=id, title=title, week=week, slug=slug, session_filename=f"day{id}-{slug}.md",
-        chapter="https://example.invalid/ch", objectives=[], concepts=[], tasks=[],
-        concept_questions=[SimpleNamespace(id=q, when=w) for q, w in questions], pitfalls=[],
-    )
-
-
-def course_of(*weeks):
-    ws = [SimpleNamespace(number=n, title=t, days=list(ds)) for n, t, ds in weeks]
-    lessons = [l for w in ws for l in w.days]
-    by_id = {l.id: l for l in lessons}
-    return SimpleNamespace(weeks=ws, lessons=lessons, lesson=lambda d: by_id[d])
+    return make_lesson(id, title, slug, week=week, questions=questions,
+                       chapter="https://example.invalid/ch")
 
 
 def result(ok: bool, pitfall: str | None = None) -> dict:
@@ -41,7 +32,7 @@ def result(ok: bool, pitfall: str | None = None) -> dict:
     }
 
 
-COURSE = course_of(
+COURSE = make_course(
     (1, "From Matmul to Text", [
         lesson("1.1", "Attention | heads", "attention", questions=[("q-after", "after")]),
         lesson("1.2", "RoPE", "rope"),
