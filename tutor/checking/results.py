@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-STATUSES = ("pass", "fail", "error", "timeout", "crashed", "skipped")
-FAILING = ("fail", "error", "timeout", "crashed")
+from tutor.statuses import FAILING, STATUSES
 
 ICONS = {"pass": "✓", "fail": "✗", "error": "✗", "timeout": "⏱", "crashed": "💥",
          "skipped": "⊘"}

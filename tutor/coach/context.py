@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tutor.coach import ladder
+from tutor.statuses import FAILING
 
 CODE_LIMIT = 6000  # characters of learner code sent to an LLM
 
@@ -30,7 +31,7 @@ class CoachContext:
         if not self.latest_result:
             return []
         return [c for c in self.latest_result["checks"]
-                if c["status"] in ("fail", "error", "timeout", "crashed")]
+                if c["status"] in FAILING]
 
     def diagnosis(self) -> dict | None:
         for c in self.failing_checks():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAILING = ("fail", "error", "timeout", "crashed")
+from tutor.statuses import FAILING
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,11 @@ from dataclasses import dataclass, field
 
 from tutor.coach import ladder, match
 from tutor.coach.intent import is_solution_request
+from tutor.statuses import FAILING
 
 __all__ = ["OfflineCoach", "OfflineReply", "should_offer_hint", "asked_ids", "FAIL_STREAK"]
 
 FAIL_STREAK = 3  # the same check failing this many runs in a row offers a hint
-FAILING = ("fail", "error", "timeout", "crashed")
 
 
 @dataclass

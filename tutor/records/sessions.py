@@ -39,6 +39,7 @@ from tutor.records._util import (
 from tutor.records.atomic import atomic_write_bytes
 from tutor.records.markdown import code_mask, lead_and_list
 from tutor.records.mastery import ACTIVITY_GAP_S, DEFAULT_LADDER_RUNGS, Mastery, assess
+from tutor.statuses import FAILING
 
 __all__ = [
     "SECTIONS",
@@ -63,8 +64,6 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("progress", "Progress Update"),
     ("next", "Next Steps"),
 )
-
-FAILING_STATUSES = frozenset({"fail", "error", "timeout", "crashed"})
 
 
 def begin_marker(name: str) -> str:
@@ -411,7 +410,7 @@ def _implementation(lesson: Any, rec: dict) -> str:
             statuses = [(cid, (checks.get(cid) or {}).get("last_status")) for cid in ids]
             run = [s for _, s in statuses if s]
             passing = sum(1 for s in run if s == "pass")
-            failing = [cid for cid, s in statuses if s in FAILING_STATUSES]
+            failing = [cid for cid, s in statuses if s in FAILING]
             if not run:
                 icon, tail = "⬜", "not checked yet"
             elif failing:

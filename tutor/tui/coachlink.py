@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from tutor.coach.ladder import HintStep
-
-FAILING = ("fail", "error", "timeout", "crashed")
+from tutor.statuses import FAILING
 
 
 @dataclass(frozen=True)
