@@ -69,6 +69,20 @@ def _workspace(required: bool = True) -> Path | None:
     return ws
 
 
+def _code_under_test(args) -> tuple[Path | None, Path, Path | None]:
+    """``(workspace, impl, kernels)`` for ``check`` and ``bench``: ``--impl`` or the
+    workspace's impl/ (a workspace is needed only without ``--impl``), and ``--kernels``
+    or the workspace's kernels/ when there is one."""
+    ws = _workspace(required=args.impl is None)
+    impl = Path(args.impl).expanduser() if args.impl else ws / "impl"
+    if not (impl / "__init__.py").is_file():
+        raise UsageError(f"{impl} is not a Python package (no __init__.py). Point --impl at "
+                         "a package directory such as impl/ or src/tiny_llm.")
+    kernels = Path(args.kernels).expanduser() if args.kernels else (
+        ws / "kernels" if ws is not None and (ws / "kernels").is_dir() else None)
+    return ws, impl, kernels
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -78,14 +92,8 @@ def cmd_check(args) -> int:
 
     course = _course()
     days = _days(course, args.day)
-    ws = _workspace(required=args.impl is None)
-    impl = Path(args.impl).expanduser() if args.impl else ws / "impl"
-    if not (impl / "__init__.py").is_file():
-        raise UsageError(f"{impl} is not a Python package (no __init__.py). Point --impl at "
-                         "a package directory such as impl/ or src/tiny_llm.")
+    ws, impl, kernels = _code_under_test(args)
     impl = impl.resolve()
-    kernels = Path(args.kernels).expanduser() if args.kernels else (
-        ws / "kernels" if ws is not None and (ws / "kernels").is_dir() else None)
     record = ws is not None and (args.impl is None or impl == (ws / "impl").resolve())
     out = _console()
     results = []
@@ -129,11 +137,11 @@ def _record_check(ws: Path, course, lesson, result: dict) -> str | None:
     """Log the attempt and refresh the tracker; returns a line for the learner, if any.
     Records trouble never hides the results, nor changes the exit code."""
     from tutor.records import recorder
-    from tutor.records.state import StateError
+    from tutor.records.state import StateError, StateLocked
 
     try:
         return recorder.record_check(ws, course, lesson, result)
-    except recorder.RecordsBusy as exc:
+    except StateLocked as exc:
         return f"Results not recorded: {exc}"
     except (OSError, StateError) as exc:
         return f"Results not recorded: {_records_trouble(exc, ws)}"
@@ -258,6 +266,8 @@ def cmd_progress(args) -> int:
     from rich import box
     from rich.table import Table
 
+    from tutor.records import fmt_duration
+
     for week in summary["weeks"]:
         table = Table(title=f"Week {week['number']}: {week['title']}", title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False)
@@ -265,19 +275,12 @@ def cmd_progress(args) -> int:
             table.add_column(col, no_wrap=col not in ("Title", "Gaps"), min_width=len(col),
                              max_width=26 if col == "Title" else None)
         for d in week["days"]:
-            table.add_row(d["status_icon"], d["id"], d["title"], _hours(d["active_seconds"]),
+            table.add_row(d["status_icon"], d["id"], d["title"], fmt_duration(d["active_seconds"], zero="-"),
                           str(d["attempts"]), str(d["hints"]), d["mastery"],
                           ", ".join(d["gaps"]) or "-")
         out.print(table)
     out.print(f"[dim]Tracker: {summary['tracker']}[/dim]")
     return EXIT_OK
-
-
-def _hours(seconds: float) -> str:
-    if seconds < 60:
-        return "-" if seconds <= 0 else "<1m"
-    h, m = divmod(int(seconds) // 60, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m"
 
 
 def cmd_lessons(args) -> int:
@@ -412,13 +415,7 @@ def cmd_bench(args) -> int:
                          "measures week 2's decode speed-ups.")
     if args.tokens < 1:
         raise UsageError("--tokens must be at least 1.")
-    ws = _workspace(required=args.impl is None)
-    impl = Path(args.impl).expanduser() if args.impl else ws / "impl"
-    if not (impl / "__init__.py").is_file():
-        raise UsageError(f"{impl} is not a Python package (no __init__.py). Point --impl at "
-                         "a package directory such as impl/ or src/tiny_llm.")
-    kernels = Path(args.kernels).expanduser() if args.kernels else (
-        ws / "kernels" if ws is not None and (ws / "kernels").is_dir() else None)
+    _, impl, kernels = _code_under_test(args)
     out = _console()
     if args.json:
         result = run_bench(impl, kernels, tokens=args.tokens)

@@ -10,6 +10,7 @@ textual, rich, mlx or yaml), so the CLI and the check runner can import it cheap
 - :mod:`tutor.records.atomic`   -- ``atomic_write_text``
 """
 
+from tutor.records._util import fmt_duration
 from tutor.records.atomic import atomic_write_text
 from tutor.records.mastery import Assessment, Mastery, Status, assess, rules_text
 from tutor.records.sessions import merge_blocks, write_session_doc
@@ -32,4 +33,5 @@ __all__ = [
     "write_session_doc",
     "merge_blocks",
     "atomic_write_text",
+    "fmt_duration",
 ]

@@ -24,7 +24,9 @@ def to_iso(dt: datetime) -> str:
 
 
 def parse_iso(text: object) -> datetime | None:
-    """Parse a stored timestamp; None for anything unparseable."""
+    """Parse a stored timestamp (``2025-01-02T10:15:00Z``, or with an offset, or naive
+    meaning UTC) to an aware UTC datetime; None for anything unparseable. The one parser
+    of stored times: every reader of the records goes through it."""
     if not isinstance(text, str) or not text:
         return None
     try:
@@ -44,11 +46,12 @@ def fmt_time(text: object, *, date: bool = True) -> str:
     return dt.strftime("%Y-%m-%d %H:%M UTC" if date else "%H:%M UTC")
 
 
-def fmt_duration(seconds: float | int | None) -> str:
-    """Short human duration: '0m', '<1m', '42m', '3h 05m'."""
+def fmt_duration(seconds: float | int | None, *, zero: str = "0m") -> str:
+    """Short human duration: '0m', '<1m', '42m', '3h 05m'; ``zero`` for none at all (the
+    tables show '-' there, like their other empty cells)."""
     s = int(seconds or 0)
     if s <= 0:
-        return "0m"
+        return zero
     if s < 60:
         return "<1m"
     minutes = s // 60

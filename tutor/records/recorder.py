@@ -9,10 +9,8 @@ from pathlib import Path
 from tutor.records._util import parse_iso
 from tutor.records.mastery import assess
 from tutor.records.sessions import write_session_doc
-from tutor.records.state import StateLocked, StateStore, read_state
+from tutor.records.state import StateStore, read_state
 from tutor.records.tracker import knowledge_gaps, tracker_path, write_tracker
-
-RecordsBusy = StateLocked
 
 
 def changed_files(workspace: Path, lesson, recorded: dict | None = None) -> list[str]:
@@ -55,13 +53,6 @@ def record_changed_files(workspace: Path, store: StateStore, lesson) -> list[str
     return files
 
 
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    t = datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def refresh_documents(workspace: Path, store: StateStore, course, lesson) -> None:
     write_tracker(workspace, store, course)
     write_session_doc(workspace, lesson, store, course=course)
@@ -69,7 +60,7 @@ def refresh_documents(workspace: Path, store: StateStore, course, lesson) -> Non
 
 def record_check(workspace: Path, course, lesson, result: dict) -> str | None:
     """Log a check run of ``lesson``'s day; returns a notice for the learner, if any.
-    Raises :class:`RecordsBusy` when another tutor holds the records."""
+    Raises :class:`~tutor.records.lock.StateLocked` when another tutor holds the records."""
     with StateStore(workspace, course=course) as store:
         record_changed_files(workspace, store, lesson)
         store.record_check(lesson.id, result)

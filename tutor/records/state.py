@@ -12,34 +12,8 @@ wrong field inside an otherwise sound file is repaired alone (:mod:`tutor.record
 the file as it was copied to the same backup name). A newer tutor's file is never touched:
 opening raises :class:`NewerState`, which asks the learner to upgrade.
 
-Layout (schema_version 1)::
-
-    {"schema": "tiny-llm-tutor/state", "schema_version": 1,
-     "created": ISO, "updated": ISO, "current_day": "1.3" | null,
-     "last_activity": ISO | null,           # latest activity event, any day
-     "sessions": [{"start": ISO, "end": ISO | null, "days": ["1.1"], "implicit_end"?: true}],
-     "days": {"1.1": DAY, ...}}
-
-    DAY = {"status": "in_progress", "mastery": "learning",   # derived, refreshed on write
-           "first_activity": ISO, "last_activity": ISO, "active_seconds": int,
-           "attempts_total": int, "fails_before_pass": int, "first_pass": ISO | null,
-           "last_result": "pass" | "fail" | null,
-           "attempts": [{"time", "status", "duration_s", "summary", "failing", "pitfalls"}],
-           "checks": {check_id: {"task", "title", "runs", "fails", "failing", "first_fail",
-                                 "last_fail", "fixed_at", "fixed_after", "last_status",
-                                 "last_message", "pitfalls": {pitfall: n}}},
-           "pitfalls": {pitfall: count},
-           "hints": [{"time", "task", "rung", "final"}], "hints_seen": ["task:rung"],
-           "final_hint": bool,
-           "concept_answers": [{"time", "qid", "answer", "correct"}],
-           "concepts": {qid: {"tries", "first_correct", "last_correct", "first_time", "last_time"}},
-           "questions": [{"time", "text"}], "insights": [{"time", "text"}],
-           "insight_skipped": ISO | null,   # the after-pass insight prompt was dismissed
-           "files_changed": {path: ISO},
-           "coach": {"asked": [question id]}}   # the offline coach's questions asked, in order
-
-A coach question id is ``"<task>:gq:<index>"`` (a task's guiding question, 0-based) or
-``"pitfall:<id>"`` (a diagnosis question); see :mod:`tutor.coach.offline`.
+The document's layout, and reading and checking it: :mod:`tutor.records.schema`; the
+lock: :mod:`tutor.records.lock`.
 
 Event lists are append-only and capped (oldest dropped, see ``MAX_*``); the counters and
 summaries next to them are never capped, so status and mastery do not drift.
@@ -52,18 +26,16 @@ otherwise it is a break and counts nothing. All times are UTC; every recorder ta
 
 from __future__ import annotations
 
-import copy
-import errno
 import json
 import os
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from tutor.records._util import day_id, parse_iso, to_iso, utc_now
 from tutor.records.atomic import atomic_write_bytes, atomic_write_text, temp_files_for
-from tutor.records.repair import repair_fields
-from tutor.records.repair import summary as repair_summary
+from tutor.records.lock import StateLocked, release_lock, take_lock
 from tutor.records.mastery import (
     ACTIVITY_GAP_S,
     DEFAULT_LADDER_RUNGS,
@@ -73,11 +45,21 @@ from tutor.records.mastery import (
     assess,
     rules_text,
 )
-
-try:  # POSIX only; the tutor targets macOS and Linux
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+from tutor.records.repair import summary as repair_summary
+from tutor.records.schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    CorruptState,
+    NewerState,
+    StateError,
+    dumps_state,
+    empty_state,
+    new_day,
+    parse_state,
+    state_path,
+    validate_state,
+)
+from tutor.statuses import FAILING
 
 __all__ = [
     "StateStore",
@@ -98,9 +80,6 @@ __all__ = [
     "Assessment",
 ]
 
-SCHEMA = "tiny-llm-tutor/state"
-SCHEMA_VERSION = 1
-
 MAX_ATTEMPTS = 200
 MAX_HINT_EVENTS = 200
 MAX_ANSWERS = 200
@@ -111,132 +90,6 @@ MAX_SESSIONS = 500
 MAX_TEXT = 4000
 MAX_MESSAGE = 300
 MAX_COACH_ASKED = 500
-
-FAILING_STATUSES = frozenset({"fail", "error", "timeout", "crashed"})
-
-
-class StateError(Exception):
-    """Base class for records errors."""
-
-
-class StateLocked(StateError):
-    """Another tutor holds ``progress/.lock``."""
-
-    def __init__(self, pid: int | None, lock_path: Path):
-        self.pid = pid
-        self.lock_path = Path(lock_path)
-        who = f"PID {pid}" if pid else "PID unknown"
-        super().__init__(
-            f"another tiny-llm-tutor ({who}) is already using these progress records "
-            f"({self.lock_path}); close it and try again"
-        )
-
-
-class CorruptState(StateError):
-    """``state.json`` is not valid JSON or not our schema."""
-
-
-class NewerState(StateError):
-    """``state.json`` was written by a newer tutor: left as it is, never set aside."""
-
-    def __init__(self, version: int):
-        self.version = version
-        super().__init__(
-            f"progress/state.json was written by a newer tiny-llm-tutor (records version "
-            f"{version}; this one reads up to {SCHEMA_VERSION}); it was left as it is: "
-            "upgrade with `pip install -U tiny-llm-tutor`"
-        )
-
-
-# --------------------------------------------------------------------------- schema
-
-
-def state_path(workspace: Path | str) -> Path:
-    return Path(workspace) / "progress" / "state.json"
-
-
-def empty_state(now: datetime | None = None) -> dict:
-    t = to_iso(utc_now(now))
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": t,
-        "updated": t,
-        "current_day": None,
-        "last_activity": None,
-        "sessions": [],
-        "days": {},
-    }
-
-
-_DAY_TEMPLATE: dict[str, Any] = {
-    "status": Status.NOT_STARTED.value,
-    "mastery": None,
-    "first_activity": None,
-    "last_activity": None,
-    "active_seconds": 0,
-    "attempts_total": 0,
-    "fails_before_pass": 0,
-    "first_pass": None,
-    "last_result": None,
-    "attempts": [],
-    "checks": {},
-    "pitfalls": {},
-    "hints": [],
-    "hints_seen": [],
-    "final_hint": False,
-    "concept_answers": [],
-    "concepts": {},
-    "questions": [],
-    "insights": [],
-    "insight_skipped": None,
-    "files_changed": {},
-    "coach": {"asked": []},
-}
-
-
-def new_day() -> dict:
-    return copy.deepcopy(_DAY_TEMPLATE)
-
-
-def validate_state(data: Any, repairs: list[str] | None = None) -> dict:
-    """Check the document's shape; fill in keys a valid older write may lack, and repair
-    wrong fields one by one (a note per repair goes to ``repairs``).
-
-    Returns the (normalised, same object) state. Raises :class:`NewerState` for a newer
-    tutor's file and :class:`CorruptState` for one that is not our schema.
-    """
-    if not isinstance(data, dict):
-        raise CorruptState("not a JSON object")
-    if data.get("schema") != SCHEMA:
-        raise CorruptState(f"unknown schema {data.get('schema')!r}")
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise CorruptState("schema_version missing")
-    if version > SCHEMA_VERSION:
-        raise NewerState(version)
-    if version < 1:
-        raise CorruptState(f"schema_version {version} is not a known version")
-    # (future) migrations from older versions go here, one step at a time.
-    notes = repair_fields(data, _DAY_TEMPLATE)
-    if repairs is not None:
-        repairs.extend(notes)
-    data["schema_version"] = SCHEMA_VERSION
-    return data
-
-
-def _parse(raw: bytes, repairs: list[str] | None = None) -> dict:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorruptState("not UTF-8 text") from None
-    if not text.strip():
-        raise CorruptState("the file is empty")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CorruptState(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    return validate_state(data, repairs)
 
 
 def read_state(workspace: Path | str) -> tuple[dict, str | None]:
@@ -253,32 +106,12 @@ def read_state(workspace: Path | str) -> tuple[dict, str | None]:
     except FileNotFoundError:
         return empty_state(), None
     try:
-        return _parse(raw), None
+        return parse_state(raw), None
     except NewerState as e:
         return empty_state(), f"{str(e)[:1].upper()}{str(e)[1:]}."
     except CorruptState as e:
         return empty_state(), f"progress/state.json is unreadable ({e}); showing empty records"
 
-
-_INLINE_WIDTH = 200
-
-
-def _dumps(state: dict) -> str:
-    """Indented JSON, with any object or list that fits in 200 characters on one line
-    (one line per attempt, hint, answer...), so the file stays easy to read and diff."""
-    return _dump(state, 0) + "\n"
-
-
-def _dump(obj: Any, level: int) -> str:
-    flat = json.dumps(obj, ensure_ascii=False)
-    if not isinstance(obj, (dict, list)) or not obj or len(flat) + 2 * level <= _INLINE_WIDTH:
-        return flat
-    pad, inner = "  " * level, "  " * (level + 1)
-    if isinstance(obj, dict):
-        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_dump(v, level + 1)}" for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    items = [f"{inner}{_dump(v, level + 1)}" for v in obj]
-    return "[\n" + ",\n".join(items) + f"\n{pad}]"
 
 
 def _trim(items: list, cap: int) -> None:
@@ -375,41 +208,29 @@ class StateStore:
     def save(self) -> None:
         """Write the state atomically."""
         self._require_open()
-        atomic_write_text(self.path, _dumps(self.state))
+        atomic_write_text(self.path, dumps_state(self.state))
         self._dirty = False
+
+    @contextmanager
+    def batch(self) -> Iterator["StateStore"]:
+        """Several records, one atomic write: autosave waits until the block ends, then
+        saves once if anything changed (the caller holds whatever lock guards the store)."""
+        before, self.autosave = self.autosave, False
+        try:
+            yield self
+        finally:
+            self.autosave = before
+            if before and self._dirty and self.is_open:
+                self.save()
 
     # -- lock ---------------------------------------------------------------------------
     def _acquire_lock(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                    os.close(fd)
-                    raise
-                pid = _read_pid(fd)
-                os.close(fd)
-                raise StateLocked(pid, self.lock_path) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = take_lock(self.lock_path)
 
     def _release_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:  # pragma: no cover
-            pass
-        finally:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                except OSError:  # pragma: no cover
-                    pass
-            os.close(fd)
+        if fd is not None:
+            release_lock(fd)
 
     # -- load / corrupt -----------------------------------------------------------------
     def _load(self, now: datetime | None) -> None:
@@ -422,7 +243,7 @@ class StateStore:
             return
         repairs: list[str] = []
         try:
-            self.state = _parse(raw, repairs)  # NewerState goes up: the file stays as it is
+            self.state = parse_state(raw, repairs)  # NewerState goes up: the file stays as it is
             self._dirty = False
         except CorruptState as e:
             backup = self._move_aside(now)
@@ -559,7 +380,7 @@ class StateStore:
             status = str(c.get("status") or "")
             diag = c.get("diagnosis") if isinstance(c.get("diagnosis"), dict) else None
             pitfall = str(diag["pitfall"]) if diag and diag.get("pitfall") else None
-            if status in FAILING_STATUSES:
+            if status in FAILING:
                 failing.append(cid)
             if pitfall and pitfall not in pitfalls:
                 pitfalls.append(pitfall)
@@ -575,7 +396,7 @@ class StateStore:
             cr["task"] = _jsonable(c.get("task", cr.get("task")))
             cr["title"] = _text(c.get("title") or cr.get("title") or "", 200)
             cr["runs"] = int(cr.get("runs") or 0) + 1
-            if status in FAILING_STATUSES:
+            if status in FAILING:
                 cr["fails"] = int(cr.get("fails") or 0) + 1
                 cr["first_fail"] = cr.get("first_fail") or t
                 cr["last_fail"] = t
@@ -795,15 +616,3 @@ class StateStore:
 
     def total_active_seconds(self) -> int:
         return sum(int(r.get("active_seconds") or 0) for r in self.state.get("days", {}).values())
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        raw = os.pread(fd, 64, 0)
-    except OSError:  # pragma: no cover
-        return None
-    try:
-        pid = int(raw.decode("ascii", "replace").strip() or 0)
-    except ValueError:
-        return None
-    return pid or None

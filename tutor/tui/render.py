@@ -16,6 +16,7 @@ from rich.style import Style
 from rich.text import Text
 
 from tutor.checking.results import ICONS
+from tutor.records import fmt_duration
 
 STYLES = {"pass": "green", "fail": "red", "error": "red", "timeout": "yellow",
           "crashed": "magenta", "skipped": "dim"}
@@ -374,13 +375,7 @@ def bar(cells: float, width: int) -> str:
 
 
 def duration(seconds: float) -> str:
-    seconds = int(seconds or 0)
-    if seconds <= 0:
-        return "-"
-    if seconds < 60:
-        return "<1m"
-    h, m = divmod(seconds // 60, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m"
+    return fmt_duration(seconds, zero="-")
 
 
 def _fit(text: str, width: int) -> str:
