@@ -211,6 +211,24 @@ def test_an_independent_solution_is_removed_in_every_layout(course):
     assert seen >= 15
 
 
+def test_fences_are_read_as_markdown_reads_them(course):
+    """Fences come from the Markdown tokenizer: a block quoted with ``>`` or in a list item
+    goes whole, its fence lines with it, and a block after an HTML line is still a block."""
+    lesson = course.lesson("1.1")
+    body = ["scores = q @ k.swapaxes(-1, -2) / math.sqrt(d)", "w = mx.softmax(scores, axis=-1)",
+            "out = w @ v"]
+    layouts = {
+        "quoted": "> ```python\n" + "\n".join("> " + ln for ln in body) + "\n> ```",
+        "list item": "1. Like this:\n\n   ```python\n" + "\n".join("   " + ln for ln in body)
+                     + "\n   ```\n2. Then run it.",
+        "after html": "<details>\n```python\n" + "\n".join(body) + "\n```\n</details>",
+    }
+    for layout, text in layouts.items():
+        r = filter_reply(text, lesson=lesson, task=lesson.task(1))
+        assert r.removed == 1, (layout, r.reasons)
+        assert "```" not in r.text and "@" not in r.text, (layout, r.text)
+
+
 def test_allowed_content_is_untouched(course):
     lesson = course.lesson("1.1")
     task = lesson.task(1)
