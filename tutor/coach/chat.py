@@ -32,6 +32,8 @@ from typing import Callable, Iterator
 from tutor.coach.context import CoachContext, build_context
 from tutor.coach.intent import is_solution_request  # noqa: F401 - also imported from here
 from tutor.coach.llm import BackendError, make_backend
+from tutor.textcode import fences, open_fence
+from tutor.textcode import may_be_code as looks_like_code  # also imported from here
 
 MAX_STORED_MESSAGES = 200
 MAX_STORED_CHARS = 8000  # per message in the chat file
@@ -64,36 +66,13 @@ def solution_allowed(ctx: CoachContext, text: str) -> bool:
 
 # --------------------------------------------------------------------------- stream guard
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _KEYWORDS = {"def", "class", "import", "from", "return", "for", "while", "if", "elif", "else",
              "try", "except", "finally", "with", "lambda", "yield", "assert", "raise", "pass",
              "global", "nonlocal", "async", "await", "del", "print", "match", "case", "break",
              "continue"}
-_CODE_LINE = [
-    re.compile(r"^\s*(?:def|class|async\s+def)\s+\w"),
-    re.compile(r"^\s*(?:import\s+\w|from\s+[\w.]+\s+import\b)"),
-    re.compile(r"^\s*(?:return|yield|raise|assert|del|pass|break|continue)\b"),
-    re.compile(r"^\s*(?:for|while|if|elif|with|except)\b.*:\s*(?:#.*)?$"),
-    re.compile(r"^\s*(?:else|try|finally)\s*:"),
-    re.compile(r"^\s*@\w"),
-    re.compile(r"^\s*>>>"),
-    re.compile(r"^\s*[A-Za-z_][\w.]*(?:\[[^\]]*\])?(?:\s*,\s*[A-Za-z_][\w.]*)*\s*"
-               r"(?:[-+*/@%]|//|\*\*)?=(?!=)\s*\S"),
-    re.compile(r"^\s*[\w.]+\(.*\)\s*$"),
-    re.compile(r"\b(?:mx|np|nn|torch|mlx)\.\w"),
-    re.compile(r"[;{}]\s*$"),
-]
 _LIST_PREFIX = re.compile(r"^ {0,3}(?:[-*+]\s+|\d+[.)]\s+|#{1,6}\s+|>\s*)?")
 _PROSE_WORD = re.compile(r"^[^\W\d_][^\W_]*(?:['’-][^\W_]+)*[,.;:!?]?$")
 _CODE_CHARS = re.compile(r"[`=(){}\[\]<>@\\;_|]")
-
-
-def looks_like_code(line: str) -> bool:
-    if not line.strip():
-        return False
-    if line.startswith(("    ", "\t")):
-        return True
-    return any(rx.search(line) for rx in _CODE_LINE)
 
 
 def _prose_prefix(line: str) -> int:
@@ -116,20 +95,19 @@ def _prose_prefix(line: str) -> int:
 def safe_boundary(raw: str) -> int:
     """The end of the longest prefix of ``raw`` that holds no unfinished code: complete
     prose lines, complete fenced blocks and complete runs of code-looking lines (ended by
-    a prose or blank line), plus the prose start of an unfinished last line."""
+    a prose or blank line), plus the prose start of an unfinished last line. Fences are
+    read as the guardrail reads them (:func:`tutor.textcode.fences`)."""
     pos = safe = 0
-    fence: str | None = None
     pending = False
     lines = raw.split("\n")
-    for line in lines[:-1]:
+    found = fences("\n".join(lines[:-1]).replace("\r", " "))
+    fence_of = {i: f for f in found for i in range(f.start, f.end)}
+    for i, line in enumerate(lines[:-1]):
         end = pos + len(line) + 1
-        m = _FENCE.match(line)
+        fence = fence_of.get(i)
         if fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
-                    and not line[m.end():].strip():
-                fence, pending, safe = None, False, end
-        elif m:
-            fence = m.group(1)
+            if fence.closed and i == fence.end - 1:
+                pending, safe = False, end
         elif looks_like_code(line):
             pending = True
         elif pending and not line.strip():
@@ -137,21 +115,10 @@ def safe_boundary(raw: str) -> int:
         else:
             safe, pending = end, False
         pos = end
-    if fence is None and not pending and lines[-1]:
+    still_open = any(not f.closed and f.end >= len(lines) - 1 for f in found)
+    if not pending and lines[-1] and not still_open:
         safe = pos + _prose_prefix(lines[-1])
     return safe
-
-
-def _open_fence(raw: str) -> str | None:
-    fence = None
-    for line in raw.split("\n"):
-        m = _FENCE.match(line)
-        if fence is None and m:
-            fence = m.group(1)
-        elif fence is not None and m and m.group(1)[0] == fence[0] \
-                and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
-            fence = None
-    return fence
 
 
 class StreamGuard:
@@ -185,7 +152,7 @@ class StreamGuard:
     def finish(self) -> str:
         """The rest of the reply, filtered; an unclosed code fence is closed first."""
         raw = self.raw
-        fence = _open_fence(raw)
+        fence = open_fence(raw)
         if fence is not None:
             raw += ("" if raw.endswith("\n") else "\n") + fence
         final = self.check(raw) if raw.strip() else ""
