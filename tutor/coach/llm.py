@@ -4,7 +4,7 @@ reply's text deltas.
 - :class:`AnthropicBackend`: the Messages API through the ``anthropic`` SDK (Claude with
   ``ANTHROPIC_API_KEY``, or any Anthropic-compatible server by ``base_url``).
 - :class:`OpenAIBackend`: OpenAI-compatible ``/chat/completions`` with ``stream: true``
-  (``mlx_lm.server``, Ollama, llama.cpp, vLLM), spoken with the standard library.
+  (``mlx_lm.server``, Ollama, llama.cpp, vLLM) through the official ``openai`` SDK.
 
 Every failure -- missing key, refused key, rate limit, overload, timeout, no network, a
 stream cut midway, a reply still unfinished at ``llm.deadline_s`` -- becomes one :class:`BackendError` carrying a one-line notice for the
@@ -15,11 +15,8 @@ can never travel through them. One attempt per question: no retries.
 
 from __future__ import annotations
 
-import http.client
-import json
-import ssl
 from typing import Iterator, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from tutor.coach.deadline import Deadline, response_socket, shut
 from tutor.config import LLMConfig, server_host
@@ -238,8 +235,8 @@ def _is_transport(exc: BaseException) -> bool:
 
 
 class OpenAIBackend:
-    """``POST {base_url}/chat/completions`` with ``stream: true``; Server-Sent Events of
-    ``chat.completion.chunk`` objects, ended by ``data: [DONE]``."""
+    """``POST {base_url}/chat/completions`` with ``stream: true`` through the official
+    ``openai`` SDK: ``chat.completion.chunk`` events, ended by ``data: [DONE]``."""
 
     name = "openai"
 
@@ -247,13 +244,27 @@ class OpenAIBackend:
         self.config = config
         self.who = f"the local model server at {server_host(config.base_url)}" \
             if config.base_url else "the OpenAI-compatible server"
+        self._client = None
 
-    def _url(self):
-        u = urlsplit(self.config.base_url)
+    def _make_client(self):
+        import openai  # heavy: only when a reply is actually wanted
+
+        cfg = self.config
+        u = urlsplit(cfg.base_url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise BackendError("llm.base_url is not an http(s) URL; the offline coach answers.")
-        path = (u.path.rstrip("/") or "") + "/chat/completions"
-        return u, path
+        # The key is the config's (never the SDK's own look in OPENAI_* variables); with
+        # none, no Authorization header at all, as local servers expect. Organization and
+        # project headers from the environment are not ours to send to a local server.
+        headers = {"Authorization": f"Bearer {cfg.api_key}" if cfg.api_key else openai.Omit(),
+                   "OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+        return openai.OpenAI(
+            api_key=cfg.api_key or "no-key", admin_api_key="", default_headers=headers,
+            # a query in base_url goes on every request, after the path the SDK appends
+            base_url=u._replace(query="", fragment="").geturl(),
+            default_query=dict(parse_qsl(u.query)) or None,
+            max_retries=0,
+            timeout=openai.Timeout(cfg.timeout_s, connect=min(CONNECT_TIMEOUT_S, cfg.timeout_s)))
 
     def stream(self, system: str, messages: list[dict]) -> Iterator[str]:
         return _within_deadline(self.who, self.config.deadline_s,
@@ -261,66 +272,58 @@ class OpenAIBackend:
 
     def _stream(self, system: str, messages: list[dict], deadline: Deadline) -> Iterator[str]:
         cfg = self.config
-        u, path = self._url()
-        body = {"messages": [{"role": "system", "content": system}, *clean_messages(messages)],
-                "stream": True, "max_tokens": cfg.max_tokens}
-        if cfg.model:
-            body["model"] = cfg.model
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if cfg.api_key:
-            headers["Authorization"] = f"Bearer {cfg.api_key}"
-        port = u.port or (443 if u.scheme == "https" else 80)
-        connect_timeout = min(CONNECT_TIMEOUT_S, cfg.timeout_s)
-        if u.scheme == "https":
-            conn = http.client.HTTPSConnection(u.hostname, port, timeout=connect_timeout,
-                                               context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(u.hostname, port, timeout=connect_timeout)
+        try:
+            import openai
+        except ImportError:
+            raise BackendError("The openai package is not installed "
+                               "(python -m pip install openai).") from None
+        if self._client is None:
+            self._client = self._make_client()
         partial = ""
         try:
-            try:
-                conn.connect()
-                deadline.on_expire(lambda: shut(conn.sock))
-                conn.sock.settimeout(cfg.timeout_s)
-                conn.request("POST", path + (f"?{u.query}" if u.query else ""),
-                             body=json.dumps(body).encode("utf-8"), headers=headers)
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                raise BackendError(_transport_notice(exc, self.who, "", cfg.timeout_s)) from None
-            if resp.status != 200:
-                raise BackendError(self._status_notice(resp.status))
+            chunks = self._client.chat.completions.create(
+                model=cfg.model or openai.omit,  # none: the server's own model
+                messages=[{"role": "system", "content": system}, *clean_messages(messages)],
+                stream=True, max_tokens=cfg.max_tokens,
+                # the SDK asks for an explicit omission when there is no key
+                extra_headers=None if cfg.api_key else {"Authorization": openai.omit})
+            # The SDK ends the iteration at [DONE] but does not say whether it came, so a
+            # finish_reason is what tells a whole reply from a body that just stopped.
             finished = False
-            try:
-                for data in _sse_data(resp):
-                    if data == "[DONE]":
-                        finished = True
-                        break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise BackendError(f"{self.who} sent a reply the tutor could not read.",
-                                           partial) from None
-                    if isinstance(obj, dict) and obj.get("error"):
-                        raise BackendError(f"{self.who} reported an error midway; the reply "
-                                           "was cut off." if partial else
-                                           f"{self.who} reported an error.", partial)
-                    for choice in (obj.get("choices") or [])[:1]:
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content")
+            with chunks:
+                deadline.on_expire(lambda: _close_response(chunks.response))
+                for chunk in chunks:
+                    if deadline.expired:
+                        raise BackendError(deadline.notice(self.who, partial), partial)
+                    for choice in (getattr(chunk, "choices", None) or [])[:1]:
+                        text = getattr(getattr(choice, "delta", None), "content", None)
                         if isinstance(text, str) and text:
                             partial += text
                             yield text
-                        if choice.get("finish_reason"):
+                        if getattr(choice, "finish_reason", None):
                             finished = True
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s),
-                                   partial) from None
             if not finished:
                 raise BackendError(f"The connection to {self.who} broke midway; the reply was "
                                    "cut off." if partial else
                                    f"{self.who} closed the connection without a reply.", partial)
-        finally:
-            conn.close()
+        except BackendError:
+            raise
+        except openai.APIStatusError as exc:
+            raise BackendError(self._status_notice(exc.status_code)) from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s),
+                               partial) from None
+        except openai.APIError:  # an ``error`` object inside the stream
+            raise BackendError(f"{self.who} reported an error midway; the reply was cut off."
+                               if partial else f"{self.who} reported an error.", partial) from None
+        except ValueError:  # an event whose data is not JSON
+            raise BackendError(f"{self.who} sent a reply the tutor could not read.",
+                               partial) from None
+        except Exception as exc:  # noqa: BLE001 - transport errors the SDK let through
+            raise BackendError(_transport_notice(exc, self.who, partial, cfg.timeout_s)
+                               if partial or _is_transport(exc) else
+                               f"{self.who} sent a reply the tutor could not read "
+                               f"({type(exc).__name__}).", partial) from None
 
     def _status_notice(self, status: int) -> str:
         who = self.who
@@ -336,29 +339,6 @@ class OpenAIBackend:
         if status >= 500:
             return f"{who} had a server error ({status})."
         return f"{who} answered with HTTP {status}."
-
-
-def _sse_data(resp) -> Iterator[str]:
-    """The ``data`` payloads of a Server-Sent Events stream (multi-line data joined;
-    comments, ``event:`` and ``id:`` lines skipped)."""
-    buf: list[str] = []
-    while True:
-        raw = resp.readline(1 << 20)
-        if not raw:
-            if buf:
-                yield "\n".join(buf)
-            return
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            if buf:
-                yield "\n".join(buf)
-                buf = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            buf.append(value[1:] if value.startswith(" ") else value)
 
 
 __all__ = ["Backend", "BackendError", "AnthropicBackend", "OpenAIBackend", "make_backend",
