@@ -180,3 +180,22 @@ def test_keep_alives_do_not_outlast_the_reply_deadline(fake, after, words):
     assert got == DEFAULT_CHUNKS[:after] and err.value.partial == "".join(got)
     assert err.value.notice.endswith(words)
     assert len(fake.requests) == 1
+
+
+def test_only_the_configs_key_is_sent_never_the_environments(fake, monkeypatch):
+    """The SDK would look in OPENAI_* variables on its own: the config's key (from
+    OPENAI_API_KEY or none) is the only credential that leaves, and a base_url's query
+    stays on the request."""
+    env = {"OPENAI_API_KEY": "sk-env-KEY", "OPENAI_ADMIN_KEY": "sk-env-ADMIN",
+           "OPENAI_ORG_ID": "org-env", "OPENAI_PROJECT_ID": "proj-env",
+           "OPENAI_CUSTOM_HEADERS": "Authorization: Bearer sk-env-CUSTOM"}
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    for key in ("", KEY):
+        list(OpenAIBackend(config(fake.base_url + "?api-version=1", key=key)).stream("s", MSGS))
+        req = fake.requests[-1]
+        assert req["path"] == "/v1/chat/completions?api-version=1"
+        assert req["headers"]["Authorization"] == (f"Bearer {KEY}" if key else None)
+        sent = str(req["headers"])
+        assert not any(v.split()[-1] in sent for v in env.values()), sent
+        assert "OpenAI-Organization" not in req["headers"] and "OpenAI-Project" not in req["headers"]
