@@ -19,8 +19,8 @@ import pytest
 from waiting import poll
 
 from tutor import cli, kernels_build
-from tutor.kernels_build import (BuildSetupError, build, import_extension,
-                                 parse_compiler_output)
+from tutor.checking.extension import import_extension
+from tutor.kernels_build import BuildSetupError, build, parse_compiler_output
 from tutor.workspace import init_workspace
 
 HAVE_CXX = any(shutil.which(c) for c in ("c++", "g++", "clang++"))

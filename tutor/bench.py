@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 from tutor import paths
-from tutor.checking.runner import (_CappedOutput, _describe_exit, json_events, popen_isolated,
-                                   reap_group)
+from tutor.checking.isolated import describe_exit, popen_isolated
+from tutor.checking.output import CappedOutput
+from tutor.checking.procs import reap_group
+from tutor.checking.runner import json_events
 
 # (id, label), in the order of the table; the reference runs first (RUN_ORDER), on a fresh
 # process, before any learner code.
@@ -98,7 +100,7 @@ def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOK
         # The child stopped before reporting every row: a timeout, or a crash.
         if current is None:
             why = ("did not finish setting up" if stopped == "timeout"
-                   else f"{_describe_exit(proc.returncode)} between rows")
+                   else f"{describe_exit(proc.returncode)} between rows")
             for r in remaining:
                 results[r] = {"id": r, "status": "error",
                               "message": f"not run: the benchmark process {why}"}
@@ -108,7 +110,7 @@ def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOK
             results[current] = {"id": current, "status": "timeout",
                                 "message": f"did not finish within {row_timeout_s:g} s"}
         else:
-            how = _describe_exit(proc.returncode)
+            how = describe_exit(proc.returncode)
             results[current] = {"id": current, "status": "crashed",
                                 "message": f"the benchmark process {how} (a crash in native "
                                            "code, or os._exit / abort)"}
@@ -158,7 +160,7 @@ def _spawn(impl: Path, kernels: Path | None, tokens: int, rows: list[str],
     if kernels is not None:
         cmd += ["--kernels", str(Path(kernels).resolve())]
     proc = popen_isolated(cmd, wfd, impl.parent)
-    out = _CappedOutput()
+    out = CappedOutput()
 
     def drain():
         while True:

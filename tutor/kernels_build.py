@@ -13,7 +13,8 @@ things that break an MLX extension build most often:
   builds fine and then every call fails with "incompatible function arguments".
 
 Compiler errors come back as ``file:line:col: message`` with the first one first.
-``import_extension(kernels_dir)`` imports the built package from that folder.
+``import_extension(kernels_dir)`` (from :mod:`tutor.checking.extension`) imports the
+built package from that folder.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Importing a build is the check child's business, a layer below: what it finds is what
+# a build must have made.
+from tutor.checking.extension import built_module, find_package, no_package
 from tutor.checking.procs import run_group
 
 CMAKE_MIN = (3, 27)
-PACKAGES = ("tiny_llm_ext", "tiny_llm_ext_key")
 BUILD_TIMEOUT_S = 900
 
 # nanobind's internals version -> the nanobind release to install for it. The ABI key
@@ -286,16 +289,10 @@ def parse_compiler_output(text: str, root: Path) -> list[CompilerMessage]:
 
 
 def _package_dir(src: Path) -> Path:
-    for name in PACKAGES:
-        if (src / name / "__init__.py").is_file():
-            return src / name
-    raise BuildSetupError(f"{src} has no tiny_llm_ext/ package folder (with __init__.py); "
-                          "is this a kernels/ folder?")
-
-
-def built_module(pkg: Path) -> Path | None:
-    mods = sorted(pkg.glob("_ext*.so")) + sorted(pkg.glob("_ext*.pyd"))
-    return mods[0] if mods else None
+    pkg = find_package(src)
+    if pkg is None:
+        raise BuildSetupError(no_package(src))
+    return pkg
 
 
 def _generator() -> tuple[str | None, dict]:
@@ -465,40 +462,3 @@ def build_answer_key(dest: Path, *, clean: bool = False) -> BuildResult:
     shutil.copytree(answer_key_source(), dest, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
     return build(dest, clean=clean)
-
-
-# --------------------------------------------------------------------------- import
-
-
-def import_extension(kernels_dir: Path):
-    """Import the built extension package (``tiny_llm_ext`` or ``tiny_llm_ext_key``) from
-    ``kernels_dir`` without putting the folder on sys.path. A compiled module cannot be
-    replaced inside one process: importing a second build of the same package from a
-    different folder raises ImportError."""
-    src = Path(kernels_dir).expanduser().resolve()
-    try:
-        pkg = _package_dir(src)
-    except BuildSetupError as exc:
-        raise ImportError(str(exc)) from None
-    name = pkg.name
-    existing = sys.modules.get(name)
-    if existing is not None:
-        where = Path(getattr(existing, "__file__", "") or "").resolve().parent
-        if where == pkg:
-            return existing
-        raise ImportError(f"{name} is already imported from {where}; a compiled extension "
-                          f"cannot be swapped for {pkg} in the same process.")
-    if built_module(pkg) is None:
-        hint = "tiny-llm-tutor build-kernels" if name == "tiny_llm_ext" else "build_answer_key()"
-        raise ImportError(f"{name} is not built in {pkg} (no _ext module); run `{hint}`.")
-    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py",
-                                                  submodule_search_locations=[str(pkg)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        sys.modules.pop(f"{name}._ext", None)
-        raise
-    return module

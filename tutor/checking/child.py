@@ -93,7 +93,7 @@ def load_extension(kernels: Path, harness) -> None:
     the checks that need it (``Ctx.extension``); week-1 checks never notice."""
     import types
 
-    from tutor.kernels_build import import_extension
+    from tutor.checking.extension import import_extension
 
     try:
         ext = import_extension(kernels)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,23 +22,13 @@ from typing import Callable, Iterator
 
 from tutor import paths
 from tutor.checking.environment import child_env
-from tutor.checking.lifeline import PARENT_ENV
-from tutor.checking.output import OUTPUT_CAP, CappedOutput, ChildOutput
-from tutor.checking.procs import popen_group, reap_group
+from tutor.checking.isolated import describe_exit, popen_isolated
+from tutor.checking.output import OUTPUT_CAP, ChildOutput
+from tutor.checking.procs import reap_group
 from tutor.checking.results import STATUSES, day_result
 
 __all__ = ["run_day", "run_days", "popen_isolated", "reap_group", "child_env", "json_events",
            "OUTPUT_CAP"]
-_CappedOutput = CappedOutput  # the benchmark's name for it
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name} (signal {-code})"
-    return f"exited with code {code}"
 
 
 @dataclass
@@ -173,7 +161,7 @@ def run_days(days: list[tuple[str, float]], impl: Path,
             only, current = None, None
             continue
         # The child died without saying "day_done": a crash.
-        how = _describe_exit(proc.returncode)
+        how = describe_exit(proc.returncode)
         if current.remaining is None or importing:
             current.import_error = {"message": f"The check process {how} while importing "
                                                "your package.", "frames": [],
@@ -279,19 +267,6 @@ def _attach_output(run: ChildOutput, d: _Day, only: str | None = None) -> None:
             if ev.get("evidence") is None:
                 ev["evidence"] = {}
             ev.setdefault("evidence", {})["output"] = text
-
-
-def popen_isolated(cmd: list[str], result_fd: int, cwd: Path) -> subprocess.Popen:
-    """Start a child that runs learner code: its own process group (a timeout, or the end
-    of the tutor, kills all it started), an allowlisted environment, prints to a pipe the
-    caller drains, and ``result_fd`` (closed here, in the parent) as its channel for
-    results. The child ties its life to this process (:mod:`tutor.checking.lifeline`)."""
-    try:
-        return popen_group(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, pass_fds=(result_fd,),
-                           env=child_env({PARENT_ENV: str(os.getpid())}), cwd=str(cwd))
-    finally:
-        os.close(result_fd)
 
 
 def _spawn(queue: list[tuple[str, float]], impl: Path, only: list[str] | None,
