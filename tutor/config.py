@@ -4,13 +4,9 @@ override them."""
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 CONFIG_NAME = "tiny-llm-tutor.toml"
 CONFIG_HINT = f"the [llm] table in {CONFIG_NAME}"
