@@ -210,18 +210,25 @@ def test_snapshot_of_missing_roots_is_empty(tmp_path):
 # --------------------------------------------------------------------------- coach link
 
 
-def test_without_the_coach_the_ladder_and_guiding_questions_stand_in(tmp_path):
+def test_without_the_coach_the_offline_coach_answers(tmp_path):
+    """The link has no fallback of its own: the engine's offline coach stands in, with the
+    one wording of the ladder."""
+    from tutor.coach import ladder
+
     s = open_session(make_workspace(tmp_path))
     try:
         link = CoachLink(s, factory=lambda _s: (_ for _ in ()).throw(ImportError("none")))
+        assert link.coach() is None and link.take_notice() is None
         r = link.hint()
-        assert r.kind == "text" and r.text.startswith("Hint 1 of 4 for task 1 (")
+        task = s.current_task()
+        assert r.kind == "text" and r.text == ladder.hint_text(ladder.step_of(task, 1))
+        assert "Try it first" in r.text  # the link's own copy of the ladder text lacked it
         replies = list(link.ask("what is D?"))
-        assert replies[-1].kind == "done" and "Let's think it through" in replies[0].text
+        assert [r.kind for r in replies] == ["text", "done"]
+        assert "Why divide by √D" in replies[0].text  # the concept, not a stock question
         assert s.day_record()["questions"][-1]["text"] == "what is D?"
-        assert link.name == "hint ladder"
-        passing = {"status": "pass", "checks": []}
-        assert "explain today's key idea" in link.after_checks(passing)
+        passing = passing_result(s.lesson)
+        assert "Before you move on" in link.after_checks(passing)
     finally:
         s.close()
 

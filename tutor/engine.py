@@ -221,6 +221,14 @@ class TutorSession:
         with self.lock:
             self.store.record_question(self.lesson.id, text)
 
+    def coach(self, factory=None):
+        """This session's coach for an app: a :class:`tutor.coach.safe.SafeCoach`, built
+        on first use, whose failures fall back to the offline coach. ``factory(session)``
+        makes another coach in its place (tests)."""
+        from tutor.coach.safe import SafeCoach
+
+        return SafeCoach(self, factory)
+
     def save_documents(self) -> None:
         """Rewrite the tracker and the session doc (also done periodically by the TUI,
         so a killed terminal loses at most a minute)."""

@@ -32,6 +32,7 @@ from typing import Callable, Iterator
 from tutor.coach.context import CoachContext, build_context
 from tutor.coach.intent import is_solution_request  # noqa: F401 - also imported from here
 from tutor.coach.llm import BackendError, make_backend
+from tutor.coach.offline import OfflineCoach
 from tutor.textcode import fences, open_fence
 from tutor.textcode import may_be_code as looks_like_code  # also imported from here
 
@@ -196,7 +197,7 @@ class Coach:
                 self.notice = f"{exc}; the offline coach answers."
         self.config = config
         self.backend = make_backend(config)
-        self._offline = None
+        self._offline: OfflineCoach | None = None
         self._claude_md: str | None = None
         self._chats: dict[str, list[dict]] = {}
         self._lock = threading.RLock()
@@ -204,10 +205,8 @@ class Coach:
     # ------------------------------------------------------------------ parts
 
     @property
-    def offline(self):
+    def offline(self) -> OfflineCoach:
         if self._offline is None:
-            from tutor.coach.offline import OfflineCoach
-
             self._offline = OfflineCoach()
         return self._offline
 
@@ -239,17 +238,10 @@ class Coach:
     def _filter(self, ctx: CoachContext, allow_solution: bool) -> Callable[[str], str]:
         from tutor.coach.guardrail import filter_reply
 
-        kwargs = dict(lesson=ctx.lesson, task=ctx.task, allow_solution=allow_solution)
-        try:  # the learner's own lines, quoted back, are not judged as leaks
-            import inspect
-
-            if "learner_code" in inspect.signature(filter_reply).parameters:
-                kwargs["learner_code"] = ctx.learner_code
-        except (TypeError, ValueError):
-            pass
-
-        def check(text: str) -> str:
-            return filter_reply(text, **kwargs).text
+        def check(text: str) -> str:  # the learner's own lines, quoted back, are no leak
+            return filter_reply(text, lesson=ctx.lesson, task=ctx.task,
+                                allow_solution=allow_solution,
+                                learner_code=ctx.learner_code).text
         return check
 
     # ------------------------------------------------------------------ conversation
@@ -306,16 +298,8 @@ class Coach:
     @contextmanager
     def _one_state_write(self):
         """Record several events in the state with one atomic write instead of one each."""
-        store = self.session.store
-        with self.session.lock:
-            before = getattr(store, "autosave", True)
-            store.autosave = False
-            try:
-                yield
-            finally:
-                store.autosave = before
-                if before and getattr(store, "_dirty", True) and store.is_open:
-                    store.save()
+        with self.session.lock, self.session.store.batch():
+            yield
 
     def clear(self) -> None:
         """Forget the current day's conversation (the chat file is emptied)."""
@@ -342,9 +326,10 @@ class Coach:
 
     # ------------------------------------------------------------------ actions
 
-    def ask(self, text: str) -> Iterator[ChatEvent]:
+    def ask(self, text: str, *, record_question: bool = True) -> Iterator[ChatEvent]:
         """Answer one question: text events (pieces of the reply), maybe notices, then a
-        final ``done`` event whose text is the whole reply as shown."""
+        final ``done`` event whose text is the whole reply as shown. ``record_question``
+        False: the question is in the state already (a coach that failed logged it)."""
         text = (text or "").strip()
         if not text:
             yield ChatEvent("notice", "Ask a question first.")
@@ -356,9 +341,11 @@ class Coach:
         day = self.day
         ctx = self.context()
         if self.backend is None:  # answer first, then write the records (two writes)
-            yield from self._offline_reply(ctx, text, day, question=text)
+            yield from self._offline_reply(ctx, text, day,
+                                           question=text if record_question else "")
             return
-        self.session.question(text)  # the state -> the session doc's Questions section
+        if record_question:
+            self.session.question(text)  # the state -> the session doc's Questions section
         self._append(day, "user", text, save=False)  # saved with the reply
 
         from tutor.coach.prompt import build_system_prompt
@@ -372,15 +359,18 @@ class Coach:
                 out = guard.feed(delta)
                 if out:
                     yield ChatEvent("text", out)
-        except BackendError as exc:
-            rest = guard.finish()
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the offline coach answers
+            if isinstance(exc, BackendError):
+                notice, rest = exc.notice, guard.finish()
+            else:  # a fault of ours (the filter, say): nothing more goes through it
+                notice, rest = f"The coach failed ({type(exc).__name__}).", ""
             if rest:
                 yield ChatEvent("text", rest)
             shown = guard.released
             if shown.strip():
                 self._append(day, "assistant", shown, source=self.backend.name,
                              interrupted=True, save=False)
-            yield ChatEvent("notice", f"{exc.notice} The offline coach answers.",
+            yield ChatEvent("notice", f"{notice} The offline coach answers.",
                             interrupted=bool(shown.strip()))
             yield from self._offline_reply(self.context(), text, day,
                                            interrupted=bool(shown.strip()), shown=shown)
@@ -403,8 +393,7 @@ class Coach:
         """The offline coach's answer; ``question`` is recorded too when it has not been
         yet (the offline path records everything after answering, in one write each)."""
         reply = self.offline.reply(ctx, text)
-        body = str(getattr(reply, "text", reply) or "")
-        asked = getattr(reply, "asked", None)
+        body, asked = reply.text, reply.asked
         prefix = "\n\n" if shown and not shown.endswith("\n\n") else ""
         yield ChatEvent("text", prefix + body)
         with self._one_state_write():
@@ -413,18 +402,16 @@ class Coach:
             self._remember(day, asked)
         if question:
             self._append(day, "user", question, save=False)
-        self._append(day, "assistant", body, source="offline",
-                     asked=list(asked) if isinstance(asked, (list, tuple)) else asked)
+        self._append(day, "assistant", body, source="offline", asked=list(asked))
         yield ChatEvent("done", shown + prefix + body, interrupted=interrupted)
 
     def _remember(self, day: str, asked) -> None:
         """Let the offline coach keep what it asked in the state (so it never asks twice)."""
-        remember = getattr(self.offline, "remember", None)
-        if not asked or remember is None:
+        if not asked:
             return
         try:
             with self.session.lock:
-                remember(self.session.store, day, asked)
+                self.offline.remember(self.session.store, day, asked)
         except Exception:  # noqa: BLE001 - the chat file keeps the ids as well
             pass
 
@@ -447,14 +434,9 @@ class Coach:
         ctx = self.context(task)
         if result is not None:
             ctx.latest_result = result
-        result_reply = getattr(self.offline, "result_reply", None)
-        if result_reply is not None:
-            reply = result_reply(ctx)
-            text, asked = str(getattr(reply, "text", reply) or ""), getattr(reply, "asked", None)
-        else:
-            text, asked = self.offline.on_result(ctx) or "", None
+        reply = self.offline.result_reply(ctx)
+        text = reply.text
         if text:
-            self._remember(self.day, asked)
-            self._append(self.day, "assistant", text, source="checks",
-                         asked=list(asked) if isinstance(asked, (list, tuple)) else asked)
+            self._remember(self.day, reply.asked)
+            self._append(self.day, "assistant", text, source="checks", asked=list(reply.asked))
         return text

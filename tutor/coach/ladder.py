@@ -25,6 +25,25 @@ class HintStep:
         return self.rung >= self.rungs
 
 
+def hint_text(step: HintStep) -> str:
+    """A rung as the learner reads it, wherever it is shown (the coach, the CLI, the app):
+    "Hint 2 of 4 for task 1 (title): ...", and what to do with it."""
+    body = step.text.strip()
+    sep = "\n" if "\n" in body else " "
+    text = f"Hint {step.rung} of {step.rungs} for task {step.task} ({step.task_title}):{sep}{body}"
+    if step.is_last:
+        text += ("\n\nThat is the last rung: the plan in plain words. Write each step "
+                 "yourself, then run the checks.")
+    else:
+        text += "\n\nTry it first; ask for the next hint only if you're still stuck."
+    return text
+
+
+def step_of(task, rung: int) -> HintStep:
+    """Rung ``rung`` (1-based) of ``task``'s ladder."""
+    return HintStep(task.id, task.title, rung, len(task.hints), task.hints[rung - 1])
+
+
 def rungs_seen(day_record: dict | None, task_id: int) -> int:
     """The highest rung already shown for a task (0 when none)."""
     best = 0
@@ -63,5 +82,4 @@ def next_hint(lesson, day_record: dict | None, task=None) -> HintStep | None:
     seen = rungs_seen(day_record, task.id)
     if seen >= len(task.hints):
         return None
-    rung = seen + 1
-    return HintStep(task.id, task.title, rung, len(task.hints), task.hints[rung - 1])
+    return step_of(task, seen + 1)

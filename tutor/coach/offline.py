@@ -418,15 +418,7 @@ class OfflineCoach:
     # -- hints -------------------------------------------------------------------------
     def hint_text(self, step: ladder.HintStep) -> str:
         """A rung, formatted: "Hint 2 of 4 for task 1 (title): ..."."""
-        body = step.text.strip()
-        sep = "\n" if "\n" in body else " "
-        text = f"Hint {step.rung} of {step.rungs} for task {step.task} ({step.task_title}):{sep}{body}"
-        if step.is_last:
-            text += ("\n\nThat is the last rung: the plan in plain words. Write each step "
-                     "yourself, then run the checks.")
-        else:
-            text += "\n\nTry it first; ask for the next hint only if you're still stuck."
-        return text
+        return ladder.hint_text(step)
 
     # -- helpers -----------------------------------------------------------------------
     def _pitfall_question(self, lesson, diag: dict) -> str:

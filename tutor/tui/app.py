@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tutor.tui.coachlink import CoachLink, Reply
+from tutor.tui.coachlink import CoachLink
 from tutor.tui.messages import CheckEvent, ChecksDone, CoachReply, HintShown, Notice, Saved
 from tutor.tui.render import (editor_command, lesson_renderable, results_renderable,
                               summary_text)
@@ -470,11 +470,7 @@ class TutorApp(App[int]):
 
     @work(thread=True, group="hint", exit_on_error=False, description="the hint")
     def _hint_worker(self) -> None:
-        reply = self.coach.hint()
-        self.post_message(HintShown(reply))
-        notice = self.coach.take_notice()
-        if notice:
-            self.post_message(Notice(notice, "warning"))
+        self.coach.post_hint(self.post_message)
 
     def on_hint_shown(self, msg: HintShown) -> None:
         log = self._q(ChatLog)
@@ -523,22 +519,7 @@ class TutorApp(App[int]):
           description="the coach's reply")
     def _ask_worker(self, text: str, request: int) -> None:
         worker = get_current_worker()
-        ended = False
-        replies = self.coach.ask(text)
-        try:
-            for reply in replies:
-                if worker.is_cancelled:
-                    return
-                self.post_message(CoachReply(reply, request))
-                if reply.kind == "done":
-                    ended = True
-        finally:
-            replies.close()  # a stopped reply's LLM stream is closed now, not by the GC
-        if not ended:
-            self.post_message(CoachReply(Reply("done"), request))
-        notice = self.coach.take_notice()
-        if notice:
-            self.post_message(Notice(notice, "warning"))
+        self.coach.post_reply(text, request, self.post_message, lambda: worker.is_cancelled)
 
     async def on_coach_reply(self, msg: CoachReply) -> None:
         if msg.request != self._asking:
