@@ -4,6 +4,8 @@ Stdlib only (plus markdown-it-py, loaded when a session doc is merged) and UI-fr
 textual, rich, mlx or yaml), so the CLI and the check runner can import it cheaply.
 
 - :mod:`tutor.records.state`    -- ``StateStore``: progress/state.json, locked and atomic
+- :mod:`tutor.records.schema`   -- that file's layout: empty state, validation, parsing
+- :mod:`tutor.records.lock`     -- progress/.lock, one tutor per workspace
 - :mod:`tutor.records.mastery`  -- day status and mastery rules, ``rules_text()``
 - :mod:`tutor.records.tracker`  -- progress/tiny-llm-tracker.md
 - :mod:`tutor.records.sessions` -- sessions/weekN/dayN.M-topic.md, block merge
