@@ -32,6 +32,7 @@ import ast
 import functools
 import inspect
 import linecache
+import re
 import sys
 import threading
 import traceback
@@ -69,12 +70,28 @@ REGISTRY: dict[str, list[CheckSpec]] = {}
 EXTENSION: dict[str, Any] = {}
 
 
-def check(day: str, id: str, task: int, title: str, forbid: tuple[str, ...] = (),
+_DAY_MODULE = re.compile(r"(?:^|\.)week(\d+)\.day(\d+)_(\d+)$")
+
+
+def day_of_module(name: str) -> str:
+    """The day a checks module holds, from its name: ``checks.week2.day2_6`` (or the child's
+    ``_tutor_checks.week2.day2_6``) holds day ``2.6``."""
+    m = _DAY_MODULE.search(name)
+    if m is None or m.group(1) != m.group(2):
+        raise ValueError(f"checks are declared in modules named weekW.dayW_D (like "
+                         f"checks.week2.day2_6), not in {name!r}")
+    return f"{m.group(2)}.{m.group(3)}"
+
+
+def check(id: str, task: int, title: str, forbid: tuple[str, ...] = (),
           symbols: tuple[str, ...] = ()):
-    """Register a check. ``forbid`` names library APIs the task teaches (see ``FORBIDDEN``);
-    ``symbols`` names the learner symbols whose source is scanned for them."""
+    """Register a check of task ``task`` for the day of the module the decorated function is
+    defined in (see :func:`day_of_module`). ``forbid`` names library APIs the task teaches
+    (see ``FORBIDDEN``); ``symbols`` names the learner symbols whose source is scanned for
+    them."""
 
     def deco(fn):
+        day = day_of_module(fn.__module__)
         REGISTRY.setdefault(day, []).append(
             CheckSpec(day, id, task, title, fn, tuple(forbid), tuple(symbols)))
         return fn

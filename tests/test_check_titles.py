@@ -33,8 +33,9 @@ def _titles():
                 continue
             for dec in node.decorator_list:
                 if (isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "check"
-                        and len(dec.args) >= 4 and isinstance(dec.args[3], ast.Constant)):
-                    yield path.name, dec.args[1].value, dec.args[3].value
+                        and len(dec.args) >= 3 and isinstance(dec.args[2], ast.Constant)):
+                    # @check("id", task, "title", ...)
+                    yield path.name, dec.args[0].value, dec.args[2].value
 
 
 TITLES = list(_titles())

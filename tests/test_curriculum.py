@@ -139,9 +139,62 @@ def test_a_task_naming_a_missing_file_symbol_or_check_is_caught(course_copy, old
 
 
 def test_a_lesson_without_a_checks_module_is_caught(course_copy):
+    """Issue 11: an error of the lesson itself, not only of a task that lists checks (one
+    whose tasks listed none loaded, and its check run said "not available yet")."""
     f = course_copy / LESSON
     _edit(f, 'id: "1.1"', 'id: "1.9"')
-    with pytest.raises(CurriculumError, match=r"tasks\[0\]\.checks: day 1.9 has no checks module"):
+    line = _line_of(f, 'id: "1.9"')
+    with pytest.raises(CurriculumError) as e:
+        load_lesson(f)
+    assert str(e.value).startswith(
+        f"{f}:{line}: id: day 1.9 has no checks module "
+        "(checks/week1/day1_9.py does not exist"), e.value
+
+
+def _decl_line(module: Path, cid: str) -> int:
+    return _line_of(module, f'@check("{cid}",')
+
+
+def test_a_check_for_a_task_the_lesson_lacks_is_caught(course_copy):
+    """Issue 11: every task number in the checks module is a task of the lesson."""
+    f = course_copy / LESSON
+    _edit(f, "  - id: 2\n", "  - id: 3\n")
+    module = paths.checks_dir() / "week1" / "day1_1.py"
+    with pytest.raises(CurriculumError) as e:
+        load_lesson(f)
+    assert str(e.value) == (
+        f"{f}:{_line_of(f, '  - id: 1')}: tasks: checks/week1/day1_1.py:"
+        f"{_decl_line(module, 'linear')} declares check 'linear' for task 2, but lesson 1.1 "
+        "has tasks 1, 3")
+
+
+def test_a_check_its_task_does_not_list_is_caught(course_copy):
+    f = course_copy / LESSON
+    _edit(f, "checks: [sdpa-simple, sdpa-simple-scale-mask]",
+          "checks: [sdpa-simple, sdpa-simple-scale-mask, mha]")
+    _edit(f, "checks: [linear, mha]", "checks: [linear]")
+    module = paths.checks_dir() / "week1" / "day1_1.py"
+    with pytest.raises(CurriculumError) as e:
+        load_lesson(f)
+    assert str(e.value) == (
+        f"{f}:{_line_of(f, '  - id: 2')}: tasks: checks/week1/day1_1.py:"
+        f"{_decl_line(module, 'mha')} declares check 'mha' for task 2, whose checks do not "
+        "list it")
+
+
+def test_a_check_declared_in_another_form_is_caught(course_copy, tmp_path, monkeypatch):
+    """The lesson is checked against the module's text (importing it would load MLX), so a
+    declaration the tutor cannot read is an error, not a check that silently goes unlisted."""
+    checks = tmp_path / "checks"
+    (checks / "week1").mkdir(parents=True)
+    text = (paths.checks_dir() / "week1" / "day1_1.py").read_text()
+    assert text.count('@check("linear", 2,') == 1
+    (checks / "week1" / "day1_1.py").write_text(
+        text.replace('@check("linear", 2,', '@check(id="linear", task=2, title='))
+    monkeypatch.setattr(paths, "checks_dir", lambda: checks)
+    f = course_copy / LESSON
+    with pytest.raises(CurriculumError, match=r"tasks: .*day1_1.py:\d+ declares a check the "
+                                              r"tutor cannot read"):
         load_lesson(f)
 
 

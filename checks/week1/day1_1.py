@@ -15,7 +15,6 @@ import mlx.nn as nn
 
 from ..harness import CheckFailed, check, dtype_str, merge_evidence
 
-DAY = "1.1"
 SDPA = "mx.fast.scaled_dot_product_attention"
 F32, F16 = mx.float32, mx.float16
 
@@ -153,7 +152,7 @@ AXES = ("batch", "batch", "batch", "query position", "feature")
 # --------------------------------------------------------------------------- task 1
 
 
-@check(DAY, "sdpa-simple", 1,
+@check("sdpa-simple", 1,
        "scaled_dot_product_attention_simple (default scale, no mask) and basics.softmax",
        forbid=(SDPA,), symbols=("scaled_dot_product_attention_simple", "softmax"))
 def sdpa_simple(ctx):
@@ -217,7 +216,7 @@ def sdpa_simple(ctx):
     return merge_evidence(evs)
 
 
-@check(DAY, "sdpa-simple-scale-mask", 1,
+@check("sdpa-simple-scale-mask", 1,
        "scaled_dot_product_attention_simple with a given scale and an additive mask",
        forbid=(SDPA,), symbols=("scaled_dot_product_attention_simple",))
 def sdpa_simple_scale_mask(ctx):
@@ -259,7 +258,7 @@ def sdpa_simple_scale_mask(ctx):
 # --------------------------------------------------------------------------- task 2
 
 
-@check(DAY, "linear", 2, "linear, with and without a bias", symbols=("linear",))
+@check("linear", 2, "linear, with and without a bias", symbols=("linear",))
 def linear_check(ctx):
     fn = ctx.symbol("linear")
     mx.random.seed(103)
@@ -329,7 +328,7 @@ _WIRINGS = [w for w in itertools.product(range(3), repeat=3) if w != (0, 1, 2)]
 _INPUTS = [i for i in itertools.product(range(3), repeat=3) if i != (0, 1, 2)]
 
 
-@check(DAY, "mha", 2, "SimpleMultiHeadAttention against MLX's own multi-head attention",
+@check("mha", 2, "SimpleMultiHeadAttention against MLX's own multi-head attention",
        forbid=(SDPA, "nn.MultiHeadAttention"),
        symbols=("SimpleMultiHeadAttention", "linear", "scaled_dot_product_attention_simple"))
 def mha(ctx):

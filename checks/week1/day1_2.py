@@ -14,7 +14,6 @@ import mlx.core as mx
 
 from ..harness import check, dtype_str
 
-DAY = "1.2"
 FORBID = ("mx.fast.rope", "nn.RoPE")
 F32, F16 = mx.float32, mx.float16
 
@@ -143,25 +142,25 @@ def _run(ctx, traditional: bool, cases, seed: int):
     return {"cases": len(evs), "max_abs_err": max(e["max_abs_err"] for e in evs)}
 
 
-@check(DAY, "rope-traditional", 1, "RoPE, traditional (interleaved pairs), positions from 0",
+@check("rope-traditional", 1, "RoPE, traditional (interleaved pairs), positions from 0",
        forbid=FORBID, symbols=("RoPE",))
 def rope_traditional(ctx):
     return _run(ctx, True, NO_OFFSET, 201)
 
 
-@check(DAY, "rope-traditional-offset", 1, "RoPE, traditional, with an offset slice",
+@check("rope-traditional-offset", 1, "RoPE, traditional, with an offset slice",
        forbid=FORBID, symbols=("RoPE",))
 def rope_traditional_offset(ctx):
     return _run(ctx, True, WITH_OFFSET, 202)
 
 
-@check(DAY, "rope-half-split", 2, "RoPE, half-split (Qwen2's layout), positions from 0",
+@check("rope-half-split", 2, "RoPE, half-split (Qwen2's layout), positions from 0",
        forbid=FORBID, symbols=("RoPE",))
 def rope_half_split(ctx):
     return _run(ctx, False, NO_OFFSET, 203)
 
 
-@check(DAY, "rope-half-split-offset", 2, "RoPE, half-split, with an offset slice",
+@check("rope-half-split-offset", 2, "RoPE, half-split, with an offset slice",
        forbid=FORBID, symbols=("RoPE",))
 def rope_half_split_offset(ctx):
     return _run(ctx, False, WITH_OFFSET, 204)

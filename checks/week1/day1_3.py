@@ -18,7 +18,6 @@ import numpy as np
 from ..harness import (CheckFailed, check, dtype_name, dtype_str, import_mlx_lm, merge_evidence,
                        to_np)
 
-DAY = "1.3"
 SDPA = "mx.fast.scaled_dot_product_attention"
 F32, F16, BF16 = mx.float32, mx.float16, mx.bfloat16
 
@@ -149,7 +148,7 @@ def _case(batch, Hq, H, L, S, D, dtype, extra=""):
 # --------------------------------------------------------------------------- task 1
 
 
-@check(DAY, "gqa", 1, "scaled_dot_product_attention_grouped (default scale, no mask)",
+@check("gqa", 1, "scaled_dot_product_attention_grouped (default scale, no mask)",
        forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped",))
 def gqa(ctx):
     fn = ctx.symbol("scaled_dot_product_attention_grouped")
@@ -171,7 +170,7 @@ def gqa(ctx):
     return merge_evidence(evs)
 
 
-@check(DAY, "gqa-scale-mask", 1,
+@check("gqa-scale-mask", 1,
        "scaled_dot_product_attention_grouped with a given scale and an array mask",
        forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped",))
 def gqa_scale_mask(ctx):
@@ -204,7 +203,7 @@ def gqa_scale_mask(ctx):
 # --------------------------------------------------------------------------- task 2
 
 
-@check(DAY, "causal-mask", 2, "causal_mask(L, S, dtype): exact values, shape and dtype",
+@check("causal-mask", 2, "causal_mask(L, S, dtype): exact values, shape and dtype",
        symbols=("causal_mask",))
 def causal_mask_check(ctx):
     fn = ctx.symbol("causal_mask")
@@ -247,7 +246,7 @@ def causal_mask_check(ctx):
     return {"cases": len(evs)}
 
 
-@check(DAY, "gqa-causal", 2, 'scaled_dot_product_attention_grouped with mask="causal"',
+@check("gqa-causal", 2, 'scaled_dot_product_attention_grouped with mask="causal"',
        forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped", "causal_mask"))
 def gqa_causal(ctx):
     fn = ctx.symbol("scaled_dot_product_attention_grouped")
@@ -312,7 +311,7 @@ def qwen_model(x, w, Hq, H, theta, mask, *, traditional=False, no_bias=(), head_
     return out @ w["wo"].astype(F32).T if out_proj else out
 
 
-@check(DAY, "qwen2-attention", 3,
+@check("qwen2-attention", 3,
        "Qwen2MultiHeadAttention against mlx_lm's qwen2.Attention",
        forbid=(SDPA, "mx.fast.rope", "nn.RoPE"),
        symbols=("qwen2_week1.Qwen2MultiHeadAttention",))

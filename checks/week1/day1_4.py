@@ -16,7 +16,6 @@ import mlx.nn as nn
 
 from ..harness import Ctx, check
 
-DAY = "1.4"
 NORM_FORBID = ("mx.fast.rms_norm", "nn.RMSNorm", "mx.fast.layer_norm")
 SILU_FORBID = ("nn.silu", "nn.SiLU")
 
@@ -125,7 +124,7 @@ def _run_norm_cases(ctx: Ctx, cases) -> dict:
     return {"cases": len(cases), "max_abs_err": worst}
 
 
-@check(DAY, "rmsnorm", 1, "RMSNorm against MLX's fused RMSNorm (float32 and float16)",
+@check("rmsnorm", 1, "RMSNorm against MLX's fused RMSNorm (float32 and float16)",
        forbid=NORM_FORBID, symbols=("RMSNorm",))
 def rmsnorm(ctx: Ctx):
     # (batch prefix, D, dtype, std of x, eps, note)
@@ -140,7 +139,7 @@ def rmsnorm(ctx: Ctx):
     ])
 
 
-@check(DAY, "rmsnorm-float16-range", 1,
+@check("rmsnorm-float16-range", 1,
        "RMSNorm on float16 inputs with values up to 1000",
        forbid=NORM_FORBID, symbols=("RMSNorm",))
 def rmsnorm_float16_range(ctx: Ctx):
@@ -159,7 +158,7 @@ def silu_flipped(x):
     return (xf * mx.sigmoid(-xf)).astype(x.dtype)
 
 
-@check(DAY, "silu", 2, "silu against MLX's own SiLU", forbid=SILU_FORBID, symbols=("silu",))
+@check("silu", 2, "silu against MLX's own SiLU", forbid=SILU_FORBID, symbols=("silu",))
 def silu_check(ctx: Ctx):
     silu = ctx.symbol("silu")
     cases = [((7,), mx.float32), ((2, 3, 5), mx.float32), ((4, 9), mx.float16)]
@@ -207,7 +206,7 @@ def _misplaced_silu(x, wg, wu, wd):
     return [o.astype(x.dtype) for o in outs]
 
 
-@check(DAY, "qwen2-mlp", 2, "Qwen2MLP matches mlx_lm's qwen2.MLP",
+@check("qwen2-mlp", 2, "Qwen2MLP matches mlx_lm's qwen2.MLP",
        forbid=SILU_FORBID, symbols=("qwen2_week1.Qwen2MLP", "silu"))
 def qwen2_mlp(ctx: Ctx):
     Qwen2MLP = ctx.symbol("qwen2_week1.Qwen2MLP")

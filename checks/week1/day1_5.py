@@ -23,7 +23,6 @@ from mlx.utils import tree_map
 from ..harness import Ctx, Skip, check, hf_snapshot, import_mlx_lm
 from .tiny_models import dense_weight, qwen2_forward, qwen2_module, tiny_qwen2
 
-DAY = "1.5"
 # Everything the block and the model are built from must be the learner's own.
 BUILT_ON = ("mx.fast.scaled_dot_product_attention", "mx.fast.rope", "nn.RoPE",
             "mx.fast.rms_norm", "nn.RMSNorm", "mx.fast.layer_norm", "nn.silu", "nn.SiLU",
@@ -180,7 +179,7 @@ def _block_weights(blk, dtype) -> dict:
     return {k: v.astype(dtype) for k, v in w.items()}
 
 
-@check(DAY, "qwen2-block", 1, "Qwen2TransformerBlock matches mlx_lm's qwen2.TransformerBlock",
+@check("qwen2-block", 1, "Qwen2TransformerBlock matches mlx_lm's qwen2.TransformerBlock",
        forbid=BUILT_ON, symbols=("qwen2_week1.Qwen2TransformerBlock",))
 def qwen2_block(ctx: Ctx):
     Block = ctx.symbol("qwen2_week1.Qwen2TransformerBlock")
@@ -243,7 +242,7 @@ def _wrong_lookups(w, ids):
     return outs
 
 
-@check(DAY, "embedding", 2, "Embedding looks rows up like a quantized mlx embedding",
+@check("embedding", 2, "Embedding looks rows up like a quantized mlx embedding",
        symbols=("Embedding",))
 def embedding(ctx: Ctx):
     Embedding = ctx.symbol("Embedding")
@@ -264,7 +263,7 @@ def embedding(ctx: Ctx):
     return {"cases": len(cases)}
 
 
-@check(DAY, "embedding-as-linear", 2,
+@check("embedding-as-linear", 2,
        "Embedding.as_linear matches the quantized embedding's as_linear",
        symbols=("Embedding",))
 def embedding_as_linear(ctx: Ctx):
@@ -353,7 +352,7 @@ def _tiny_inputs(vocab: int, seed: int):
             mx.random.randint(0, vocab, (2, 7), key=mx.random.key(seed + 1))]
 
 
-@check(DAY, "qwen2-model", 3,
+@check("qwen2-model", 3,
        "Qwen2ModelWeek1 matches a tiny quantized mlx_lm Qwen2 (tied embeddings)",
        forbid=BUILT_ON, symbols=("qwen2_week1.Qwen2ModelWeek1",))
 def qwen2_model(ctx: Ctx):
@@ -362,7 +361,7 @@ def qwen2_model(ctx: Ctx):
                         "tiny random 4-bit Qwen2")
 
 
-@check(DAY, "qwen2-model-untied", 3,
+@check("qwen2-model-untied", 3,
        "Qwen2ModelWeek1 with a separate lm_head (untied, like Qwen2-7B)",
        forbid=BUILT_ON, symbols=("qwen2_week1.Qwen2ModelWeek1",))
 def qwen2_model_untied(ctx: Ctx):
@@ -378,7 +377,7 @@ REAL_REPO = "Qwen/Qwen2-0.5B-Instruct-MLX"
 REAL_LOGP = {"dtype": "float16", "rtol": 1e-1, "atol": 0.5}
 
 
-@check(DAY, "qwen2-0.5b-weights", 3, "Qwen2ModelWeek1 on the real Qwen2-0.5B-Instruct weights",
+@check("qwen2-0.5b-weights", 3, "Qwen2ModelWeek1 on the real Qwen2-0.5B-Instruct weights",
        forbid=BUILT_ON, symbols=("qwen2_week1.Qwen2ModelWeek1",))
 def qwen2_real_weights(ctx: Ctx):
     path = hf_snapshot(REAL_REPO)

@@ -35,7 +35,6 @@ import numpy as np
 from ..harness import CheckFailed, check, import_mlx_lm, outside_learner, to_np
 from .tiny_tokenizer import CharTokenizer
 
-DAY = "1.6"
 VOCAB = 63          # 62 printable characters + EOS
 EOS = VOCAB - 1
 MODEL_SEED = 1
@@ -367,7 +366,7 @@ def _compare(case: str, gen: list[int], want: list[int], tok, candidates: dict) 
 # --------------------------------------------------------------------------- checks
 
 
-@check(DAY, "generate-greedy", 1, "simple_generate matches greedy decoding (sampler=None)",
+@check("generate-greedy", 1, "simple_generate matches greedy decoding (sampler=None)",
        symbols=SYMBOLS)
 def generate_greedy(ctx):
     prompt, k = GREEDY_CASE
@@ -384,7 +383,7 @@ def generate_greedy(ctx):
     return ev
 
 
-@check(DAY, "generate-stops-at-eos", 1, "simple_generate stops at EOS, without emitting it",
+@check("generate-stops-at-eos", 1, "simple_generate stops at EOS, without emitting it",
        symbols=SYMBOLS)
 def generate_stops_at_eos(ctx):
     evidence = []
@@ -409,7 +408,7 @@ def generate_stops_at_eos(ctx):
     return {"cases": evidence}
 
 
-@check(DAY, "generate-uses-sampler", 1, "simple_generate picks tokens with the given sampler",
+@check("generate-uses-sampler", 1, "simple_generate picks tokens with the given sampler",
        symbols=SYMBOLS)
 def generate_uses_sampler(ctx):
     prompt, k = SAMPLER_CASE

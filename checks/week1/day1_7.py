@@ -34,7 +34,6 @@ import numpy as np
 
 from ..harness import CheckFailed, LearnerError, check
 
-DAY = "1.7"
 SYMBOLS = ("make_sampler",)
 SEED = 1234
 ALPHA = 1e-5
@@ -218,7 +217,7 @@ def _restricted(logprobs: np.ndarray, kept, temp: float = 1.0) -> np.ndarray:
 # --------------------------------------------------------------------------- checks
 
 
-@check(DAY, "sampler-greedy", 1, "temp 0 picks the most likely token of every row",
+@check("sampler-greedy", 1, "temp 0 picks the most likely token of every row",
        symbols=SYMBOLS)
 def sampler_greedy(ctx):
     import mlx.core as mx
@@ -262,7 +261,7 @@ def sampler_greedy(ctx):
 TEMP_LOGITS = _logprobs([1.6, 0.8, 0.4, 0.0, -0.4, -1.2], [2, 0, 5, 3, 1, 4])
 
 
-@check(DAY, "sampler-temperature", 1, "sampling at a temperature: how often each token is drawn",
+@check("sampler-temperature", 1, "sampling at a temperature: how often each token is drawn",
        symbols=SYMBOLS)
 def sampler_temperature(ctx):
     lp = TEMP_LOGITS
@@ -354,7 +353,7 @@ TOPK_LOGITS = _logprobs([1.0, 0.8, 0.6, 0.45, 0.3, 0.15, 0.0, -0.3, -0.6],
                         [4, 7, 1, 8, 0, 3, 6, 2, 5])
 
 
-@check(DAY, "sampler-top-k", 1, "top-k keeps exactly the k most likely tokens",
+@check("sampler-top-k", 1, "top-k keeps exactly the k most likely tokens",
        symbols=SYMBOLS)
 def sampler_top_k(ctx):
     lp = TOPK_LOGITS
@@ -424,7 +423,7 @@ def _nucleus(lp: np.ndarray, top_p: float) -> int:
     return int(np.searchsorted(csum, top_p) + 1)
 
 
-@check(DAY, "sampler-top-p", 1, "top-p keeps the nucleus, always including the top token",
+@check("sampler-top-p", 1, "top-p keeps the nucleus, always including the top token",
        symbols=SYMBOLS)
 def sampler_top_p(ctx):
     results = []

@@ -34,7 +34,6 @@ from .probes import int_offset_probe, offsets_as, with_probe
 from .w2_oracle import (RefCache, attention_steps, decode_steps, forward_chunk, log_softmax,
                         mlx_lm_cache, new_caches, tiny_w2)
 
-DAY = "2.1"
 # The attention and the model must be built from the learner's own pieces.
 BUILT_ON = ("mx.fast.scaled_dot_product_attention", "mx.fast.rope", "nn.RoPE",
             "mx.fast.rms_norm", "nn.RMSNorm", "mx.fast.layer_norm", "nn.silu", "nn.SiLU",
@@ -121,7 +120,7 @@ def _same_mask(got, want) -> bool:
             and bool(mx.array_equal(got, want)))
 
 
-@check(DAY, "kv-full-cache", 1,
+@check("kv-full-cache", 1,
        "TinyKvFullCache over several calls: the keys, values, offset and mask it returns",
        symbols=("TinyKvFullCache",))
 def kv_full_cache(ctx: Ctx):
@@ -256,7 +255,7 @@ def _f16(x):
     return x.astype(mx.float16)
 
 
-@check(DAY, "qwen2-week2-prefill", 2,
+@check("qwen2-week2-prefill", 2,
        "Qwen2MultiHeadAttention (week 2) matches mlx_lm's attention: a prefill, then new "
        "tokens at an offset", forbid=BUILT_ON,
        symbols=("qwen2_week2.Qwen2MultiHeadAttention",))
@@ -366,7 +365,7 @@ def _learner_caches(ctx: Ctx, model, n_layers: int):
     return caches
 
 
-@check(DAY, "qwen2-week2-decode", 3,
+@check("qwen2-week2-decode", 3,
        "Qwen2ModelWeek2 decoded token by token with its cache matches mlx_lm's full forward",
        forbid=BUILT_ON, symbols=("qwen2_week2.Qwen2ModelWeek2",))
 def qwen2_week2_decode(ctx: Ctx):
@@ -423,7 +422,7 @@ REAL_DECODE = [4, 1, 1, 1, 1, 1, 1]
 REAL_SEED = 2140
 
 
-@check(DAY, "qwen2-0.5b-decode", 3,
+@check("qwen2-0.5b-decode", 3,
        "Qwen2ModelWeek2 decoded token by token on the real Qwen2-0.5B-Instruct weights",
        forbid=BUILT_ON, symbols=("qwen2_week2.Qwen2ModelWeek2",))
 def qwen2_real_decode(ctx: Ctx):
@@ -622,7 +621,7 @@ def _text_ok(case: str, tok: CharTokenizer, prompt: str, gen: list[int], ret, ou
          "printed": out[-200:]})
 
 
-@check(DAY, "generate-with-cache", 4,
+@check("generate-with-cache", 4,
        "simple_generate_with_kv_cache: one prefill, then one token per step at the right "
        "offset; same tokens as mlx_lm's greedy decoding",
        symbols=("simple_generate_with_kv_cache",))

@@ -39,7 +39,6 @@ from .probes import (int_offset_probe, offsets_as, row_constant_difference,
                      same_values_other_shape, same_values_rearranged, with_probe)
 from .w2_oracle import log_softmax, tiny_w2
 
-DAY = "2.2"
 
 # mlx's own quantized matmul does the work these tasks teach (a forbidden API).
 QMM_FORBID = "mx.quantized_matmul"
@@ -256,7 +255,7 @@ def _cpu_problems():
     ]
 
 
-@check(DAY, "qmm-cpu", 2,
+@check("qmm-cpu", 2,
        "QuantizedMatmul on the CPU against MLX's quantized matmul (float16; M = 1 and odd M; "
        "several K, N and group sizes)", symbols=("QuantizedMatmul",))
 def qmm_cpu(ctx: Ctx):
@@ -276,7 +275,7 @@ def _dtype_problems():
     ]
 
 
-@check(DAY, "qmm-cpu-dtypes", 2,
+@check("qmm-cpu-dtypes", 2,
        "QuantizedMatmul on the CPU: float32 and bfloat16 activations, and long rows",
        symbols=("QuantizedMatmul",))
 def qmm_cpu_dtypes(ctx: Ctx):
@@ -291,7 +290,7 @@ def qmm_cpu_dtypes(ctx: Ctx):
         raise
 
 
-@check(DAY, "qmm-metal", 3,
+@check("qmm-metal", 3,
        "QuantizedMatmul on the Apple GPU (Metal) against MLX's quantized matmul "
        "(float16, bfloat16)",
        symbols=("QuantizedMatmul",))
@@ -420,7 +419,7 @@ LINEAR_CASES = [
 ]
 
 
-@check(DAY, "quantized-linear", 1,
+@check("quantized-linear", 1,
        "quantized_linear and quantized_matmul: what they hand to the extension and what they "
        "return (batch prefixes, strided views, bias, three dtypes)",
        forbid=(QMM_FORBID,), symbols=("quantized_matmul", "quantized_linear"))
@@ -570,7 +569,7 @@ class _Counter:
         return self.fn(*args, **kwargs)
 
 
-@check(DAY, "qwen2-week2-quantized", 4,
+@check("qwen2-week2-quantized", 4,
        "Qwen2ModelWeek2 runs every linear layer through quantized_linear and matches mlx_lm",
        forbid=MODEL_BUILT_ON, symbols=("qwen2_week2.Qwen2ModelWeek2",))
 def qwen2_week2_quantized(ctx: Ctx):

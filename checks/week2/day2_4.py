@@ -33,7 +33,6 @@ from ..harness import (CheckFailed, LearnerError, Skip, check, dtype_str, merge_
                        outside_learner, to_np)
 from .probes import int_offset_probe, offsets_as, same_values_rearranged, with_probe
 
-DAY = "2.4"
 SDPA = "mx.fast.scaled_dot_product_attention"
 MODEL_FORBID = (SDPA, "mx.fast.rope", "nn.RoPE", "mx.fast.rms_norm", "nn.RMSNorm", "nn.silu",
                 "nn.SiLU")
@@ -375,7 +374,7 @@ WRAPPER_CASES = [
 ]
 
 
-@check(DAY, "flash-wrapper", 1,
+@check("flash-wrapper", 1,
        "flash_attention wrapper: what it hands to the extension, and its result",
        forbid=(SDPA,), symbols=("flash_attention",))
 def flash_wrapper(ctx):
@@ -532,7 +531,7 @@ CAUSAL_CASES = [
 ]
 
 
-@check(DAY, "flash-cpu", 2,
+@check("flash-cpu", 2,
        "your extension's flash_attention on the CPU: grouped heads, L != S, masks, head "
        "dimension up to 128",
        symbols=("FlashAttention",))
@@ -551,7 +550,7 @@ def flash_cpu(ctx):
     return merge_evidence(evs)
 
 
-@check(DAY, "flash-cpu-causal", 2,
+@check("flash-cpu-causal", 2,
        "your extension's flash_attention on the CPU with is_causal (L <= S)",
        symbols=("FlashAttention",))
 def flash_cpu_causal(ctx):
@@ -588,7 +587,7 @@ def _perf_round(ctx, fn, variants, pairs):
     return [statistics.median(t) for t in times]
 
 
-@check(DAY, "flash-cpu-perf", 2,
+@check("flash-cpu-perf", 2,
        "perf: causal flash attention at L = S = 512 is >= 1.3x faster than an all-zero mask",
        symbols=("FlashAttention",))
 def flash_cpu_perf(ctx):
@@ -670,7 +669,7 @@ METAL_CASES = [  # (batch, H_q, H, L, S, E, scale, causal)
 ]
 
 
-@check(DAY, "flash-metal", 3, "your Metal flash attention kernel on the Apple GPU",
+@check("flash-metal", 3, "your Metal flash attention kernel on the Apple GPU",
        symbols=("FlashAttention",))
 def flash_metal(ctx):
     if not mx.metal.is_available():
@@ -790,7 +789,7 @@ def _modelled_steps(oracle, prompt, steps, mask: bool = True, scale_power: float
     return run
 
 
-@check(DAY, "qwen2-week2-flash", 4,
+@check("qwen2-week2-flash", 4,
        "Qwen2ModelWeek2 with enable_flash_attn=True against mlx_lm (prefill and decode)",
        forbid=MODEL_FORBID, symbols=("qwen2_week2.Qwen2ModelWeek2", "flash_attention"))
 def qwen2_week2_flash(ctx):

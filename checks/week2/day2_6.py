@@ -39,7 +39,6 @@ from .serving_oracle import (EOS, VOCAB, EosRule, OracleBatchCache, OracleFullCa
                              OracleQwen2, RunawayError, batch_layout, greedy_alone, log_softmax,
                              tiny_model)
 
-DAY = "2.6"
 SDPA = "mx.fast.scaled_dot_product_attention"
 ROPE_FORBID = ("mx.fast.rope", "nn.RoPE")
 MODEL_FORBID = (SDPA, "mx.fast.rope", "nn.RoPE", "mx.fast.rms_norm", "nn.RMSNorm", "nn.silu",
@@ -167,7 +166,7 @@ def _model_part(ctx):
     return evs
 
 
-@check(DAY, "rope-batch-offsets", 1,
+@check("rope-batch-offsets", 1,
        "RoPE with one offset slice per row, and the week-2 model with per-row offsets",
        forbid=MODEL_FORBID, symbols=("RoPE", "qwen2_week2.Qwen2ModelWeek2"))
 def rope_batch_offsets(ctx):
@@ -274,7 +273,7 @@ def _flash_not_done(exc) -> str | None:
     return None
 
 
-@check(DAY, "gqa-batch-mask", 1,
+@check("gqa-batch-mask", 1,
        "grouped attention (and flash_attention, once day 2.4 is done) with a (B, 1, L, S) mask",
        forbid=(SDPA,), symbols=("scaled_dot_product_attention_grouped", "flash_attention"))
 def gqa_batch_mask(ctx):
@@ -344,7 +343,7 @@ def _concat(a, b):
 SLOT_MISTAKES = ("batch-slot-rows-mixed", "batch-add-request-drops-prefill")
 
 
-@check(DAY, "batching-kv-cache", 2,
+@check("batching-kv-cache", 2,
        "BatchingKvCache: right-aligned keys/values and (B, 1, L, S) masks, empty slots",
        symbols=("kv_cache.BatchingKvCache",))
 def batching_kv_cache(ctx):
@@ -542,7 +541,7 @@ def _cut_short_run(ctx, fn, tok) -> tuple[str, str | None]:
             _text_mistake(tok, CUT_PROMPTS, CUT_MAX_SEQ, got, STOP_MISTAKES))
 
 
-@check(DAY, "batch-generate", 3,
+@check("batch-generate", 3,
        "batch_generate: the same text for every prompt as generating it alone",
        symbols=("batch.batch_generate", "batch.Request", "kv_cache.BatchingKvCache"))
 def batch_generate_check(ctx):
@@ -828,7 +827,7 @@ def _staggered_modelled(mlx_model, ids, schedule, rope_shared=False, data_left=F
     return outs
 
 
-@check(DAY, "qwen2-0.5b-batch", 3,
+@check("qwen2-0.5b-batch", 3,
        "Qwen2ModelWeek2 with BatchingKvCache on the real Qwen2-0.5B-Instruct weights: "
        "requests joining and leaving a batch",
        forbid=MODEL_FORBID,
@@ -924,7 +923,7 @@ def _modelled_prefill(om, ids, step, restart=False):
     return caches, tok
 
 
-@check(DAY, "chunked-prefill", 4,
+@check("chunked-prefill", 4,
        "Request.try_prefill in chunks: the same cache and first token as a whole prefill",
        symbols=("batch.Request",))
 def chunked_prefill(ctx):

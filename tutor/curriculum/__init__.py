@@ -2,7 +2,9 @@
 
 Every file is validated when it is loaded. A missing field, an unknown key or a wrong type
 is a :class:`CurriculumError` naming file, line and field; so is a task naming a stub file,
-symbol or check that does not exist (:mod:`tutor.curriculum.references`).
+symbol or check that does not exist, a lesson without its checks module, and a check that
+module declares for a task the lesson lacks or does not list it under
+(:mod:`tutor.curriculum.references`).
 """
 
 from __future__ import annotations
@@ -310,10 +312,19 @@ def load_lesson(path: Path, book_terms=(), edition: str = "") -> Lesson:
                 raise bad(f"tasks[{i}].checks: check '{c}' is listed twice", t["__line__"])
             seen_checks.add(c)
     module = references.checks_module(paths.checks_dir(), data["id"])
-    check_ids = references.check_ids(module)
+    decls = references.check_decls(module)
+    if decls is None:
+        # Every lesson has one: without it the day could never be checked.
+        raise bad(f"id: day {data['id']} has no checks module ({_rel(module)} does not "
+                  "exist; see CONTRIBUTING.md, 'Adding a day')", references.id_line(path))
+    tasks_line = data["tasks"][0]["__line__"]
+    references.readable_decls(decls, module, bad, _rel, tasks_line)
+    check_ids = tuple(cid for cid, _task, _line in decls)
     for i, (t, e) in enumerate(zip(data["tasks"], edits)):
-        references.check_task(data["id"], t, e, f"tasks[{i}]", (module, check_ids), text, bad,
-                              _rel)
+        references.check_task(t, e, f"tasks[{i}]", (module, check_ids), text, bad, _rel)
+    references.check_tasks(
+        data["id"], decls, {t["id"]: (tuple(t["checks"]), t["__line__"]) for t in data["tasks"]},
+        module, bad, _rel, tasks_line)
     qids: set[str] = set()
     for i, q in enumerate(data["concept_questions"]):
         where = f"concept_questions[{i}]"

@@ -1,5 +1,6 @@
 """What a lesson names outside itself: each task's files and symbols among the shipped
-stubs, and its check ids in the day's checks module.
+stubs, and its check ids in the day's checks module; and the other way round, each check
+that module declares belongs to a task of the lesson that lists it.
 
 Checked when the lesson loads, because otherwise they fail much later and far away: a
 missing stub as a traceback in ``reset``, a missing check as a run that never happens.
@@ -15,12 +16,14 @@ from pathlib import Path
 
 from tutor import paths
 
-# How the checks modules declare a check: ``@check(DAY, "sdpa-simple", 1, ...)``. Anchored
-# on the newline, not on ``^`` with re.M, which is several times slower on these files.
-_CHECK_DECL = re.compile(r"""\n@check\(\s*[^,\n]+,\s*["']([^"'\n]+)["']""")
+# How the checks modules declare a check: ``@check("sdpa-simple", 1, ...)``, the id and the
+# task number first (the day is the module's). Anchored on the newline, not on ``^`` with
+# re.M, which is several times slower on these files.
+_CHECK_DECL = re.compile(r"""\n@check\(\s*["']([^"'\n]+)["']\s*,\s*(\d+)""")
+_DECORATOR = re.compile(r"\n@check\(")
 
 
-def check_task(day: str, t: dict, edits, where: str, checks, text: str, bad, rel) -> None:
+def check_task(t: dict, edits, where: str, checks, text: str, bad, rel) -> None:
     """A task's stub files and Python symbols exist, and its checks are in the day's module
     (``checks``: the module's path and its ids). ``t`` is the task's validated mapping (with
     its lines), ``edits`` its (file, symbol) pairs; ``bad(message, line)`` makes the error
@@ -39,9 +42,6 @@ def check_task(day: str, t: dict, edits, where: str, checks, text: str, bad, rel
             raise bad(f"{at}.symbol: {e.path} has no top-level function or class "
                       f"{e.symbol!r} in its stub ({rel(stub)})", line)
     module, ids = checks
-    if ids is None:
-        raise bad(f"{where}.checks: day {day} has no checks module ({rel(module)})",
-                  t["__line__"])
     for c in t["checks"]:
         if c not in ids:
             line = line_after(text, t["__line__"], c)
@@ -63,10 +63,45 @@ def checks_module(checks_dir: Path, day: str) -> Path:
     return checks_dir / f"week{week}" / f"day{week}_{d}.py"
 
 
-def check_ids(module: Path) -> tuple[str, ...] | None:
-    """The check ids ``module`` declares, in order; None when there is no such module."""
+def check_decls(module: Path) -> tuple[tuple[str | None, int | None, int], ...] | None:
+    """(id, task number, line) of each check ``module`` declares, in order (id and task None
+    for a declaration not written ``@check("id", task, ...)``); None when there is no such
+    module."""
     text = _read(module)
-    return None if text is None else tuple(_CHECK_DECL.findall("\n" + text))
+    if text is None:
+        return None
+    text = "\n" + text
+    out = []
+    for start in _DECORATOR.finditer(text):
+        m = _CHECK_DECL.match(text, start.start())
+        out.append((m.group(1) if m else None, int(m.group(2)) if m else None,
+                    text.count("\n", 0, start.start()) + 1))
+    return tuple(out)
+
+
+def readable_decls(decls, module: Path, bad, rel, line: int) -> None:
+    """Every check in ``decls`` (from :func:`check_decls`) is written so that it can be read
+    here: one that cannot would be missed by every other test of the lesson."""
+    for cid, _task, at in decls:
+        if cid is None:
+            raise bad(f"tasks: {rel(module)}:{at} declares a check the tutor cannot read: "
+                      "write it @check(\"id\", task, \"title\", ...)", line)
+
+
+def check_tasks(day: str, decls, tasks: dict[int, tuple[tuple[str, ...], int]], module: Path,
+                bad, rel, line: int) -> None:
+    """Each check ``module`` declares (``decls``, from :func:`check_decls`) is for a task the
+    lesson has, and that task lists it. ``tasks`` maps each task number to its check ids and
+    its line; ``line`` is where the lesson's tasks begin."""
+    for cid, task, at in decls:
+        where = f"{rel(module)}:{at}"
+        if task not in tasks:
+            raise bad(f"tasks: {where} declares check {cid!r} for task {task}, but lesson "
+                      f"{day} has tasks {', '.join(map(str, tasks))}", line)
+        listed, task_line = tasks[task]
+        if cid not in listed:
+            raise bad(f"tasks: {where} declares check {cid!r} for task {task}, whose checks "
+                      f"do not list it", task_line)
 
 
 def missing_symbol(stub: Path, symbol: str) -> bool:
