@@ -227,11 +227,15 @@ def test_cancel_kills_the_run(stub_impl):
     assert result["status"] == "fail"
 
 
-def test_a_day_without_checks_is_skipped_not_passed(stub_impl):
+def test_a_day_without_a_checks_module_is_an_error_naming_it(stub_impl):
+    """Not a quiet skip ("not available yet"): the course cannot hold such a day, so it is
+    a broken tutor, and the result says which module is missing."""
     result = run_day("9.9", stub_impl, timeout_s=20)
     assert result["status"] == "fail"
-    assert [c["status"] for c in result["checks"]] == ["skipped"]
-    assert "not available" in result["checks"][0]["skip_reason"]
+    [c] = result["checks"]
+    assert c["status"] == "error" and c["skip_reason"] is None
+    assert "checks/week9/day9_9.py is missing" in c["message"]
+    assert c["evidence"] == {"missing_module": "checks/week9/day9_9.py"}
 
 
 # --------------------------------------------------------------------------- several days

@@ -192,7 +192,8 @@ def run_day(fd: int, harness, package: _Package, day: str, only: list[str]) -> N
         if not exc.name or not (wanted == exc.name or wanted.startswith(exc.name + ".")):
             raise
         _emit(fd, {"event": "plan", "checks": []})
-        _emit(fd, {"event": "no_checks"})
+        week, d = day.split(".")
+        _emit(fd, {"event": "no_checks", "module": f"checks/week{week}/day{week}_{d}.py"})
         return
     specs = harness.REGISTRY.get(day, [])
     if only:

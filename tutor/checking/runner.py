@@ -43,7 +43,7 @@ class _Day:
     results: dict[str, dict] = field(default_factory=dict)
     remaining: list[str] | None = None  # None until the first plan arrives
     import_error: dict | None = None
-    no_checks: bool = False
+    no_checks: str | None = None  # the checks module that is missing
     stop_reason: str | None = None  # "timeout" or "cancelled"
 
     @property
@@ -116,7 +116,7 @@ def run_days(days: list[tuple[str, float]], impl: Path,
                 elif kind == "import_error":
                     current.import_error = ev
                 elif kind == "no_checks":
-                    current.no_checks = True
+                    current.no_checks = ev.get("module") or "its checks module"
                 elif kind == "day_done":
                     _attach_output(run, current)
                     yield _finish(current, impl)
@@ -213,9 +213,14 @@ def _timed_out(cid: str, timeout_s: float) -> dict:
 def _finish(d: _Day, impl: Path) -> dict:
     checks = _assemble(d.plan, d.results, d.import_error, d.stop_reason, d.timeout_s)
     if d.no_checks:
-        reason = "this day's checks are not available yet in this version of the tutor"
-        checks = [{"id": "checks", "task": 0, "title": "The day's checks", "status": "skipped",
-                   "message": reason, "evidence": {}, "pitfall": None, "skip_reason": reason}]
+        # Every lesson has a checks module (the course will not load without one), so this
+        # is a broken install or a day no lesson has: an error, never a quiet skip.
+        checks = [{"id": "checks", "task": 0, "title": "The day's checks", "status": "error",
+                   "message": (f"Day {d.day} has no checks module: {d.no_checks} is missing "
+                               "from this tutor, so nothing was checked. That is the tutor's "
+                               "fault, not your code's."),
+                   "evidence": {"missing_module": d.no_checks}, "pitfall": None,
+                   "skip_reason": None}]
     return day_result(d.day, str(impl), checks, time.monotonic() - d.t0)
 
 
