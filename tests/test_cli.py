@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from tutor import paths
+from tutor.curriculum import load_course
 
 EXE = Path(sys.executable).parent / "tiny-llm-tutor"
 if not EXE.exists():  # pragma: no cover - a non-venv install
     EXE = Path(shutil.which("tiny-llm-tutor") or "tiny-llm-tutor")
 
-DAYS = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
+DAYS = [d.id for d in load_course().week(1).days]
 
 
 def tutor(*args, cwd: Path, input: str | None = None, env: dict | None = None):

@@ -12,12 +12,12 @@ from collections import Counter
 
 import pytest
 from mutation import apply_mutation
-from review_mistakes import (BOOK, DIAGNOSIS_BAR, FAIL_BAR, load, measure, row, summary,
-                             summary_text)
+from review_mistakes import (BOOK, DIAGNOSIS_BAR, FAIL_BAR, FILES, load, measure, row,
+                             summary, summary_text)
 
 from tutor.curriculum import load_course
 
-DAYS = {1: ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"], 2: ["2.1", "2.2", "2.4", "2.6"]}
+DAYS = {w.number: [d.id for d in w.days] for w in load_course().weeks}
 
 
 def _enforce_diagnosis_bar() -> bool:
@@ -26,11 +26,13 @@ def _enforce_diagnosis_bar() -> bool:
     return os.environ.get("REVIEW_DIAGNOSIS_BAR", "1") != "0"
 
 
-@pytest.mark.parametrize("week", [1, 2])
+@pytest.mark.parametrize("week", sorted(DAYS))
 def test_review_mistakes_are_well_formed(week, tmp_path):
-    """Every entry applies to the fixture, sits on a lesson of its week, and its judged
-    pitfalls exist in some lesson (a right diagnosis may belong to an earlier day: a RoPE
-    mistake made inside the attention layer is still a RoPE mistake)."""
+    """Every week of the course has its held-out mistakes, at least four on each day; every
+    entry applies to the fixture, sits on a lesson of its week, and its judged pitfalls
+    exist in some lesson (a right diagnosis may belong to an earlier day: a RoPE mistake
+    made inside the attention layer is still a RoPE mistake)."""
+    assert week in FILES, f"week {week} has no held-out review mistakes (see CONTRIBUTING.md)"
     mutants = load(week)
     ids = [m["id"] for m in mutants]
     assert len(ids) == len(set(ids))
@@ -38,7 +40,7 @@ def test_review_mistakes_are_well_formed(week, tmp_path):
     for day in DAYS[week]:
         assert per_day[day] >= 4, (day, per_day[day])
     course = load_course()
-    known = {p.id for day in DAYS[1] + DAYS[2] for p in course.lesson(day).pitfalls}
+    known = {p.id for lesson in course.lessons for p in lesson.pitfalls}
     for i, m in enumerate(mutants):
         assert m["day"] in DAYS[week], m["id"]
         assert m["id"].startswith(f"rv{week}-"), m["id"]

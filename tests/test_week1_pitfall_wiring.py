@@ -9,9 +9,9 @@ import ast
 import pytest
 
 from tutor import paths
-from tutor.curriculum import load_course
+from tutor.curriculum import load_course, references
 
-DAYS = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
+DAYS = [d.id for d in load_course().week(1).days]
 
 
 def _all_pitfall_ids(course) -> set[str]:
@@ -22,7 +22,7 @@ def _all_pitfall_ids(course) -> set[str]:
 def test_pitfalls_named_by_a_days_checks_are_in_its_lesson(day):
     course = load_course()
     known = _all_pitfall_ids(course)
-    src = (paths.checks_dir() / "week1" / f"day{day.replace('.', '_')}.py").read_text()
+    src = references.checks_module(paths.checks_dir(), day).read_text()
     named = {n.value for n in ast.walk(ast.parse(src))
              if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in known}
     missing = named - {p.id for p in course.lesson(day).pitfalls}

@@ -454,3 +454,12 @@ def test_fb_perf_check_does_not_pass_a_kernel_without_tile_skipping(_flash_mutan
     for c in result["checks"]:
         if c["id"] != "flash-cpu-perf":
             assert c["status"] == "pass" or _is_metal_skip(c), c
+
+
+# --------------------------------------------------------------------------- every day
+
+
+def test_the_sections_cover_every_day_of_the_week():
+    """A day the course adds to week 2 needs a section here (its kernels decide which
+    fixtures it runs with), or this fails instead of the day going unproven."""
+    assert sorted(KVQ_DAYS + FB_DAYS) == [d.id for d in load_course().week(2).days]
