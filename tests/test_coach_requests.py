@@ -8,7 +8,7 @@ import threading
 import pytest
 from textual.widgets import Markdown, Static
 
-from tui_support import Event, make_workspace, open_session, settle, wait_until
+from tui_support import Event, offline, session, settle, wait_until, ws  # noqa: F401
 from tutor.tui.app import TutorApp
 from tutor.tui.coachlink import CoachLink
 from tutor.tui.widgets import ChatLog
@@ -53,17 +53,9 @@ class GatedCoach:
         return ""
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("TINY_LLM_TUTOR_LLM", "offline")
-    monkeypatch.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
+pytestmark = pytest.mark.usefixtures("offline")
 
 
-@pytest.fixture
-def session(tmp_path):
-    s = open_session(make_workspace(tmp_path), "week1")
-    yield s
-    s.close()
 
 
 def chat_items(app) -> list[str]:

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tui_support import (FakeRunner, failing_result, make_workspace, open_session,
+from tui_support import (FakeRunner, failing_result, open_session,
                          passing_result, scripted, seed_history, settle, wait_until)
+from tui_support import offline, ws  # noqa: F401  (fixtures)
 from tutor.curriculum import load_course
 from tutor.records import recorder
 from tutor.records.insights import insight_due, insight_to_ask
@@ -63,15 +64,9 @@ def test_on_opening_the_current_day_first_then_a_day_passed_outside_the_app():
 # --------------------------------------------------------------------------- the app
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("TINY_LLM_TUTOR_LLM", "offline")
-    monkeypatch.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
+pytestmark = pytest.mark.usefixtures("offline")
 
 
-@pytest.fixture
-def ws(tmp_path):
-    return make_workspace(tmp_path)
 
 
 def make_app(session) -> TutorApp:

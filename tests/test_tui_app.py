@@ -19,6 +19,7 @@ from textual.widgets import Input, Markdown, Static
 from tui_support import (FakeRunner, copy_answer_key, failing_result, key_latency, no_coach,
                          open_session, scripted, settle, wait_until, write_no_scale_attention,
                          write_slow_attention)
+from tui_support import offline, session, ws  # noqa: F401  (fixtures)
 from tutor.tui.app import TutorApp
 from tutor.tui.coachlink import CoachLink
 from tutor.tui.screens import InsightScreen, ProgressScreen
@@ -28,24 +29,7 @@ SIZE = (100, 32)
 EXE = Path(sys.executable).parent / "tiny-llm-tutor"
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("TINY_LLM_TUTOR_LLM", "offline")
-    monkeypatch.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
-
-
-@pytest.fixture
-def ws(tmp_path):
-    from tui_support import make_workspace
-
-    return make_workspace(tmp_path)
-
-
-@pytest.fixture
-def session(ws):
-    s = open_session(ws, "week1")
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def make_app(session, coach=None, **kw) -> TutorApp:

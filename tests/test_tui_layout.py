@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
-from tui_support import (FakeRunner, flat, open_session, passing_result, screen_text,
+from tui_support import (FakeRunner, flat, passing_result, screen_text,
                          scripted, settle, wait_until)
+from tui_support import offline, session, ws  # noqa: F401  (fixtures)
 from tutor.tui.app import TutorApp
 from tutor.tui.coachlink import CoachLink
 from tutor.tui.screens import InsightScreen, ProgressScreen
@@ -23,19 +24,9 @@ SIZES = [(100, 32), (80, 24)]
 FIRST_QUESTION = "With D = 64 and no scale passed, by what factor are the scores multiplied?"
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("TINY_LLM_TUTOR_LLM", "offline")
-    monkeypatch.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
+pytestmark = pytest.mark.usefixtures("offline")
 
 
-@pytest.fixture
-def session(tmp_path):
-    from tui_support import make_workspace
-
-    s = open_session(make_workspace(tmp_path), "week1")
-    yield s
-    s.close()
 
 
 def make_app(session) -> TutorApp:

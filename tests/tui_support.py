@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from tutor import paths
 from tutor.checking.results import day_result, with_questions
 from tutor.engine import TutorSession
@@ -287,3 +289,26 @@ def screen_text(app) -> str:
 def flat(text: str) -> str:
     """Whitespace collapsed, so a wrapped sentence can be looked for whole."""
     return " ".join(text.split())
+
+
+# ------------------------------------------------------------------ fixtures the app's tests share
+# (a test module imports the ones it uses; `offline` goes in its pytestmark)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """The offline coach and no workspace from the environment, whatever the shell has."""
+    monkeypatch.setenv("TINY_LLM_TUTOR_LLM", "offline")
+    monkeypatch.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return make_workspace(tmp_path)
+
+
+@pytest.fixture
+def session(ws):
+    s = open_session(ws, "week1")
+    yield s
+    s.close()
