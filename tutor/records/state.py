@@ -475,12 +475,17 @@ class StateStore:
 
     def record_question(self, day: str, text: str, now: datetime | None = None) -> None:
         """Log a question the learner asked the coach."""
+        self._log_text(day, "questions", text, MAX_QUESTIONS, now)
+
+    def _log_text(self, day: str, field: str, text: str, cap: int, now: datetime | None) -> None:
+        """Append the learner's words to one of the day's capped lists (empty text is no
+        entry, but still activity)."""
         day, now = day_id(day), utc_now(now)
         rec = self._activity(day, now)
         text = _text(text)
         if text:
-            rec["questions"].append({"time": to_iso(now), "text": text})
-            _trim(rec["questions"], MAX_QUESTIONS)
+            rec[field].append({"time": to_iso(now), "text": text})
+            _trim(rec[field], cap)
         self._changed(day, now)
 
     def record_coach_asked(self, day: str, items: Iterable[Any], now: datetime | None = None) -> list[str]:
@@ -531,13 +536,7 @@ class StateStore:
 
     def record_insight(self, day: str, text: str, now: datetime | None = None) -> None:
         """Log the learner's own explanation of the day's key idea."""
-        day, now = day_id(day), utc_now(now)
-        rec = self._activity(day, now)
-        text = _text(text)
-        if text:
-            rec["insights"].append({"time": to_iso(now), "text": text})
-            _trim(rec["insights"], MAX_INSIGHTS)
-        self._changed(day, now)
+        self._log_text(day, "insights", text, MAX_INSIGHTS, now)
 
     def record_insight_skipped(self, day: str, now: datetime | None = None) -> None:
         """The learner dismissed the insight prompt after the day passed: remembered so the
