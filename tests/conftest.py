@@ -33,6 +33,33 @@ def answer_key_ext(tmp_path_factory) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def learner_workspace(tmp_path_factory) -> Path:
+    """A learner's workspace whose kernels/ skeleton (axpby works, the week's kernels are
+    stubs) is built as the learner builds it, with `tiny-llm-tutor build-kernels` run
+    inside it: once per session (about 20 s on two cores), for the kernel tests and the
+    week-2 runs on the stubs. Tests only read it (a rebuild changes nothing)."""
+    import time
+
+    from tutor import cli
+    from tutor.workspace import init_workspace
+
+    ws = tmp_path_factory.mktemp("learner") / "ws"
+    init_workspace(ws)
+    t0 = time.perf_counter()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ws)
+        mp.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
+        rc = cli.main(["build-kernels"])
+    print(f"\n[kernels] learner skeleton: clean build-kernels took "
+          f"{time.perf_counter() - t0:.1f} s")
+    if rc != 0:
+        log = ws / "kernels" / "build" / "build.log"
+        pytest.fail("the learner's kernels/ skeleton did not build:\n"
+                    + (log.read_text()[-4000:] if log.is_file() else f"exit {rc}"))
+    return ws
+
+
 @pytest.fixture
 def answer_key_copy(tmp_path) -> Path:
     dest = tmp_path / "key" / "answer_key"

@@ -21,7 +21,6 @@ from waiting import poll
 from tutor import cli, kernels_build
 from tutor.checking.extension import import_extension
 from tutor.kernels_build import BuildSetupError, build, parse_compiler_output
-from tutor.workspace import init_workspace
 
 HAVE_CXX = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
 needs_toolchain = pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler on this machine")
@@ -37,25 +36,15 @@ metal_only = pytest.mark.skipif(not METAL and not REQUIRE_METAL,
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("kernels") / "ws"
-    init_workspace(ws)
-    return ws
+def workspace(learner_workspace) -> Path:
+    """The session's learner workspace, its kernels built with `build-kernels` (conftest)."""
+    return learner_workspace
 
 
 @pytest.fixture(scope="module")
 def learner_ext(workspace):
     """The learner's skeleton, built with `tiny-llm-tutor build-kernels`, imported."""
-    kdir = workspace / "kernels"
-    t0 = time.perf_counter()
-    with pytest.MonkeyPatch.context() as mp:  # as the learner runs it: inside the workspace
-        mp.chdir(workspace)
-        mp.delenv("TINY_LLM_TUTOR_WORKSPACE", raising=False)
-        rc = cli.main(["build-kernels"])
-    secs = time.perf_counter() - t0
-    print(f"\n[kernels] learner skeleton: clean build-kernels took {secs:.1f} s")
-    assert rc == 0, (kdir / "build" / "build.log").read_text()[-4000:]
-    return import_extension(kdir)
+    return import_extension(workspace / "kernels")
 
 
 @pytest.fixture(scope="module")

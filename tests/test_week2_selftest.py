@@ -28,18 +28,10 @@ EXT_PREFIX = "../answer_key_ext/"  # catalogue paths that point into the answer 
 
 
 @pytest.fixture(scope="session")
-def learner_skeleton_ext(tmp_path_factory) -> Path:
+def learner_skeleton_ext(learner_workspace) -> Path:
     """The learner's kernels/ skeleton (axpby works, the week's kernels are stubs), built
-    once per session."""
-    from tutor.kernels_build import build
-
-    dest = tmp_path_factory.mktemp("skeleton") / "kernels"
-    shutil.copytree(paths.kernels_dir(), dest,
-                    ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
-    result = build(dest)
-    if not result.ok:
-        pytest.fail("the learner's kernels/ skeleton did not build:\n" + "\n".join(result.messages))
-    return dest
+    once per session with build-kernels (shared with the kernel tests: conftest)."""
+    return learner_workspace / "kernels"
 
 
 def _statuses(result):
@@ -401,16 +393,12 @@ def test_fb_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext):
 
 
 @pytest.fixture(scope="session")
-def _flash_mutant_dir(tmp_path_factory) -> Path:
-    """A copy of the answer key's extension sources that the flash kernel mistakes are
-    written into one after another (the first build is a full one, each later one only
-    recompiles flash_attention.cpp)."""
-    from tutor.kernels_build import answer_key_source
-
-    dest = tmp_path_factory.mktemp("flash_mutants") / "answer_key_ext"
-    shutil.copytree(answer_key_source(), dest,
-                    ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
-    return dest
+def _flash_mutant_dir(_qmm_mutant_dir) -> Path:
+    """The copy the quantized-matmul mistakes are built in: every mistake starts from the
+    pristine sources (all of src/) before its edits, so one copy serves both sections and
+    only its first build is a full one (about 20 s saved); each later build recompiles
+    the files that changed."""
+    return _qmm_mutant_dir
 
 
 def _build_flash_mutant(entry, ext_dir: Path) -> Path:
