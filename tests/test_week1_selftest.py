@@ -5,9 +5,10 @@ package passes, and mistakes written independently of the catalogue are caught."
 from __future__ import annotations
 
 from pathlib import Path
+from tempfile import mkdtemp
 
 import pytest
-from mutation import apply_mutation, load_mutations
+from mutation import apply_mutation, load_mutations, run_ahead, run_each
 
 from tutor import paths
 from tutor.checking.runner import run_day
@@ -75,9 +76,9 @@ def test_catalogue_covers_the_required_mistakes():
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=[e["id"] for e in CATALOGUE])
-def test_catalogued_mistake_fails_and_is_diagnosed(entry, tmp_path):
-    pkg = apply_mutation(paths.answer_key_dir(), entry, tmp_path)
-    result = run_day(entry["day"], pkg, TIMEOUT)
+def test_catalogued_mistake_fails_and_is_diagnosed(entry, tmp_path, request):
+    result = run_ahead(request, entry, lambda e: run_day(
+        e["day"], apply_mutation(paths.answer_key_dir(), e, Path(mkdtemp(dir=tmp_path))), TIMEOUT))
     assert result["status"] == "fail", _statuses(result)
     diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
     assert entry["id"] in diagnosed, (diagnosed, _statuses(result))
@@ -94,10 +95,10 @@ def test_book_style_solution_passes(day):
 def test_independent_mistakes_are_caught(tmp_path):
     """The bar: at least 95% of mistakes written without seeing our catalogue fail."""
     mutants = load_mutations(BOOK_MUTANTS)
+    results = run_each(lambda i, m: run_day(m["day"], apply_mutation(BOOK, m, tmp_path / str(i)),
+                                            TIMEOUT), mutants)
     caught, missed = 0, []
-    for i, m in enumerate(mutants):
-        pkg = apply_mutation(BOOK, m, tmp_path / str(i))
-        result = run_day(m["day"], pkg, TIMEOUT)
+    for m, result in zip(mutants, results):
         if result["status"] == "fail":
             caught += 1
         else:

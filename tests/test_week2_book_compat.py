@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mutation import apply_mutation, load_mutations
+from mutation import apply_mutation, load_mutations, run_each
 
 from tutor.checking.runner import run_day
 from tutor.curriculum import load_course
@@ -117,10 +117,10 @@ def test_week2_mutants_cover_every_day():
 def test_independent_week2_mistakes_are_caught(answer_key_ext, tmp_path):
     """The bar: at least 95% of mistakes written without seeing the checks fail their day."""
     mutants = load_mutations(MUTANTS)
+    results = run_each(lambda i, m: run_day(m["day"], apply_mutation(BOOK, m, tmp_path / str(i)),
+                                            TIMEOUT, kernels=answer_key_ext), mutants)
     caught, missed = 0, []
-    for i, m in enumerate(mutants):
-        pkg = apply_mutation(BOOK, m, tmp_path / str(i))
-        result = run_day(m["day"], pkg, TIMEOUT, kernels=answer_key_ext)
+    for m, result in zip(mutants, results):
         if result["status"] != "pass":
             caught += 1
         else:

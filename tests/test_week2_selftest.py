@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from tempfile import mkdtemp
 
 import pytest
-from mutation import apply_mutation, edits_of, load_mutations
+from mutation import apply_mutation, edits_of, load_mutations, run_ahead
 
 from tutor import paths
 from tutor.checking.runner import run_day
@@ -78,6 +79,13 @@ def _apply_kernel_edits(entry, ext_dir: Path) -> None:
 
 def _python_part(entry) -> dict:
     return {**entry, "edits": [e for e in edits_of(entry) if not e["file"].startswith(EXT_PREFIX)]}
+
+
+def _run_python_mistake(entry, tmp_path: Path, kernels: Path) -> dict:
+    """The entry's day on a copy of the answer key with the entry's Python edits (in a
+    folder of its own under ``tmp_path``: mutation.run_ahead runs several at once)."""
+    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), Path(mkdtemp(dir=tmp_path)))
+    return run_day(entry["day"], pkg, TIMEOUT, kernels=kernels)
 
 
 # --------------------------------------------------------------------------- days 2.1 and 2.2
@@ -183,9 +191,8 @@ KVQ_ALL_PYTHON_MISTAKES = KVQ_PYTHON_MISTAKES + KVQ_EXTRA_PYTHON_MISTAKES
 
 @pytest.mark.parametrize("entry", KVQ_ALL_PYTHON_MISTAKES,
                          ids=[_mistake_id(e) for e in KVQ_ALL_PYTHON_MISTAKES])
-def test_kvq_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext):
-    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), tmp_path)
-    result = run_day(entry["day"], pkg, TIMEOUT, kernels=answer_key_ext)
+def test_kvq_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
     assert result["status"] == "fail", _statuses(result)
     diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
     assert entry["id"] in diagnosed, _statuses(result)
@@ -384,9 +391,8 @@ def test_fb_checks_and_pitfalls_match_the_lessons(answer_key_ext):
 
 @pytest.mark.parametrize("entry", FB_PYTHON_MISTAKES + FB_EXTRA_PYTHON_MISTAKES,
                          ids=[_mistake_id(e) for e in FB_PYTHON_MISTAKES + FB_EXTRA_PYTHON_MISTAKES])
-def test_fb_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext):
-    pkg = apply_mutation(paths.answer_key_dir(), _python_part(entry), tmp_path)
-    result = run_day(entry["day"], pkg, TIMEOUT, kernels=answer_key_ext)
+def test_fb_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
     assert result["status"] == "fail", _statuses(result)
     diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
     assert entry["id"] in diagnosed, _statuses(result)
