@@ -105,7 +105,7 @@ def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
     # answer box can take the focus back after Esc, and the `c` is typed into it. Then
     # clear it and leave again, so the rest of the flow is still tested; the race is an
     # open bug named in issue 10's closing note, not hidden here.
-    screen = tmux.wait_for(r"Checks|█  c\b")
+    screen = tmux.wait_for(r"Day 1\.1: \d+ passed|█  c\b", timeout=60)
     if re.search(r"█  c\b", screen) and "Day 1.1: 0 passed" not in screen:
         tmux.keys("BSpace", "Escape")
         tmux.wait_for(r"q Quit")
