@@ -34,8 +34,22 @@ class TinyKvCache(ABC):
     ) -> tuple[mx.array, mx.array, int, Optional[mx.array]]:
         ...
 
+    def update_and_fetch_paged(
+        self,
+        key: mx.array,
+        value: mx.array,
+        mask_length: int | None = None,
+        mask: mx.array | str | None = None,
+    ) -> "PagedKvMetadata":  # noqa: F821  (defined in paged_kv_cache)
+        """Store the new keys/values and describe the cache as pages (week 3).
+
+        PROVIDED: only paged caches (day 3.1) override this; a dense cache has no pages.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no pages (not a paged cache)")
+
     def rewind(self, n: int) -> None:
-        """Forget the last ``n`` cached positions (not needed in this course)."""
+        """Forget the last ``n`` cached positions (week 3: speculative decoding drops the
+        positions of rejected draft tokens). PROVIDED default: this cache cannot."""
         raise NotImplementedError(f"{type(self).__name__} cannot rewind")
 
     def release(self) -> None:
@@ -66,6 +80,11 @@ class TinyKvFullCache(TinyKvCache):
         is not needed by this cache.
         """
         raise NotImplementedError("TinyKvFullCache.update_and_fetch is still a stub (lesson day 2.1)")
+
+    def rewind(self, n: int) -> None:
+        """Forget the last ``n`` positions: afterwards the cache is exactly what it was
+        before those positions were appended (``0 <= n <= offset``, else ValueError)."""
+        raise NotImplementedError("TinyKvFullCache.rewind is still a stub (lesson day 3.1)")
 
     def release(self) -> None:
         # PROVIDED

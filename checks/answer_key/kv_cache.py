@@ -29,8 +29,21 @@ class TinyKvCache(ABC):
     ) -> tuple[mx.array, mx.array, int, Optional[mx.array]]:
         ...
 
+    def update_and_fetch_paged(
+        self,
+        key: mx.array,
+        value: mx.array,
+        mask_length: int | None = None,
+        mask: mx.array | str | None = None,
+    ) -> "PagedKvMetadata":  # noqa: F821  (defined in paged_kv_cache)
+        """Store the new keys/values and describe the cache as pages (week 3).
+
+        Only paged caches can; a dense cache has no pages to describe.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no pages (not a paged cache)")
+
     def rewind(self, n: int) -> None:
-        """Forget the last ``n`` cached positions."""
+        """Forget the last ``n`` cached positions (speculative decoding drops rejected drafts)."""
         raise NotImplementedError(f"{type(self).__name__} cannot rewind")
 
     def release(self) -> None:
