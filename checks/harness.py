@@ -99,6 +99,36 @@ def check(id: str, task: int, title: str, forbid: tuple[str, ...] = (),
     return deco
 
 
+@dataclass
+class MeasureSpec:
+    day: str
+    id: str
+    unit: str
+    fn: Callable[["Ctx"], Any]
+
+
+# Measurements of "predict, then measure" questions, per day: each runs the learner's code
+# on the configuration a question states and returns one number.
+MEASURES: dict[str, list[MeasureSpec]] = {}
+
+
+def measure(id: str, unit: str = ""):
+    """Register a measurement for the day of the module the decorated function is defined
+    in (see :func:`day_of_module`). The function takes the same :class:`Ctx` as a check,
+    runs the learner's code through it (``ctx.symbol``, ``ctx.call``) on exactly the
+    configuration of the lesson's ``kind: predict`` question whose ``measure`` is ``id``,
+    and returns a number. A stub or a crash just raises: the runner reports it as "could
+    not measure" with the reason, never as a number. The id comes first, as a literal:
+    the lesson validator reads it from the module's text."""
+
+    def deco(fn):
+        day = day_of_module(fn.__module__)
+        MEASURES.setdefault(day, []).append(MeasureSpec(day, id, unit, fn))
+        return fn
+
+    return deco
+
+
 # --------------------------------------------------------------------------- outcomes
 
 

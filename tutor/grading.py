@@ -1,4 +1,4 @@
-"""Grading concept-question answers: a shape, a number or a choice."""
+"""Grading concept-question answers: a shape, a number (or a prediction) or a choice."""
 
 from __future__ import annotations
 
@@ -41,7 +41,14 @@ def format_answer(q) -> str:
     if q.kind == "choice":
         idx = "abcdef".index(str(q.answer).lower())
         return f"{q.answer}) {q.options[idx]}"
-    return f"{q.answer:g}" if isinstance(q.answer, float) else str(q.answer)
+    return format_number(q.answer, getattr(q, "unit", "") if q.kind == "predict" else "")
+
+
+def format_number(value, unit: str = "") -> str:
+    """``7 pages``, ``0.25``, ``12288 bytes``: a number as the tutor shows it, with its unit."""
+    text = f"{value:g}" if isinstance(value, float) and not float(value).is_integer() else (
+        str(int(value)) if isinstance(value, float) else str(value))
+    return f"{text} {unit}" if unit else text
 
 
 def grade(q, answer: str) -> Grade:
@@ -55,7 +62,7 @@ def grade(q, answer: str) -> Grade:
     if q.kind == "shape":
         want = [_canon(str(x).lower()) for x in q.answer]
         ok = [_canon(t) for t in _shape_tokens(text)] == want
-    elif q.kind == "number":
+    elif q.kind in ("number", "predict"):  # a prediction is graded against the stated answer
         value = _number(text)
         ok = value is not None and abs(value - float(q.answer)) <= q.tolerance
     elif q.kind == "choice":

@@ -58,11 +58,15 @@ LESSON_SCHEMA = Record({
     "concept_questions": Field(ListOf(Record({
         "id": _S,
         "when": Field(str, choices=("before", "after")),
-        "kind": Field(str, choices=("shape", "number", "choice")),
+        # predict: a number about the learner's own engine, graded like number, then
+        # measured on the learner's code by the checks module's @measure(`measure`).
+        "kind": Field(str, choices=("shape", "number", "choice", "predict")),
         "prompt": _S,
         "answer": Field("any"),
         "tolerance": Field(OneOf((int, float)), required=False),
         "options": Field(ListOf(str), required=False, min_items=2, max_items=6),
+        "unit": Field(str, required=False),
+        "measure": Field(str, required=False),
         "explanation": _S,
     })), min_items=2),
     "pitfalls": Field(ListOf(Record({"id": _S, "symptom": _S, "question": _S})), min_items=1),
@@ -152,6 +156,12 @@ class ConceptQuestion:
     explanation: str
     tolerance: float = 1e-6
     options: tuple[str, ...] = ()
+    unit: str = ""  # predict questions: what the number counts ("pages")
+    measure: str = ""  # predict questions: the id of the day's @measure
+
+    @property
+    def is_predict(self) -> bool:
+        return self.kind == "predict"
 
 
 @dataclass(frozen=True)
@@ -326,12 +336,21 @@ def load_lesson(path: Path, book_terms=(), edition: str = "") -> Lesson:
         data["id"], decls, {t["id"]: (tuple(t["checks"]), t["__line__"]) for t in data["tasks"]},
         module, bad, _rel, tasks_line)
     qids: set[str] = set()
+    measure_ids: tuple[str, ...] | None = None
     for i, q in enumerate(data["concept_questions"]):
         where = f"concept_questions[{i}]"
         if q["id"] in qids:
             raise bad(f"{where}.id: duplicate id '{q['id']}'", q["__line__"])
         qids.add(q["id"])
         _check_answer(q, where, lambda m, line=q["__line__"]: bad(m, line))
+        if q["kind"] == "predict":
+            if measure_ids is None:
+                measure_ids = references.measure_ids(module)
+            if q["measure"] not in measure_ids:
+                raise bad(f"{where}.measure: no measurement {q['measure']!r} in "
+                          f"{_rel(module)} (it has: {', '.join(measure_ids) or 'none'}; "
+                          "declare it @measure(\"id\", unit=...))",
+                          references.line_after(text, q["__line__"], q["measure"]))
     pids = [p["id"] for p in data["pitfalls"]]
     if len(set(pids)) != len(pids):
         raise bad("pitfalls: duplicate pitfall id")
@@ -347,7 +366,8 @@ def load_lesson(path: Path, book_terms=(), edition: str = "") -> Lesson:
         concept_questions=tuple(
             ConceptQuestion(q["id"], q["when"], q["kind"], q["prompt"], q["answer"],
                             q["explanation"], float(q.get("tolerance", 1e-6)),
-                            tuple(q.get("options", ())))
+                            tuple(q.get("options", ())), q.get("unit", ""),
+                            q.get("measure", ""))
             for q in data["concept_questions"]),
         pitfalls=tuple(Pitfall(p["id"], p["symptom"], p["question"]) for p in data["pitfalls"]),
         source=name,
@@ -386,9 +406,9 @@ def _task_edits(t: dict, bad, where: str) -> tuple[Edit, ...]:
 
 def _check_answer(q: dict, where: str, bad) -> None:
     kind, answer = q["kind"], q["answer"]
-    if kind == "number":
+    if kind in ("number", "predict"):
         if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-            raise bad(f"{where}.answer: a number question needs a numeric answer")
+            raise bad(f"{where}.answer: a {kind} question needs a numeric answer")
     elif kind == "shape":
         if not isinstance(answer, list) or not answer or not all(
                 isinstance(x, (int, str)) and not isinstance(x, bool) for x in answer):
@@ -402,8 +422,18 @@ def _check_answer(q: dict, where: str, bad) -> None:
             raise bad(f"{where}.answer: must be one of the option letters {', '.join(letters)}")
     if kind != "choice" and "options" in q:
         raise bad(f"{where}.options: only choice questions have options")
-    if kind != "number" and "tolerance" in q:
-        raise bad(f"{where}.tolerance: only number questions have a tolerance")
+    if kind not in ("number", "predict") and "tolerance" in q:
+        raise bad(f"{where}.tolerance: only number and predict questions have a tolerance")
+    if kind == "predict":
+        if "measure" not in q:
+            raise bad(f"{where}.measure: a predict question names the measurement (an "
+                      "@measure id in the day's checks module) that runs on the learner's code")
+        if q.get("tolerance", 0) < 0:
+            raise bad(f"{where}.tolerance: must not be negative")
+    else:
+        for key in ("measure", "unit"):
+            if key in q:
+                raise bad(f"{where}.{key}: only predict questions have a {key}")
 
 
 @lru_cache(maxsize=4)

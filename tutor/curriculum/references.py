@@ -21,6 +21,8 @@ from tutor import paths
 # re.M, which is several times slower on these files.
 _CHECK_DECL = re.compile(r"""\n@check\(\s*["']([^"'\n]+)["']\s*,\s*(\d+)""")
 _DECORATOR = re.compile(r"\n@check\(")
+# How they declare a measurement for a predict question: ``@measure("pages-for-batch", ...)``.
+_MEASURE_DECL = re.compile(r"""\n@measure\(\s*["']([^"'\n]+)["']""")
 
 
 def check_task(t: dict, edits, where: str, checks, text: str, bad, rel) -> None:
@@ -77,6 +79,14 @@ def check_decls(module: Path) -> tuple[tuple[str | None, int | None, int], ...] 
         out.append((m.group(1) if m else None, int(m.group(2)) if m else None,
                     text.count("\n", 0, start.start()) + 1))
     return tuple(out)
+
+
+def measure_ids(module: Path) -> tuple[str, ...]:
+    """The ids of the measurements ``module`` declares with ``@measure("id", ...)``."""
+    text = _read(module)
+    if text is None:
+        return ()
+    return tuple(m.group(1) for m in _MEASURE_DECL.finditer("\n" + text))
 
 
 def readable_decls(decls, module: Path, bad, rel, line: int) -> None:
