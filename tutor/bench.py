@@ -10,6 +10,9 @@ runner's isolation: its own process group, an environment without keys or tokens
 prints drained and capped, a time budget per row. A row that crashes or runs out of time
 is reported as such and the child is restarted for the rows that remain. A step that is
 not written yet shows as ``not ready: <why>``; the bench still finishes.
+
+:func:`run_rows` is that parent side for any week's child; ``bench week3``
+(:mod:`tutor.bench_week3`) runs its own rows through it.
 """
 
 from __future__ import annotations
@@ -52,18 +55,20 @@ SETUP_TIMEOUT_S = 120.0
 DEFAULT_TOKENS = 32
 
 
-def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOKENS,
-              python: str | None = None, row_timeout_s: float = ROW_TIMEOUT_S,
-              on_event: Callable[[dict], None] | None = None) -> dict:
-    """Run every row; return the result object (what ``bench week2 --json`` prints)."""
-    impl = Path(impl).resolve()
-    t0 = time.monotonic()
+def run_rows(child: str, impl: Path, kernels: Path | None, run_order: list[str],
+             child_args: list[str], python: str | None = None,
+             row_timeout_s: float = ROW_TIMEOUT_S,
+             on_event: Callable[[dict], None] | None = None) -> tuple[dict, dict, str | None]:
+    """Run ``run_order``'s rows in the child module ``child`` (``python -m child``, see
+    :func:`tutor.bench_child.serve`), restarting it after a crash or a timeout for the rows
+    that remain. Returns ``(results by row id, the setup event, the fatal message or
+    None)``; a row the child never reported gets a result saying why."""
     results: dict[str, dict] = {}
     setup: dict = {}
     fatal: str | None = None
-    remaining = list(RUN_ORDER)
+    remaining = list(run_order)
     while remaining and fatal is None:
-        proc, out, events = _spawn(impl, kernels, tokens, remaining, python)
+        proc, out, events = _spawn(child, impl, kernels, child_args, remaining, python)
         current: str | None = None
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         stopped: str | None = None
@@ -120,7 +125,18 @@ def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOK
         remaining.remove(current)
         if on_event:
             on_event({"event": "row", **results[current]})
+    return results, setup, fatal
 
+
+def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOKENS,
+              python: str | None = None, row_timeout_s: float = ROW_TIMEOUT_S,
+              on_event: Callable[[dict], None] | None = None) -> dict:
+    """Run every row; return the result object (what ``bench week2 --json`` prints)."""
+    impl = Path(impl).resolve()
+    t0 = time.monotonic()
+    results, setup, fatal = run_rows("tutor.bench_child", impl, kernels, RUN_ORDER,
+                                     ["--tokens", str(tokens)], python=python,
+                                     row_timeout_s=row_timeout_s, on_event=on_event)
     rows = []
     for rid, label in ROWS:
         r = results.get(rid) or {"status": "error", "message": fatal or "not run"}
@@ -151,11 +167,11 @@ def run_bench(impl: Path, kernels: Path | None = None, tokens: int = DEFAULT_TOK
     }
 
 
-def _spawn(impl: Path, kernels: Path | None, tokens: int, rows: list[str],
-           python: str | None):
+def _spawn(child: str, impl: Path, kernels: Path | None, child_args: list[str],
+           rows: list[str], python: str | None):
     rfd, wfd = os.pipe()
-    cmd = [python or sys.executable, "-m", "tutor.bench_child", "--impl", str(impl),
-           "--checks", str(paths.checks_dir()), "--fd", str(wfd), "--tokens", str(tokens),
+    cmd = [python or sys.executable, "-m", child, "--impl", str(impl),
+           "--checks", str(paths.checks_dir()), "--fd", str(wfd), *child_args,
            "--rows", ",".join(rows)]
     if kernels is not None:
         cmd += ["--kernels", str(Path(kernels).resolve())]

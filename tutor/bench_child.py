@@ -21,6 +21,9 @@ the learner's quantized_linear / quantized_matmul (dense float16 weights, as in 
 when the quantized step is not ready, so flash attention is measured on its own). A row
 restarted in a new child after a crash does not know the earlier rows' outcomes; it runs
 as written.
+
+:func:`serve` is the loop of any week's child (the protocol above); week 3's rows are in
+:mod:`tutor.bench_week3_child`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 # The bench model: small enough for a 2-core CPU, shaped like Qwen2 (GQA 3:1, head dim 64,
 # every input dimension a multiple of the group size 64, tied embeddings).
@@ -314,14 +318,22 @@ def describe_failure(exc: BaseException, impl_dir: Path, ext_error: str | None) 
     return {"status": "error", "message": _one_line(f"{type(exc).__name__}: {msg}{where}")}
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(argv: list[str] | None, *, add_args: Callable, setup: Callable,
+          run_row: Callable, reference_rows: tuple[str, ...] = ()) -> int:
+    """The child's loop for any week's bench: parse the common arguments (plus the week's,
+    from ``add_args(parser)``), build the week's models with ``setup(args, harness) ->
+    (state, setup fields)`` (a failure there is fatal: the environment, not the learner),
+    load the learner's extension, then for each row ``run_row(row, impl, state, statuses)
+    -> result fields``. ``impl`` is the learner's package, imported before the first row
+    that is not in ``reference_rows`` (those run the tutor's own code and get None);
+    ``statuses`` maps the rows run so far to their status."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--impl", required=True)
     ap.add_argument("--checks", required=True)
     ap.add_argument("--fd", type=int, required=True)
-    ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--rows", required=True, help="comma-separated row ids, in order")
     ap.add_argument("--kernels", default="")
+    add_args(ap)
     args = ap.parse_args(argv)
     from tutor.checking import lifeline
 
@@ -334,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         import mlx.core as mx
 
         harness = _light_mlx_lm(Path(args.checks))
-        model, dtype = build_model(harness)
-        prompt = mx.random.randint(0, MODEL["vocab_size"], (1, PROMPT_TOKENS),
-                                   key=mx.random.key(SEED + 1)).astype(mx.int32)
+        state, fields = setup(args, harness)
     except BaseException as exc:  # noqa: BLE001 - the environment, not the learner
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -354,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         load_extension(Path(args.kernels), _Holder)
     ext_error = ext.get("error") if args.kernels else "no kernels folder"
     device = "gpu" if mx.default_device() == mx.gpu else "cpu"
-    _emit(fd, {"event": "setup", "model": {**MODEL, "group_size": GROUP_SIZE, "bits": BITS},
-               "device": device, "reference_dtype": str(dtype).replace("mlx.core.", ""),
-               "prompt_tokens": PROMPT_TOKENS, "tokens": args.tokens,
+    _emit(fd, {"event": "setup", **fields, "device": device,
                "extension": "loaded" if ext.get("module") is not None else ext_error})
 
     impl = None
@@ -365,9 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         _emit(fd, {"event": "start", "id": row})
         try:
-            if row == "mlx":
-                out = run_mlx(model, prompt, args.tokens, harness)
-            else:
+            if row not in reference_rows:
                 if impl is None and import_failure is None:
                     try:
                         from tutor.checking.child import describe_import_error, import_impl
@@ -378,21 +384,16 @@ def main(argv: list[str] | None = None) -> int:
                             raise
                         import_failure = describe_import_error(exc, impl_dir, harness)["message"]
                 if import_failure is not None:
+                    statuses[row] = "error"
                     _emit(fd, {"event": "row", "id": row, "status": "error",
                                "message": _one_line(import_failure)})
                     continue
-                if row == "flash":
-                    out = run_flash(impl, model, prompt, args.tokens,
-                                    quantized_ready=statuses.get("quantized") != "not_ready")
-                else:
-                    runner = {"week1": run_week1, "kv-cache": run_kv_cache,
-                              "quantized": run_quantized}[row]
-                    out = runner(impl, model, prompt, args.tokens)
-            _emit(fd, {"event": "row", "id": row, "status": "ok", **out})
+            out = run_row(row, impl, state, statuses)
+            out = {"status": "ok", **out}
         except BaseException as exc:  # noqa: BLE001 - anything the learner's code does
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            if row == "mlx":
+            if row in reference_rows:
                 sys.stderr.write("".join(traceback.format_exception(type(exc), exc,
                                                                     exc.__traceback__)))
                 out = {"status": "error",
@@ -400,10 +401,42 @@ def main(argv: list[str] | None = None) -> int:
                                             f"{exc}")}
             else:
                 out = describe_failure(exc, impl_dir, ext_error)
-            statuses[row] = out["status"]
-            _emit(fd, {"event": "row", "id": row, **out})
+        statuses[row] = out["status"]
+        _emit(fd, {"event": "row", "id": row, **out})
     _emit(fd, {"event": "done"})
     return 0
+
+
+def _add_args(ap) -> None:
+    ap.add_argument("--tokens", type=int, default=32)
+
+
+def _setup(args, harness):
+    import mlx.core as mx
+
+    model, dtype = build_model(harness)
+    prompt = mx.random.randint(0, MODEL["vocab_size"], (1, PROMPT_TOKENS),
+                               key=mx.random.key(SEED + 1)).astype(mx.int32)
+    fields = {"model": {**MODEL, "group_size": GROUP_SIZE, "bits": BITS},
+              "reference_dtype": str(dtype).replace("mlx.core.", ""),
+              "prompt_tokens": PROMPT_TOKENS, "tokens": args.tokens}
+    return {"model": model, "prompt": prompt, "tokens": args.tokens, "harness": harness}, fields
+
+
+def _run_row(row: str, impl, state: dict, statuses: dict) -> dict:
+    model, prompt, tokens = state["model"], state["prompt"], state["tokens"]
+    if row == "mlx":
+        return run_mlx(model, prompt, tokens, state["harness"])
+    if row == "flash":
+        return run_flash(impl, model, prompt, tokens,
+                         quantized_ready=statuses.get("quantized") != "not_ready")
+    runner = {"week1": run_week1, "kv-cache": run_kv_cache, "quantized": run_quantized}[row]
+    return runner(impl, model, prompt, tokens)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(argv, add_args=_add_args, setup=_setup, run_row=_run_row,
+                 reference_rows=("mlx",))
 
 
 if __name__ == "__main__":
