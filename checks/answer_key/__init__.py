@@ -1,4 +1,4 @@
-"""Answer key for the tiny-llm API (Qwen2), weeks 1 and 2. Used by the checks; never shown.
+"""Answer key for the tiny-llm API (Qwen2), weeks 1 to 3. Used by the checks; never shown.
 
 The week-2 functions that run on the compiled extension (``quantized_matmul``,
 ``flash_attention``) import it on first call, so this package imports without it.
@@ -13,10 +13,12 @@ from . import (
     kv_cache,
     layer_norm,
     models,
+    paged_kv_cache,
     positional_encoding,
     quantize,
     qwen2_week1,
     qwen2_week2,
+    qwen2_week3,
     sampler,
 )
 from .attention import *  # noqa: F401,F403
@@ -27,8 +29,10 @@ from .generate import *  # noqa: F401,F403
 from .kv_cache import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
+from .paged_kv_cache import *  # noqa: F401,F403
 from .positional_encoding import *  # noqa: F401,F403
 from .quantize import *  # noqa: F401,F403
 from .qwen2_week1 import Qwen2ModelWeek1  # noqa: F401
 from .qwen2_week2 import Qwen2ModelWeek2  # noqa: F401
+from .qwen2_week3 import Qwen2ModelWeek3  # noqa: F401
 from .sampler import *  # noqa: F401,F403
