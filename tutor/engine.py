@@ -14,7 +14,7 @@ from typing import Callable
 
 from tutor import dayids
 from tutor.coach import ladder
-from tutor.grading import Grade, grade
+from tutor.grading import Grade, grade, read_number
 from tutor.records.insights import insight_due, insight_to_ask
 from tutor.records.mastery import Status, assess
 from tutor.records.recorder import record_changed_files, refresh_documents
@@ -192,7 +192,70 @@ class TutorSession:
         g = grade(q, text)
         with self.lock:
             self.store.record_concept_answer(self.lesson.id, qid, text, g.correct)
+            if q.kind == "predict":  # kept beside the measurement that follows
+                self.store.record_prediction(self.lesson.id, qid, read_number(text))
         return g
+
+    def predict_questions(self, day: str | None = None) -> list:
+        lesson = self.course.lesson(day) if day else self.lesson
+        return [q for q in lesson.concept_questions if q.kind == "predict"]
+
+    def prediction(self, qid: str, day: str | None = None) -> dict | None:
+        """The recorded prediction and measurement of a predict question, if any."""
+        rec = self.day_record(day) or {}
+        p = (rec.get("predictions") or {}).get(qid)
+        return dict(p) if isinstance(p, dict) else None
+
+    def measure(self, qid: str, cancel: threading.Event | None = None) -> dict:
+        """Measure the learner's engine for the current day's predict question ``qid``
+        (synchronous: the app runs it in a worker). See :meth:`measure_questions`."""
+        return self.measure_questions([qid], cancel=cancel)[0]
+
+    def measure_questions(self, qids: list[str] | None = None, day: str | None = None,
+                          cancel: threading.Event | None = None) -> list[dict]:
+        """Run the measurements of predict questions ``qids`` (default: all of the day's)
+        on the learner's code, in one isolated child within the day's time budget, and
+        record each beside the learner's prediction. Each result is ``{"qid", "measure",
+        "status", "value", "unit", "reason", "prediction"}``; ``prediction`` is the
+        learner's recorded number (None if they gave none). Records that cannot be
+        written never cost the results (``take_notice`` says so)."""
+        from tutor.checking.measuring import run_measures
+
+        with self.lock:
+            lesson = self.course.lesson(day) if day else self.lesson
+        by_id = {q.id: q for q in lesson.concept_questions if q.kind == "predict"}
+        qids = list(by_id) if qids is None else list(qids)
+        missing = [qid for qid in qids if qid not in by_id]
+        if missing:
+            raise KeyError(f"day {lesson.id} has no predict question {missing[0]!r} "
+                           f"(it has: {', '.join(by_id) or 'none'})")
+        if not qids:
+            return []
+        questions = [by_id[qid] for qid in qids]
+        kernels = self.workspace / "kernels"
+        runs = run_measures(lesson.id, [q.measure for q in questions], self.impl,
+                            lesson.timeout_s, cancel=cancel,
+                            kernels=kernels if kernels.is_dir() else None,
+                            units={q.measure: q.unit for q in questions})
+        by_measure = {r["id"]: r for r in runs}
+        out = []
+        for q in questions:
+            r = by_measure[q.measure]
+            out.append({"qid": q.id, "measure": q.measure, "status": r["status"],
+                        "value": r["value"], "unit": q.unit or r["unit"],
+                        "reason": r["reason"],
+                        "prediction": (self.prediction(q.id, lesson.id) or {}).get("prediction")})
+        if cancel is not None and cancel.is_set():
+            return out  # a cancelled measurement is not one
+        with self.lock:
+            try:
+                for r in out:
+                    self.store.record_measurement(lesson.id, r["qid"], r)
+                refresh_documents(self.workspace, self.store, self.course, lesson)
+            except (OSError, StateError) as exc:
+                why = records_trouble(exc, self.workspace)
+                self.notice = f"Day {lesson.id}'s measurements are shown, but {why}"
+        return out
 
     def insight_due(self, day: str | None = None) -> bool:
         """Ask for the day's key idea now? (once, after the day first passes)"""

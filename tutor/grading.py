@@ -112,6 +112,11 @@ def _one_number(text: str) -> float:
     return float(t)
 
 
+def read_number(text: str) -> float | None:
+    """The number in a learner's answer (as a number question reads it), or None."""
+    return _number(text)
+
+
 def _number(text: str) -> float | None:
     """A plain number, a grouped one or a fraction like ``1/8``; None if it is none."""
     parts = _plain(text).split("/")

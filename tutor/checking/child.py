@@ -11,6 +11,13 @@ learner's prints):
     {"event": "import_error", "message": ..., "frames": [...]}
     {"event": "day_done", "day": "1.3"}
     {"event": "done"}                                    (after the last day)
+
+With ``--measure ID,ID`` (one day) it runs those measurements of "predict, then measure"
+questions (``@measure`` in the day's checks module) instead of its checks:
+
+    {"event": "measures", "ids": [...]}                 (the ones it will run, in order)
+    {"event": "start", "id": ...}
+    {"event": "measured", "id", "status": "measured"|"error"|"skipped", "value", "unit", "reason"}
 """
 
 from __future__ import annotations
@@ -138,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fd", type=int, required=True)
     ap.add_argument("--only", default="", help="comma-separated check ids of the first day")
     ap.add_argument("--kernels", default="", help="folder with the built C++ extension")
+    ap.add_argument("--measure", default="",
+                    help="comma-separated measurement ids to run (of the one day) instead of checks")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds this process may live at most (its days' budgets)")
     args = ap.parse_args(argv)
@@ -152,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     harness.install_light_tokenizer_utils()
     package = _Package(impl_dir, harness, Path(args.kernels) if args.kernels else None)
     only = [s for s in args.only.split(",") if s]
+    if args.measure:
+        day = args.day.split(",")[0]
+        _emit(fd, {"event": "day", "day": day})
+        run_measures(fd, harness, package, day, [m for m in args.measure.split(",") if m])
+        _emit(fd, {"event": "day_done", "day": day})
+        _emit(fd, {"event": "done"})
+        return 0
     for i, day in enumerate(d for d in args.day.split(",") if d):
         _emit(fd, {"event": "day", "day": day})
         run_day(fd, harness, package, day, only if i == 0 else [])
@@ -212,6 +228,90 @@ def run_day(fd: int, harness, package: _Package, day: str, only: list[str]) -> N
         result["duration_s"] = round(time.perf_counter() - t0, 4)
         mark("end")
         _emit(fd, {"event": "result", "id": spec.id, **result})
+
+
+def run_measures(fd: int, harness, package: _Package, day: str, ids: list[str]) -> None:
+    """Run the measurements ``ids`` of ``day`` on the package under test, one event each."""
+    _emit(fd, {"event": "measures", "ids": ids})
+
+    def report(mid, status, reason="", value=None, unit=""):
+        _emit(fd, {"event": "measured", "id": mid, "status": status, "value": value,
+                   "unit": unit, "reason": reason})
+
+    try:
+        importlib.import_module(day_module(day))
+    except ModuleNotFoundError as exc:
+        wanted = day_module(day)
+        if not exc.name or not (wanted == exc.name or wanted.startswith(exc.name + ".")):
+            raise
+        week, d = day.split(".")
+        for mid in ids:
+            report(mid, "error", f"Day {day} has no checks module (checks/week{week}/"
+                                 f"day{week}_{d}.py is missing from this tutor)")
+        return
+    specs = {m.id: m for m in getattr(harness, "MEASURES", {}).get(day, [])}
+    impl = package.load()
+    for mid in ids:
+        spec = specs.get(mid)
+        if spec is None:
+            report(mid, "error", f"Day {day}'s checks declare no measurement {mid!r}")
+            continue
+        if package.error is not None:
+            report(mid, "error", _one_line(package.error["message"]), unit=spec.unit)
+            continue
+        mark(f"start {day} {mid}")
+        _emit(fd, {"event": "start", "id": mid})
+        status, value, reason = measure_one(harness, impl, package.impl_dir, spec)
+        mark("end")
+        report(mid, status, reason, value, spec.unit)
+
+
+def measure_one(harness, impl, impl_dir: Path, spec) -> tuple[str, float | None, str]:
+    """(status, value, reason) of one measurement. Only a finite number the learner's code
+    produced is "measured"; anything else says in one line why there is no number."""
+    # The measurement runs with the same Ctx as a check: a check's spec without forbidden
+    # APIs (measuring is not judging how the code is written).
+    ctx = harness.Ctx(impl=impl, impl_dir=impl_dir,
+                      spec=harness.CheckSpec(spec.day, spec.id, 0, spec.id, spec.fn))
+    try:
+        value = spec.fn(ctx)
+    except BaseException as exc:  # noqa: BLE001 - anything the learner's code does
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        status, reason = _why_not_measured(harness, impl_dir, exc)
+        return status, None, _one_line(reason)
+    else:
+        try:
+            if isinstance(value, bool) or value is None:
+                raise TypeError
+            number = float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError, AttributeError):
+            return "error", None, (f"The measurement gave {type(value).__name__} "
+                                   f"{str(value)[:60]!r}, not a number (the tutor's fault)")
+        if number != number or number in (float("inf"), float("-inf")):
+            return "error", None, f"Your code gave {number}, not a finite number"
+        return "measured", number, ""
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def _why_not_measured(harness, impl_dir: Path, exc: BaseException) -> tuple[str, str]:
+    """("skipped" or "error", why) for a measurement that raised ``exc``."""
+    if isinstance(exc, harness.Skip):
+        return "skipped", str(exc)
+    if isinstance(exc, (harness.CheckFailed, harness.LearnerError)):
+        return "error", exc.message  # ctx.symbol / ctx.call already said it for the learner
+    if isinstance(exc, NotImplementedError):
+        return "error", f"Not implemented yet: {exc}".rstrip(": ")
+    frames = harness.learner_frames(exc.__traceback__, impl_dir)
+    if frames:
+        return "error", (f"Your code raised {type(exc).__name__}: {exc} "
+                         f"({frames[-1].splitlines()[0]})")
+    sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+    return "error", f"The measurement itself broke ({type(exc).__name__}: {exc})"
 
 
 def run_one(harness, impl, impl_dir: Path, spec) -> dict:

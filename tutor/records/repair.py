@@ -12,7 +12,9 @@ from typing import Any
 
 # Day fields holding events or summaries that renderers read with ``.get``.
 _DICT_ITEMS_IN_LIST = ("attempts", "hints", "concept_answers", "questions", "insights")
-_DICT_ITEMS_IN_DICT = ("checks", "concepts")
+_DICT_ITEMS_IN_DICT = ("checks", "concepts", "predictions")
+# Fields of a prediction entry that hold a number or null (a prediction, a measurement).
+_PREDICTION_NUMBERS = ("prediction", "measured")
 _NUMBERS = ("active_seconds", "attempts_total", "fails_before_pass")
 
 
@@ -81,6 +83,11 @@ def _repair_day(rec: dict, template: dict) -> list[str]:
             notes.append(f"'{key}' held entries that were not objects")
             for k in bad:
                 del rec[key][k]
+    for qid, p in rec["predictions"].items():
+        for key in _PREDICTION_NUMBERS:
+            if p.get(key) is not None and not _is_number(p[key]):
+                notes.append(f"prediction '{qid}': '{key}' was not a number")
+                p[key] = None
     return notes
 
 

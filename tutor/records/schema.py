@@ -24,10 +24,18 @@ Layout (schema_version 1)::
            "final_hint": bool,
            "concept_answers": [{"time", "qid", "answer", "correct"}],
            "concepts": {qid: {"tries", "first_correct", "last_correct", "first_time", "last_time"}},
+           "predictions": {qid: {"prediction": number | null, "predicted_at": ISO,
+                                 "measured": number | null, "unit": str,
+                                 "status": "measured" | "error" | "skipped" | null,
+                                 "reason": str, "measured_at": ISO | null}},
            "questions": [{"time", "text"}], "insights": [{"time", "text"}],
            "insight_skipped": ISO | null,   # the after-pass insight prompt was dismissed
            "files_changed": {path: ISO},
            "coach": {"asked": [question id]}}   # the offline coach's questions asked, in order
+
+``predictions`` (predict-then-measure questions: the learner's latest prediction and the
+latest measurement of their engine) came after version 1 was first written; an older
+file without it loads as it is, the key filled in empty.
 
 A coach question id is ``"<task>:gq:<index>"`` (a task's guiding question, 0-based) or
 ``"pitfall:<id>"`` (a diagnosis question); see :mod:`tutor.coach.offline`.
@@ -105,6 +113,7 @@ DAY_TEMPLATE: dict[str, Any] = {
     "final_hint": False,
     "concept_answers": [],
     "concepts": {},
+    "predictions": {},
     "questions": [],
     "insights": [],
     "insight_skipped": None,

@@ -357,6 +357,7 @@ def _concepts(lesson: Any, rec: dict) -> str:
         lines.append(f"- **{name}**" + (f" — {expl}" if expl else ""))
         lines += [f"  {marker} {md_safe(item, 300)}" for marker, item in items]
     answered = rec.get("concepts") or {}
+    predictions = rec.get("predictions") or {}
     questions = list(getattr(lesson, "concept_questions", None) or [])
     known = {str(getattr(q, "id", "")) for q in questions}
     rows = []
@@ -366,6 +367,9 @@ def _concepts(lesson: Any, rec: dict) -> str:
         label = f"`{md_safe(qid, 60)}`" + (f" ({when} coding)" if when in ("before", "after") else "")
         prompt = md_safe(getattr(q, "prompt", ""), 140)
         rows.append(_question_row(label, prompt, answered.get(qid)))
+        if isinstance(predictions.get(qid), dict):
+            rows.append("  - " + prediction_line(predictions[qid],
+                                                 str(getattr(q, "unit", "") or "")))
     for qid, c in answered.items():
         if qid not in known:
             rows.append(_question_row(f"`{md_safe(qid, 60)}`", "", c))
@@ -374,6 +378,25 @@ def _concepts(lesson: Any, rec: dict) -> str:
             lines.append("")
         lines += ["Concept questions:"] + rows
     return "\n".join(lines) or "_No concepts listed for this lesson._"
+
+
+def _number(value: Any, unit: str) -> str:
+    text = str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+    return f"{text} {unit}" if unit else text
+
+
+def prediction_line(p: Mapping, unit: str = "") -> str:
+    """"predicted 7 pages, measured 7 pages" (or why nothing was measured), for the notes."""
+    unit = md_safe(str(p.get("unit") or unit), 40)
+    guess = p.get("prediction")
+    said = (f"predicted {_number(guess, unit)}" if isinstance(guess, (int, float))
+            and not isinstance(guess, bool) else "no number predicted")
+    got, status = p.get("measured"), p.get("status")
+    if status == "measured" and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return f"{said}, measured {_number(got, unit)}"
+    if status in ("error", "skipped"):
+        return f"{said}, could not measure: {md_safe(str(p.get('reason') or status), 200)}"
+    return f"{said}, not measured yet"
 
 
 def _question_row(label: str, prompt: str, c: dict | None) -> str:

@@ -124,6 +124,19 @@ def _text(value: Any, limit: int = MAX_TEXT) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def _new_prediction() -> dict:
+    return {"prediction": None, "predicted_at": None, "measured": None, "unit": "",
+            "status": None, "reason": "", "measured_at": None}
+
+
+def _number_or_none(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):  # JSON has no NaN
+        return None
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, str):
         return _text(value)
@@ -532,6 +545,32 @@ class StateStore:
         c["tries"] = int(c.get("tries") or 0) + 1
         c["last_correct"] = correct
         c["last_time"] = t
+        self._changed(day, now)
+
+    def record_prediction(self, day: str, qid: str, value: float | None,
+                          now: datetime | None = None) -> None:
+        """Keep the learner's prediction for a predict-then-measure question (the number
+        read from their answer, None if it held none); an older measurement of the same
+        question is kept until the next one replaces it. The answer itself is logged by
+        :meth:`record_concept_answer`."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        p = rec["predictions"].setdefault(str(qid), _new_prediction())
+        p["prediction"] = _number_or_none(value)
+        p["predicted_at"] = to_iso(now)
+        self._changed(day, now)
+
+    def record_measurement(self, day: str, qid: str, result: dict,
+                           now: datetime | None = None) -> None:
+        """Keep the measurement of the learner's engine for a predict question:
+        ``result`` is one entry of :func:`tutor.checking.measuring.run_measures`."""
+        day, now = day_id(day), utc_now(now)
+        rec = self._activity(day, now)
+        p = rec["predictions"].setdefault(str(qid), _new_prediction())
+        status = str(result.get("status") or "error")
+        p.update(measured=_number_or_none(result.get("value")) if status == "measured" else None,
+                 unit=_text(result.get("unit") or "", 40), status=status,
+                 reason=_text(result.get("reason") or ""), measured_at=to_iso(now))
         self._changed(day, now)
 
     def record_insight(self, day: str, text: str, now: datetime | None = None) -> None:
