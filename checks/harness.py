@@ -177,6 +177,9 @@ FORBIDDEN = {
     "nn.SiLU": ("mlx.nn", "SiLU"),
     "nn.MultiHeadAttention": ("mlx.nn", "MultiHeadAttention"),
     "mx.quantized_matmul": ("mlx.core", "quantized_matmul"),
+    # day 3.3: the fused per-expert matmuls that mlx_lm's SwitchGLU dispatches with
+    "mx.gather_mm": ("mlx.core", "gather_mm"),
+    "mx.gather_qmm": ("mlx.core", "gather_qmm"),
 }
 
 _state = threading.local()
@@ -269,6 +272,8 @@ _SOURCE_NAMES = {
     "nn.SiLU": ("nn.SiLU",),
     "nn.MultiHeadAttention": ("nn.MultiHeadAttention",),
     "mx.quantized_matmul": ("mx.quantized_matmul", "core.quantized_matmul"),
+    "mx.gather_mm": ("mx.gather_mm", "core.gather_mm"),
+    "mx.gather_qmm": ("mx.gather_qmm", "core.gather_qmm"),
 }
 
 # mlx_lm may appear in type hints (the book's own stubs import TokenizerWrapper), but no
