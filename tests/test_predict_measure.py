@@ -4,6 +4,7 @@ measurement the day's checks module declares with ``@measure``."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -261,3 +262,51 @@ def test_an_older_state_without_predictions_loads_and_a_wrong_field_is_repaired(
     assert rec["predictions"] == {"pages": {"prediction": None, "measured": 7,
                                             "status": "measured"}}
     assert "day 1.1: prediction 'pages': 'prediction' was not a number" in notes
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def cli_world(tmp_path, monkeypatch):
+    from tutor import cli
+
+    world = measure_world(tmp_path, monkeypatch, OFF_BY_ONE)
+    monkeypatch.setenv("TINY_LLM_TUTOR_WORKSPACE", str(world.impl.parent))
+    monkeypatch.setattr(cli, "_course", lambda: predict_course())
+    return world
+
+
+def test_measure_shows_the_prediction_beside_the_engine(cli_world, capsys):
+    from tutor import cli
+
+    s = _session(cli_world)
+    s.answer("pages", "7")
+    s.close()
+    assert cli.main(["measure"]) == 0  # the day the learner is on, all its predict questions
+    out = capsys.readouterr().out
+    assert "pages: you predicted 7 pages · your engine: 8 pages" in out
+    assert cli.main(["measure", "day1.1", "pages", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["day"] == "1.1"
+    assert payload["measurements"] == [{"qid": "pages", "measure": "pages-for-batch",
+                                        "status": "measured", "value": 8.0, "unit": "pages",
+                                        "reason": "", "prediction": 7}]
+
+
+def test_measure_exits_1_with_the_reason_when_it_cannot_measure(cli_world, capsys):
+    from tutor import cli
+
+    cli_world.learner(STUB)
+    assert cli.main(["measure", "1.1"]) == 1
+    out = capsys.readouterr().out
+    assert ("pages: no prediction recorded yet · could not measure: Not implemented yet: "
+            "pages_needed") in out
+
+
+def test_measure_names_the_predict_questions_a_day_has(cli_world, capsys):
+    from tutor import cli
+
+    assert cli.main(["measure", "1.1", "scale"]) == 2
+    err = capsys.readouterr().err
+    assert "no predict question 'scale'" in err and "pages" in err

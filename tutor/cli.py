@@ -492,21 +492,23 @@ def _drop(session) -> None:
 # --------------------------------------------------------------------------- coach: hint / ask
 
 
-def _open_session(day_text: str, verb: str):
-    """A TutorSession on the workspace at one day; another tutor holding the records is a
-    clear message and exit 2."""
+def _open_session(day_text: str | None, verb: str):
+    """A TutorSession on the workspace at one day (None: the day the learner is on);
+    another tutor holding the records is a clear message and exit 2."""
     from tutor.engine import TutorSession
     from tutor.records.state import StateError, StateLocked
 
     course = _course()
-    route = _route(course, day_text)
-    _note(route.note)
+    route = _route(course, day_text) if day_text else None
+    _note(route.note if route else None)
     ws = _workspace()
     session = TutorSession(ws, course=course)  # hint/ask work in scripts: no terminal needed
     try:
         # A week means its first unfinished day, as for `start week1`.
         # One command is not a tutoring session: no empty start/end pair in the records.
-        session.open(route.days[0] if len(route.days) == 1 else day_text, session=False)
+        target = None if route is None else (
+            route.days[0] if len(route.days) == 1 else day_text)
+        session.open(target, session=False)
     except StateLocked as exc:
         text = str(exc)
         raise UsageError(text[:1].upper() + text[1:] + ".") from None
@@ -516,7 +518,7 @@ def _open_session(day_text: str, verb: str):
                          f"{_records_trouble(exc, ws)}") from None
     if session.notice:
         _console(stderr=True).print(f"[yellow]{_escape(session.notice)}[/yellow]")
-    if len(route.days) > 1:
+    if route is not None and len(route.days) > 1:
         _note(f"{verb.capitalize()} for day {session.lesson.id} ({session.lesson.title}), the "
               f"first day of {day_text.strip()} you have not finished.")
     return session
@@ -572,6 +574,51 @@ def cmd_ask(args) -> int:
     finally:
         _close(session, session.workspace)
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def cmd_measure(args) -> int:
+    """Run the day's predict-then-measure measurements on the learner's code and show
+    each beside the learner's recorded prediction."""
+    session = _open_session(args.day, "measure")
+    try:
+        lesson = session.lesson
+        questions = session.predict_questions()
+        if args.qid and args.qid not in {q.id for q in questions}:
+            have = ", ".join(q.id for q in questions) or "none"
+            raise UsageError(f"Day {lesson.id} has no predict question {args.qid!r} "
+                             f"(its predict questions: {have}).")
+        results = session.measure_questions([args.qid] if args.qid else None)
+    finally:
+        _close(session, session.workspace)
+    if args.json:
+        sys.stdout.write(json.dumps({"day": lesson.id, "measurements": results},
+                                    ensure_ascii=False) + "\n")
+    elif not results:
+        sys.stdout.write(f"Day {lesson.id} ({lesson.title}) has no predict-then-measure "
+                         "questions.\n")
+    else:
+        out = _console()
+        out.print(f"[bold]Day {lesson.id} · {_escape(lesson.title)}[/bold]: your predictions "
+                  "against your engine")
+        for r in results:
+            out.print(f"  {_escape(r['qid'])}: {_escape(measure_line(r))}", soft_wrap=True)
+    return EXIT_OK if all(r["status"] == "measured" for r in results) else EXIT_FAIL
+
+
+def measure_line(r: dict) -> str:
+    """"you predicted 7 pages · your engine: 8 pages", or the reason it could not be
+    measured (a measurement result of TutorSession.measure_questions)."""
+    from tutor.grading import format_number
+
+    unit = r.get("unit") or ""
+    said = ("you predicted " + format_number(r["prediction"], unit)
+            if r.get("prediction") is not None else "no prediction recorded yet")
+    if r["status"] == "measured":
+        return f"{said} · your engine: {format_number(r['value'], unit)}"
+    return f"{said} · could not measure: {r.get('reason') or r['status']}"
 
 
 # --------------------------------------------------------------------------- parser
@@ -651,6 +698,13 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--tokens", type=int, default=32, help="tokens decoded per row (default 32)")
     bn.add_argument("--json", action="store_true", help="print one JSON object")
     bn.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("measure", help="measure your engine for a day's predict-then-measure "
+                                       "questions, beside your predictions")
+    m.add_argument("day", nargs="?", help=f"{_DAY_HELP} (default: the day you are on)")
+    m.add_argument("qid", nargs="?", help="one predict question's id (default: all of the day's)")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(func=cmd_measure)
 
     r = sub.add_parser("reset", help="put a day's code back to the stubs (after a backup)")
     r.add_argument("day", help=f"{_DAY_HELP} (one day, not a week)")
