@@ -155,6 +155,48 @@ class BatchingKvCache(TinyKvCache):
         out_mask = mx.stack(masks, axis=0).reshape(B, 1, mask_length, S)
         return out_keys, out_values, None, out_mask
 
+    def update_and_fetch_paged(
+        self,
+        keys: mx.array,
+        values: mx.array,
+        mask_length: int | None = None,
+        mask: mx.array | str | None = None,
+    ) -> "PagedKvMetadata":
+        """Append row i to slot i's paged cache, then describe the whole batch as pages:
+        a (B, max_pages) block table (-1 padding; an empty slot all -1), context_lens (B,)
+        (0 for an empty slot) and the one pool's storage. Nothing is copied out of the pages."""
+        from .paged_kv_cache import PagedKvMetadata, TinyKvPagedCache
+
+        B, H, L, D = keys.shape
+        assert B == self.max_active_requests, f"batch {B} != {self.max_active_requests} slots"
+        if self.HD is None:
+            self.HD = (H, D)
+        assert self.HD == (H, D), f"(H, D) = {(H, D)} but the cache holds {self.HD}"
+        pool = None
+        for i, cache in enumerate(self.kv_caches):
+            if cache is None:
+                continue
+            if not isinstance(cache, TinyKvPagedCache):
+                raise TypeError(f"slot {i} holds a {type(cache).__name__}: paged attention "
+                                "needs a TinyKvPagedCache in every slot")
+            if pool is None:
+                pool = cache.pool
+            elif cache.pool is not pool:
+                raise ValueError(f"slot {i}'s cache uses another page pool: one block table "
+                                 "can only address one pool")
+            cache.update_and_fetch_paged(keys[i : i + 1], values[i : i + 1], mask_length, mask)
+        if pool is None:
+            raise ValueError("no active request: nothing to attend to")
+        # Lengths only after every append: the kernel must see this step's keys too.
+        lens = [0 if c is None else c.offset for c in self.kv_caches]
+        assert max(lens) <= self.max_seq_len, f"sequence exceeds max_seq_len {self.max_seq_len}"
+        width = max(c.num_pages for c in self.kv_caches if c is not None)
+        rows = [[-1] * width if c is None else c.page_ids + [-1] * (width - c.num_pages)
+                for c in self.kv_caches]
+        return PagedKvMetadata(pool.key_pages, pool.value_pages,
+                               mx.array(rows, dtype=mx.int32), mx.array(lens, dtype=mx.int32),
+                               pool.page_size, mask)
+
     def add_request(self, prefilled: TinyKvCache, id: int):
         if not 0 <= id < self.max_active_requests:
             raise ValueError(f"slot {id} outside 0..{self.max_active_requests - 1}")

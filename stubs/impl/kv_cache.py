@@ -121,6 +121,21 @@ class BatchingKvCache(TinyKvCache):
         mask (B, 1, L, S))."""
         raise NotImplementedError("BatchingKvCache.update_and_fetch is still a stub (lesson day 2.6)")
 
+    def update_and_fetch_paged(
+        self,
+        keys: mx.array,
+        values: mx.array,
+        mask_length: int | None = None,
+        mask: mx.array | str | None = None,
+    ) -> "PagedKvMetadata":
+        """Week 3: append row i of ``keys``/``values`` (B, H, L, D) to slot i's
+        ``TinyKvPagedCache``, then return one ``PagedKvMetadata`` for the batch: the shared
+        pool's key/value pages, a (B, max_pages) int32 block table (each slot's page ids,
+        padded with -1; an empty slot all -1), context_lens (B,) int32 (0 for an empty
+        slot), the page size and ``mask``. Every slot must hold a paged cache on one pool."""
+        raise NotImplementedError(
+            "BatchingKvCache.update_and_fetch_paged is still a stub (lesson day 3.2)")
+
     def add_request(self, prefilled: TinyKvCache, id: int):
         """Put a request's (already prefilled) cache into the empty slot ``id``."""
         raise NotImplementedError("BatchingKvCache.add_request is still a stub (lesson day 2.6)")

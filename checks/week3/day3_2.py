@@ -1,0 +1,807 @@
+"""Day 3.2 -- batch metadata (block tables, context lengths), paged attention, the week-3
+model's paged dispatch, continuous batching over pages.
+
+Oracles: the block table is read back the way a kernel reads it, in numpy (``gather_rows``:
+each row's pages in logical order, cut at its context length), and compared with the keys
+and values the checks wrote; ``paged_attention`` is compared with
+``mx.fast.scaled_dot_product_attention`` on the keys and values the checks gather from the
+same pages themselves (``paged_oracle``); the week-3 model with mlx_lm's Qwen2 forward pass
+on a tiny random model (``tiny_w2``, as in week 2); the scheduler with each prompt
+generated alone by ``OracleQwen2`` (week 2's serving oracle).
+
+Isolation: paged-metadata and batch-paged-metadata use the learner's pool and caches (day
+3.1) and read only metadata. paged-attention feeds the learner's ``paged_attention``
+page storage the checks build themselves (shuffled page ids, garbage in every unused slot),
+so it tests the wrapper and the kernel alone. The model checks run the learner's
+``Qwen2ModelWeek3`` on its own caches. paged-batch-generate drives the learner's
+``batch_generate`` with ``PagedOracleQwen2``: mlx_lm's weights whose attention reads the
+metadata of the learner's ``BatchingKvCache.update_and_fetch_paged`` (gathered by the
+checks, attended by MLX), over the learner's paged caches and pool; so it tests the
+scheduler, the batch metadata and the page bookkeeping, not the learner's kernel.
+
+The no-gather tripwire (paged-model-no-gather) is honest in this sense: while the learner's
+model call runs, the dense read paths of the learner's own classes are wrapped
+(``TinyKvPagedCache.update_and_fetch``/``gather_dense``/``key_values``,
+``TinyKvPagedPool.read_page``, ``BatchingKvCache.update_and_fetch``) and must not be
+called, and ``paged_attention`` must be called once per layer with the pool's whole page
+storage and a block table. A scheduler that gathers for its own bookkeeping after a prefill
+chunk (the book's does) is not held to this: only the model's call is watched. Code that
+gathers pages by hand inside the attention without these methods is not caught by the
+wires; the storage check (the kernel receives (P, H, page_size, D) pages, not a dense
+(1, H, S, D) history) is what makes that route stand out.
+
+Tolerances: paged-attention is float32 against float32 (the harness's defaults). The model
+checks compare float16 log-probs with mlx_lm in float32 as week 2 does (``MODEL_LOGP``).
+
+Mistakes are modelled oracle-side: the causal mask aligned top-left, kv head h mod H, the
+unused tail slots of last pages attended, logical page i read from physical page i, the
+scale ignored; block-table padding, context lengths read before the append, empty slots
+dropped, rows taken from the wrong slot are named from the metadata itself; the int offset
+wrapped into one slice by a probe (the same calls with a list of offsets), and the
+end-of-sequence-at-prefill crash and page leak by probes (the same run without that prompt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import mlx.core as mx
+import numpy as np
+
+from ..harness import CheckFailed, LearnerError, check, measure, merge_evidence, outside_learner, to_np
+from ..week2.day2_6 import GEN_PROMPTS, _references, _tok
+from ..week2.probes import crashed, with_probe
+from ..week2.serving_oracle import EosRule, OracleQwen2, log_softmax, tiny_model
+from ..week2.w2_oracle import tiny_w2
+
+F32 = mx.float32
+# The learner's model (float16, int4 weights) against mlx_lm in float32 on the same
+# float16-representable weights, as in week 2.
+MODEL_LOGP = {"dtype": "float16", "rtol": 1e-2, "atol": 0.15}
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# --------------------------------------------------------------------------- oracles
+
+
+def gather_rows(pages, table, lens, page_size: int, *, tail: bool = False,
+                ignore_table: bool = False) -> list[np.ndarray]:
+    """Per row b, the (H, S_b, D) data the block table lists, in logical order, cut at
+    ``lens[b]`` -- the way a kernel walks it. ``tail`` keeps the whole last page (the
+    mistake of reading past the context length); ``ignore_table`` reads logical page i from
+    physical page i."""
+    pages, table = np.asarray(to_np(pages)), np.asarray(to_np(table))
+    out = []
+    for b, n in enumerate(int(x) for x in lens):
+        need = _ceil_div(n, page_size)
+        ids = list(range(need)) if ignore_table else [int(x) for x in table[b, :need]]
+        if not ids:
+            out.append(np.zeros((pages.shape[1], 0, pages.shape[3]), dtype=pages.dtype))
+            continue
+        data = np.concatenate([pages[i] for i in ids], axis=1)
+        out.append(data if tail else data[:, :n])
+    return out
+
+
+def _attend_row(q, k, v, scale, causal, top_left=False, gqa_mod=False):
+    """mx.fast.scaled_dot_product_attention for one row: q (H_q, L, D), k/v (H, S, D)."""
+    Hq, L, _ = q.shape
+    H, S, _ = k.shape
+    if gqa_mod:  # every query head its own copy of kv head h mod H
+        idx = [h % H for h in range(Hq)]
+        k, v = k[idx], v[idx]
+    mask = None
+    if causal and L > 1 or top_left:
+        i, j = np.arange(L)[:, None], np.arange(S)[None, :]
+        limit = i if top_left else S - L + i
+        mask = mx.array(np.where(j <= limit, 0.0, -np.inf).astype(np.float32))
+    out = mx.fast.scaled_dot_product_attention(
+        mx.array(q, dtype=F32)[None], mx.array(k, dtype=F32)[None], mx.array(v, dtype=F32)[None],
+        scale=float(scale), mask=mask)
+    return np.asarray(out[0])
+
+
+def paged_oracle(q, key_pages, value_pages, table, lens, page_size, scale=None,
+                 causal=True, *, mistake: str | None = None) -> np.ndarray:
+    """(B, H_q, L, D) attention of every row with a context (rows of length 0 stay zero),
+    over keys and values gathered through the block table. ``mistake`` models one:
+    "top-left", "gqa-mod", "tail", "table-ignored", "scale-default"."""
+    q = np.asarray(to_np(q), dtype=np.float32)
+    B, Hq, L, D = q.shape
+    s = 1.0 / np.sqrt(D) if scale is None or mistake == "scale-default" else scale
+    ks = gather_rows(key_pages, table, lens, page_size, tail=mistake == "tail",
+                     ignore_table=mistake == "table-ignored")
+    vs = gather_rows(value_pages, table, lens, page_size, tail=mistake == "tail",
+                     ignore_table=mistake == "table-ignored")
+    out = np.zeros((B, Hq, L, D), dtype=np.float32)
+    for b in range(B):
+        if ks[b].shape[1] == 0:
+            continue
+        out[b] = _attend_row(q[b], ks[b], vs[b], s, causal, top_left=mistake == "top-left"
+                             and causal, gqa_mod=mistake == "gqa-mod")
+    return out
+
+
+def make_pages(seed: int, B: int, Hq: int, H: int, L: int, D: int, page_size: int,
+               lens: list[int], extra_width: int = 0):
+    """Query (B, H_q, L, D), key/value pages (P, H, page_size, D) full of random data (the
+    unused slots too, like pages an earlier request left behind), and a block table
+    (B, max_pages + extra_width) whose page ids are a shuffled pick from the pool, -1 after
+    each row's pages. A row of length 0 is an empty slot (all -1)."""
+    rng = np.random.default_rng(seed)
+    need = [_ceil_div(n, page_size) for n in lens]
+    P = sum(need) + 3  # spare pages hold garbage too
+    perm = rng.permutation(P)
+    table = -np.ones((B, max(need) + extra_width), dtype=np.int32)
+    at = 0
+    for b, n in enumerate(need):
+        table[b, :n] = perm[at:at + n]
+        at += n
+    q = rng.standard_normal((B, Hq, L, D)).astype(np.float32)
+    kp = rng.standard_normal((P, H, page_size, D)).astype(np.float32)
+    vp = rng.standard_normal((P, H, page_size, D)).astype(np.float32)
+    return (mx.array(q), mx.array(kp), mx.array(vp), mx.array(table),
+            mx.array(np.array(lens, dtype=np.int32)))
+
+
+# --------------------------------------------------------------------------- task 1
+
+
+def _kv(rng, H, L, D):
+    return (mx.array(rng.standard_normal((1, H, L, D)).astype(np.float32)),
+            mx.array(rng.standard_normal((1, H, L, D)).astype(np.float32)))
+
+
+def _meta_arrays(ctx, meta, case):
+    """The metadata's fields as numpy, with its types checked."""
+    for field in ("key_pages", "value_pages", "block_table", "context_lens", "page_size"):
+        if not hasattr(meta, field):
+            ctx.fail(f"[{case}] the metadata returned has no `{field}`; expected a "
+                     "PagedKvMetadata.", {"case": case, "type": type(meta).__name__})
+    table, lens = meta.block_table, meta.context_lens
+    for name, arr in (("block_table", table), ("context_lens", lens)):
+        if not isinstance(arr, mx.array) or arr.dtype != mx.int32:
+            ctx.fail(f"[{case}] {name} is {getattr(arr, 'dtype', type(arr).__name__)}; "
+                     "expected an int32 mx.array (the kernel reads it as int32).",
+                     {"case": case, name: str(getattr(arr, "dtype", type(arr).__name__))})
+    return np.asarray(to_np(table)), np.asarray(to_np(lens)).reshape(-1)
+
+
+def _verify_rows(ctx, meta, hists: list, page_size: int, L: int, case: str, mask="causal"):
+    """Check a PagedKvMetadata against what each slot holds: ``hists[b]`` is the list of
+    (k, v) chunks slot b was given (None for an empty slot)."""
+    table, lens = _meta_arrays(ctx, meta, case)
+    B = len(hists)
+    want_lens = [0 if h is None else sum(int(k.shape[2]) for k, _ in h) for h in hists]
+    need = [_ceil_div(n, page_size) for n in want_lens]
+    ev = {"case": case, "block_table": table.tolist(), "context_lens": lens.tolist(),
+          "expected_context_lens": want_lens}
+    if table.ndim != 2 or table.shape[0] != B or lens.shape != (B,):
+        active = sum(h is not None for h in hists)
+        ctx.fail(f"[{case}] block_table has shape {tuple(table.shape)} and context_lens "
+                 f"{tuple(lens.shape)}; expected ({B}, max_pages) and ({B},): one row per "
+                 "slot.", ev, pitfall="paged-empty-slot-row" if active < B and (
+                     table.shape[:1] == (active,) or lens.shape == (active,)) else None)
+    if table.shape[1] < max(need):
+        ctx.fail(f"[{case}] block_table is {table.shape[1]} pages wide, but a row needs "
+                 f"{max(need)} pages for {max(want_lens)} positions (page_size {page_size}).", ev)
+    occupied = [b for b in range(B) if hists[b] is not None]
+    stale = [b for b in occupied if lens[b] == want_lens[b] - L]
+    if lens.tolist() != want_lens:
+        pit = None
+        if L and stale and len(stale) == len(occupied):
+            pit = "paged-context-lens-stale"
+        elif any(lens[b] != 0 for b in range(B) if hists[b] is None):
+            pit = "paged-empty-slot-row"
+        ctx.fail(f"[{case}] context_lens are {lens.tolist()}, expected {want_lens} (after "
+                 f"this step's {L} new positions were appended; 0 for an empty slot).", ev,
+                 pitfall=pit)
+    for b in occupied:
+        pad = table[b, need[b]:]
+        if np.any(pad != -1):
+            ctx.fail(f"[{case}] row {b} holds {want_lens[b]} positions in {need[b]} pages, but "
+                     f"its block table row is {table[b].tolist()}: every entry after its pages "
+                     "should be -1.", ev,
+                     pitfall="paged-table-pad-zero" if np.all(pad >= 0) else None)
+    for b in range(B):
+        if hists[b] is None and np.any(table[b] != -1):
+            ctx.fail(f"[{case}] slot {b} is empty, but its block table row is "
+                     f"{table[b].tolist()}; expected all -1.", ev, pitfall="paged-empty-slot-row")
+    ids = table[table >= 0]
+    if len(set(ids.tolist())) != ids.size:
+        ctx.fail(f"[{case}] the block table lists a page twice: {table.tolist()}. Every live "
+                 "page belongs to one request's cache.", ev, pitfall="paged-slot-rows-mixed")
+    if int(meta.page_size) != page_size:
+        ctx.fail(f"[{case}] page_size is {meta.page_size}, expected {page_size}.", ev)
+    if mask is not None and not (isinstance(meta.mask, str) and meta.mask == mask):
+        ctx.fail(f"[{case}] the metadata's mask is {meta.mask!r}; expected the mask passed "
+                 f"in ({mask!r}).", ev)
+    kp = np.asarray(to_np(meta.key_pages))
+    if kp.ndim != 4 or kp.shape[2] != page_size:
+        ctx.fail(f"[{case}] key_pages has shape {tuple(kp.shape)}; expected the pool's "
+                 f"storage (P, H, {page_size}, D).", ev)
+    keys = gather_rows(meta.key_pages, table, want_lens, page_size)
+    values = gather_rows(meta.value_pages, table, want_lens, page_size)
+    evs = []
+    for b in occupied:
+        want_k = np.concatenate([np.asarray(to_np(k))[0] for k, _ in hists[b]], axis=1)
+        want_v = np.concatenate([np.asarray(to_np(v))[0] for _, v in hists[b]], axis=1)
+        other = [c for c in occupied if c != b and want_lens[c] == want_lens[b]]
+        for what, got, want in (("keys", keys[b], want_k), ("values", values[b], want_v)):
+            evs.append(ctx.expect_close(
+                mx.array(got), mx.array(want), what=f"row {b}'s {what} read through the "
+                "block table", case=case, candidates={"paged-slot-rows-mixed": [
+                    mx.array(np.concatenate([np.asarray(to_np(t[0 if what == "keys" else 1]))[0]
+                                             for t in hists[c]], axis=1)) for c in other]}))
+    return merge_evidence(evs) if evs else ev
+
+
+@check("paged-metadata", 1, "a paged cache describes itself with a block table and its length",
+       symbols=("paged_kv_cache.TinyKvPagedCache",))
+def paged_metadata(ctx):
+    Pool = ctx.symbol("paged_kv_cache.TinyKvPagedPool")
+    Cache = ctx.symbol("paged_kv_cache.TinyKvPagedCache")
+    rng = np.random.default_rng(3201)
+    H, D, ps = 2, 8, 4
+    pool = ctx.call(Pool, page_size=ps)
+    a, b, c = (ctx.call(Cache, pool) for _ in range(3))
+    hist = {id(a): [], id(b): []}
+
+    def write(cache, L):
+        k, v = _kv(rng, H, L, D)
+        ctx.call(cache.update_and_fetch, k, v)
+        if id(cache) in hist:
+            hist[id(cache)].append((k, v))
+
+    # Interleaved writes and a release: a's pages are neither contiguous nor in order.
+    write(c, 5)
+    write(a, 3)
+    write(b, 6)
+    ctx.call(c.release)
+    write(a, 2)
+    write(b, 1)
+    evs = []
+    for name, cache, L in (("a", a, 5), ("b", b, 1), ("a", a, 4)):
+        k, v = _kv(rng, H, L, D)
+        hist[id(cache)].append((k, v))
+        n = sum(int(x.shape[2]) for x, _ in hist[id(cache)])
+        case = (f"page_size {ps}, cache {name} after writes interleaved with another cache and "
+                f"a release, update_and_fetch_paged of {L} -> {n} positions")
+        meta = ctx.call(cache.update_and_fetch_paged, k, v, mask_length=L, mask="causal")
+        evs.append(_verify_rows(ctx, meta, [hist[id(cache)]], ps, L, case))
+        wide = _ceil_div(n, ps) + 2
+        case_w = f"{case}; block_table(max_pages={wide})"
+        table = ctx.call(cache.block_table, max_pages=wide)
+        t = np.asarray(to_np(table))
+        if t.shape != (1, wide) or getattr(table, "dtype", None) != mx.int32:
+            ctx.fail(f"[{case_w}] got shape {tuple(t.shape)} {getattr(table, 'dtype', '')}; "
+                     f"expected (1, {wide}) int32.", {"case": case_w})
+        meta_t = np.asarray(to_np(meta.block_table))
+        need = _ceil_div(n, ps)
+        if t[0, :need].tolist() != meta_t[0, :need].tolist() or np.any(t[0, need:] != -1):
+            ctx.fail(f"[{case_w}] got {t.tolist()}: expected the cache's {need} page ids, then "
+                     "-1 up to max_pages.", {"case": case_w, "block_table": t.tolist()},
+                     pitfall="paged-table-pad-zero" if np.all(t[0, need:] >= 0) else None)
+        lens = np.asarray(to_np(ctx.call(cache.context_lens))).reshape(-1).tolist()
+        if lens != [n]:
+            ctx.fail(f"[{case}] context_lens() is {lens}, expected [{n}].", {"case": case})
+        meta2 = ctx.call(cache.paged_metadata, max_pages=wide, mask=None)
+        evs.append(_verify_rows(ctx, meta2, [hist[id(cache)]], ps, 0,
+                                f"{case}; paged_metadata(max_pages={wide})", mask=None))
+    return merge_evidence(evs)
+
+
+def _fill(ctx, Cache, pool, rng, H, D, plan):
+    """Caches written in interleaved chunks: plan is a list of (cache index, length)."""
+    n = 1 + max(i for i, _ in plan)
+    caches = [ctx.call(Cache, pool) for _ in range(n)]
+    hists = [[] for _ in range(n)]
+    for i, L in plan:
+        k, v = _kv(rng, H, L, D)
+        ctx.call(caches[i].update_and_fetch, k, v)
+        hists[i].append((k, v))
+    return caches, hists
+
+
+@check("batch-paged-metadata", 1,
+       "the batching cache lays its slots' pages out as one block table",
+       symbols=("kv_cache.BatchingKvCache",))
+def batch_paged_metadata(ctx):
+    Pool = ctx.symbol("paged_kv_cache.TinyKvPagedPool")
+    Cache = ctx.symbol("paged_kv_cache.TinyKvPagedCache")
+    Batching = ctx.symbol("kv_cache.BatchingKvCache")
+    Full = ctx.symbol("kv_cache.TinyKvFullCache")
+    rng = np.random.default_rng(3202)
+    H, D, ps, B = 2, 8, 4, 4
+    pool = ctx.call(Pool, page_size=ps)
+    # Lengths 9, 3 and 14 after interleaved chunks; slot 2 stays empty.
+    caches, hists = _fill(ctx, Cache, pool, rng, H, D,
+                          [(2, 5), (0, 4), (1, 3), (2, 4), (0, 5), (2, 5)])
+    batch = ctx.call(Batching, B, 64)
+    slots = {0: 0, 1: 1, 3: 2}
+    for slot, i in slots.items():
+        ctx.call(batch.add_request, caches[i], slot)
+    slot_hists: list = [None] * B
+    for slot, i in slots.items():
+        slot_hists[slot] = hists[i]
+    evs = []
+
+    def step(L, label):
+        keys = mx.array(rng.standard_normal((B, H, L, D)).astype(np.float32))
+        values = mx.array(rng.standard_normal((B, H, L, D)).astype(np.float32))
+        for s in range(B):
+            if slot_hists[s] is not None:
+                slot_hists[s].append((keys[s:s + 1], values[s:s + 1]))
+        lens = [0 if h is None else sum(int(k.shape[2]) for k, _ in h) for h in slot_hists]
+        case = (f"BatchingKvCache({B} slots), page_size {ps}, {label}: {L} new position(s) per "
+                f"slot, slot lengths after it {lens} (0 = empty slot)")
+        meta = ctx.call(batch.update_and_fetch_paged, keys, values, mask_length=L, mask="causal")
+        evs.append(_verify_rows(ctx, meta, slot_hists, ps, L, case))
+
+    step(1, "a decode step")
+    step(3, "a step of 3 positions")
+    ctx.call(batch.remove_request, 1)
+    slot_hists[1] = None
+    step(1, "a decode step after slot 1 left")
+
+    # Every slot must hold a paged cache drawing from the one pool.
+    for label, bad in (("a TinyKvFullCache in a slot", lambda: ctx.call(Full)),
+                       ("a paged cache on another pool",
+                        lambda: ctx.call(Cache, ctx.call(Pool, page_size=ps)))):
+        other = ctx.call(Batching, 2, 64)
+        first = ctx.call(Cache, pool)
+        k, v = _kv(rng, H, 2, D)
+        ctx.call(first.update_and_fetch, k, v)
+        ctx.call(other.add_request, first, 0)
+        second = bad()
+        ctx.call(second.update_and_fetch, k, v)
+        ctx.call(other.add_request, second, 1)
+        keys = mx.array(rng.standard_normal((2, H, 1, D)).astype(np.float32))
+        try:
+            with outside_learner():
+                other.update_and_fetch_paged(keys, keys, mask_length=1, mask="causal")
+        except Exception:  # noqa: BLE001 - refusing is what is asked
+            continue
+        ctx.fail(f"BatchingKvCache.update_and_fetch_paged with {label} returned metadata. One "
+                 "block table can only describe pages of one pool: it should raise an error "
+                 "saying so.", {"case": label})
+    return merge_evidence(evs)
+
+
+# --------------------------------------------------------------------------- task 2
+
+
+# (B, H_q, H, L, D, page_size, context lengths, causal, scale, extra block-table width)
+PA_CASES = [
+    (4, 4, 2, 1, 16, 4, [7, 0, 12, 3], True, None, 0),      # decode, ragged, an empty slot
+    (1, 4, 1, 5, 32, 8, [13], True, None, 0),               # prefill chunk, 4 heads per kv head
+    (3, 6, 3, 3, 16, 5, [3, 11, 20], True, 0.3, 2),         # ragged prefill, a scale, wide table
+    (2, 2, 2, 2, 8, 4, [6, 9], False, None, 3),             # not causal
+    (3, 8, 2, 1, 64, 16, [33, 16, 1], False, 0.125, 0),     # decode, page_size 16
+]
+PA_MISTAKES = {"paged-causal-top-left": "top-left", "paged-gqa-head-mapping": "gqa-mod",
+               "paged-tail-slots-read": "tail", "paged-block-table-ignored": "table-ignored",
+               "paged-scale-ignored": "scale-default"}
+
+
+@check("paged-attention", 2,
+       "paged_attention matches attention on the keys and values its block table lists",
+       forbid=("mx.fast.scaled_dot_product_attention",), symbols=("paged_attention",))
+def paged_attention_check(ctx):
+    fn = ctx.symbol("paged_attention")
+    evs = []
+    for i, (B, Hq, H, L, D, ps, lens, causal, scale, extra) in enumerate(PA_CASES):
+        q, kp, vp, table, cl = make_pages(3210 + i, B, Hq, H, L, D, ps, lens, extra)
+        mask = "causal" if causal else None
+        kw = {} if scale is None else {"scale": scale}
+        case = (f"query (B, H_q, L, D) = {(B, Hq, L, D)}, {H} kv heads, page_size {ps}, "
+                f"context_lens {lens}, block table {tuple(table.shape)} with shuffled page ids "
+                f"and -1 padding, mask={mask!r}, scale={scale}")
+        got = ctx.call(fn, q, kp, vp, table, cl, ps, mask=mask, **kw)
+        ctx.expect_shape(got, (B, Hq, L, D), case=case)
+        active = [b for b in range(B) if lens[b] > 0]
+        want = paged_oracle(q, kp, vp, table, lens, ps, scale, causal)
+        g = np.asarray(to_np(got), dtype=np.float32)[active]
+        if not np.all(np.isfinite(g)):
+            ctx.fail(f"[{case}] the output of a request with a context holds NaN or inf.",
+                     {"case": case}, pitfall=None)
+        cands = {pit: (lambda m=m: mx.array(paged_oracle(q, kp, vp, table, lens, ps, scale,
+                                                         causal, mistake=m)[active]))
+                 for pit, m in PA_MISTAKES.items()}
+        evs.append(ctx.expect_close(mx.array(g), mx.array(want[active]), case=case,
+                                    candidates=cands, axes=("row", "query head", "query", "dim")))
+    return merge_evidence(evs)
+
+
+# --------------------------------------------------------------------------- task 3
+
+
+def _week3(ctx, seed: int, page_size: int = 4):
+    Model = ctx.symbol("qwen2_week3.Qwen2ModelWeek3")
+    oracle, given = tiny_w2(seed, tied=False)
+    model = ctx.call(Model, given, page_size=page_size)
+    return model, oracle
+
+
+def _rand_ids(rng, V, L):
+    return mx.array(rng.integers(0, V, (1, L)).astype(np.int32))
+
+
+def _expect_logp(ctx, got, want, case):
+    return ctx.expect_close(log_softmax(got), log_softmax(want), what="log-probs", case=case,
+                            **MODEL_LOGP)
+
+
+def _single_request(ctx, model, oracle, rng, V):
+    """Prefill 6 tokens at offset 0, then 3 decode steps at int offsets."""
+    ids = _rand_ids(rng, V, 6)
+    caches = ctx.call(model.create_kv_cache)
+    evs = [_expect_logp(ctx, ctx.call(model, ids, 0, caches), oracle(ids),
+                        "one request, prefill of 6 tokens at offset 0, page_size 4")]
+    for step in range(3):
+        nxt = _rand_ids(rng, V, 1)
+        off = ids.shape[1]
+        ids = mx.concatenate([ids, nxt], axis=1)
+        got = ctx.call(model, nxt, off, caches)
+        evs.append(_expect_logp(ctx, got[:, -1], oracle(ids)[:, -1],
+                                f"one request, decode step {step + 1} at offset {off}"))
+    return evs
+
+
+def _batched_decode(ctx, model, oracle, rng, V, lengths=(5, 9, None, 2)):
+    """Prompts prefilled alone, then decode steps of all slots through the learner's
+    BatchingKvCache (slot 2 empty), offsets as a list and then as an mx.array."""
+    Batching = ctx.symbol("kv_cache.BatchingKvCache")
+    n_layers = oracle.args.num_hidden_layers
+    B = len(lengths)
+    seqs = [None if n is None else _rand_ids(rng, V, n) for n in lengths]
+    batch = [ctx.call(Batching, B, 64) for _ in range(n_layers)]
+    for s, ids in enumerate(seqs):
+        if ids is None:
+            continue
+        caches = ctx.call(model.create_kv_cache)
+        ctx.call(model, ids, 0, caches)
+        for layer, c in zip(batch, caches):
+            ctx.call(layer.add_request, c, s)
+    evs = []
+    for step, form in enumerate(("a list", "an mx.array")):
+        nxt = mx.array(rng.integers(0, V, (B, 1)).astype(np.int32))
+        offs = [0 if x is None else x.shape[1] for x in seqs]
+        got = ctx.call(model, nxt, offs if step == 0 else mx.array(offs, dtype=mx.int32), batch)
+        case = (f"decode step {step + 1} of {B} slots (slot 2 empty) with offsets {offs} as "
+                f"{form}, through your BatchingKvCache, page_size 4")
+        for s, ids in enumerate(seqs):
+            if ids is None:
+                continue
+            seqs[s] = mx.concatenate([ids, nxt[s:s + 1]], axis=1)
+            evs.append(_expect_logp(ctx, got[s:s + 1, -1], oracle(seqs[s])[:, -1],
+                                    f"{case}, row {s}"))
+    return evs
+
+
+def _int_offset_batch(ctx, model, oracle, rng, V, variant):
+    """Two requests of the same length prefilled together as one batch of two rows through
+    the learner's BatchingKvCache, the offset given as one int (or, in the probe, a list)."""
+    Batching = ctx.symbol("kv_cache.BatchingKvCache")
+    ids = mx.array(rng.integers(0, V, (2, 4)).astype(np.int32))
+    batch = []
+    for _ in range(oracle.args.num_hidden_layers):
+        layer = ctx.call(Batching, 2, 64)
+        for s in range(2):
+            ctx.call(layer.add_request, ctx.call(model.create_kv_cache)[0], s)
+        batch.append(layer)
+    offset = [0, 0] if variant == "list-offsets" else 0
+    got = ctx.call(model, ids, offset, batch)
+    case = f"a batch of 2 new requests prefilled together (4 tokens each), offset {offset!r}"
+    return [_expect_logp(ctx, got[r:r + 1], oracle(ids[r:r + 1]), f"{case}, row {r}")
+            for r in range(2)]
+
+
+INT_OFFSET_PROBE = [("list-offsets", "paged-int-offset-one-slice", crashed,
+                     "The same batch with the offset given as a list of 2 ints (one per row) "
+                     "runs and is right.")]
+
+
+@check("paged-model", 3, "the week-3 model matches Qwen2 for one request and for a batch",
+       symbols=("qwen2_week3.Qwen2ModelWeek3",))
+def paged_model(ctx):
+    model, oracle = _week3(ctx, 3230)
+    V = oracle.args.vocab_size
+    rng = np.random.default_rng(3230)
+    evs = _single_request(ctx, model, oracle, rng, V)
+    evs += _batched_decode(ctx, model, oracle, rng, V)
+
+    def scenario(variant):
+        m, o = _week3(ctx, 3231)
+        return _int_offset_batch(ctx, m, o, np.random.default_rng(3231), V, variant)
+
+    evs += with_probe(scenario, INT_OFFSET_PROBE)
+    return merge_evidence(evs)
+
+
+class _Wires:
+    """While active, counts calls of the learner's dense read paths and of paged_attention
+    (wrapped where the learner's modules look it up)."""
+
+    DENSE = (("paged_kv_cache.TinyKvPagedCache", ("update_and_fetch", "gather_dense",
+                                                  "key_values")),
+             ("paged_kv_cache.TinyKvPagedPool", ("read_page",)),
+             ("kv_cache.BatchingKvCache", ("update_and_fetch",)))
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.dense: list[str] = []
+        self.paged: list[dict] = []
+        self._undo: list = []
+
+    def __enter__(self):
+        for dotted, names in self.DENSE:
+            cls = self.ctx.symbol(dotted)
+            for name in names:
+                orig = cls.__dict__.get(name)
+                if orig is None:
+                    continue
+                label = f"{dotted.split('.')[-1]}.{name}"
+                if isinstance(orig, property):
+                    wrapped = property(self._wrap(orig.fget, label))
+                else:
+                    wrapped = self._wrap(orig, label)
+                setattr(cls, name, wrapped)
+                self._undo.append((cls, name, orig))
+        impl = self.ctx.impl
+        orig_pa = getattr(getattr(impl, "attention", None), "paged_attention", None)
+        for mod in (impl, getattr(impl, "attention", None), getattr(impl, "qwen2_week3", None)):
+            if mod is not None and getattr(mod, "paged_attention", None) is orig_pa and orig_pa:
+                setattr(mod, "paged_attention", self._wrap_pa(orig_pa))
+                self._undo.append((mod, "paged_attention", orig_pa))
+        return self
+
+    def __exit__(self, *exc):
+        for obj, name, orig in reversed(self._undo):
+            setattr(obj, name, orig)
+        return False
+
+    def _wrap(self, fn, label):
+        wires = self
+
+        def wire(*args, **kwargs):
+            wires.dense.append(label)
+            return fn(*args, **kwargs)
+
+        return wire
+
+    def _wrap_pa(self, fn):
+        wires = self
+
+        def wire(query, key_pages, value_pages, block_table, context_lens, *args, **kwargs):
+            wires.paged.append({"query": tuple(query.shape), "key_pages": tuple(key_pages.shape),
+                                "block_table": tuple(block_table.shape)})
+            return fn(query, key_pages, value_pages, block_table, context_lens, *args, **kwargs)
+
+        return wire
+
+
+@check("paged-model-no-gather", 3,
+       "the week-3 attention reads pages through paged_attention, never a dense copy",
+       symbols=("qwen2_week3.Qwen2ModelWeek3",))
+def paged_model_no_gather(ctx):
+    model, oracle = _week3(ctx, 3232)
+    V, n_layers = oracle.args.vocab_size, oracle.args.num_hidden_layers
+    Hq, H = oracle.args.num_attention_heads, oracle.args.num_key_value_heads
+    D = oracle.args.hidden_size // Hq
+    rng = np.random.default_rng(3232)
+    runs = []
+    with _Wires(ctx) as wires:
+        evs = _single_request(ctx, model, oracle, rng, V)
+        runs.append(("one request, a prefill and 3 decode steps", 4))
+        evs += _batched_decode(ctx, model, oracle, rng, V)
+        runs.append(("3 prefills and 2 batched decode steps", 5))
+    ev = merge_evidence(evs)
+    calls = sum(n for _, n in runs)
+    ev.update({"dense_reads": sorted(set(wires.dense)), "paged_attention_calls": len(wires.paged),
+               "model_calls": calls})
+    if wires.dense:
+        ctx.fail(f"While your week-3 model ran ({'; '.join(r for r, _ in runs)}), the cache's "
+                 f"dense read path was used: {', '.join(sorted(set(wires.dense)))}. The output is "
+                 "right, but each such call copies the whole history out of the pages, which "
+                 "is the cost paged attention removes.", ev, pitfall="paged-model-dense-fallback")
+    if len(wires.paged) != calls * n_layers:
+        ctx.fail(f"Your week-3 model called paged_attention {len(wires.paged)} times in {calls} "
+                 f"model calls of {n_layers} layers; expected once per layer and call.", ev,
+                 pitfall="paged-model-dense-fallback" if not wires.paged else None)
+    bad = [c for c in wires.paged if len(c["key_pages"]) != 4
+           or tuple(c["key_pages"][1:]) != (H, model_page_size(model), D)]
+    if bad:
+        ctx.fail(f"paged_attention was given key pages of shape {bad[0]['key_pages']}; expected "
+                 f"the pool's storage (P, {H}, page_size, {D}), not a gathered copy.", ev,
+                 pitfall="paged-model-dense-fallback")
+    return ev
+
+
+def model_page_size(model) -> int:
+    return int(getattr(model, "page_size", 4))
+
+
+@check("paged-model-dense-cache", 3, "the week-3 model refuses a dense cache",
+       symbols=("qwen2_week3.Qwen2ModelWeek3",))
+def paged_model_dense_cache(ctx):
+    model, oracle = _week3(ctx, 3233)
+    Full = ctx.symbol("kv_cache.TinyKvFullCache")
+    Batching = ctx.symbol("kv_cache.BatchingKvCache")
+    n_layers = oracle.args.num_hidden_layers
+    ids = mx.array([[3, 1, 4]], dtype=mx.int32)
+    # First the model must work on its own caches (so a stub cannot pass by raising).
+    _expect_logp(ctx, ctx.call(model, ids, 0, ctx.call(model.create_kv_cache)), oracle(ids),
+                 "one request, prefill of 3 tokens on the model's own caches")
+
+    def dense_batch():
+        layers = []
+        for _ in range(n_layers):
+            b = ctx.call(Batching, 1, 64)
+            ctx.call(b.add_request, ctx.call(Full), 0)
+            layers.append(b)
+        return layers
+
+    for label, make in (("a TinyKvFullCache per layer",
+                         lambda: [ctx.call(Full) for _ in range(n_layers)]),
+                        ("a BatchingKvCache of TinyKvFullCaches per layer", dense_batch)):
+        caches = make()
+        try:
+            with outside_learner():
+                mx.eval(model(ids, 0, caches))
+        except Exception:  # noqa: BLE001 - an error is what is asked
+            continue
+        ctx.fail(f"Your week-3 model ran on {label} and returned logits. A dense cache has no "
+                 "pages to give paged attention; the model should let the error surface "
+                 "instead of falling back to dense attention.", {"case": label},
+                 pitfall="paged-model-dense-fallback")
+    return {"refused": 2}
+
+
+# --------------------------------------------------------------------------- task 4
+
+
+class PagedOracleQwen2(OracleQwen2):
+    """OracleQwen2 over the learner's paged caches: ``create_kv_cache()`` hands out the
+    learner's ``TinyKvPagedCache`` per layer on one learner ``TinyKvPagedPool``; attention
+    asks each cache for ``update_and_fetch_paged`` metadata, gathers each row's keys and
+    values through the block table (numpy) and attends with MLX."""
+
+    def __init__(self, mlx_model, pool, cache_cls, eos_rule=None):
+        super().__init__(mlx_model, eos_rule)
+        self.pool, self.cache_cls = pool, cache_cls
+        self.handed: list[list] = []
+
+    def create_kv_cache(self):
+        caches = [self.cache_cls(self.pool) for _ in range(self.num_hidden_layers)]
+        self.handed.append(caches)
+        return caches
+
+    def _forward(self, ids, rope_offsets, cache):
+        args, inner = self.args, self.m.model
+        h = inner.embed_tokens(ids).astype(F32)
+        B, L = ids.shape
+        for layer, layer_cache in zip(inner.layers, cache):
+            a = layer.self_attn
+            x = layer.input_layernorm(h)
+            Hq, H = args.num_attention_heads, args.num_key_value_heads
+            D = args.hidden_size // Hq
+            q = a.q_proj(x).reshape(B, L, Hq, D).transpose(0, 2, 1, 3)
+            k = a.k_proj(x).reshape(B, L, H, D).transpose(0, 2, 1, 3)
+            v = a.v_proj(x).reshape(B, L, H, D).transpose(0, 2, 1, 3)
+            q = mx.fast.rope(q, D, traditional=False, base=args.rope_theta, scale=1.0,
+                             offset=rope_offsets)
+            k = mx.fast.rope(k, D, traditional=False, base=args.rope_theta, scale=1.0,
+                             offset=rope_offsets)
+            meta = layer_cache.update_and_fetch_paged(k.astype(F32), v.astype(F32),
+                                                      mask_length=L, mask="causal")
+            lens = np.asarray(meta.context_lens).reshape(-1).tolist()
+            o = paged_oracle(q.astype(F32), meta.key_pages, meta.value_pages, meta.block_table,
+                             lens, int(meta.page_size), a.scale, True)
+            o = a.o_proj(mx.array(o).transpose(0, 2, 1, 3).reshape(B, L, Hq * D))
+            h = h + o
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        h = inner.norm(h)
+        return self.m.lm_head(h).astype(F32)
+
+
+GEN_BATCH, GEN_PREFILL_STEP, GEN_MAX_SEQ, GEN_PAGE = 3, 4, 32, 4
+
+
+def _held_pages(om) -> list[str]:
+    """Layer caches the model handed out that still hold pages after the run."""
+    held = []
+    for r, caches in enumerate(om.handed):
+        for layer, c in enumerate(caches):
+            ids = list(getattr(c, "page_ids", []) or [])
+            if ids:
+                held.append(f"request cache {r}, layer {layer}: pages {ids}")
+    return held
+
+
+@check("paged-batch-generate", 4,
+       "batch_generate over pages: the same texts as alone, and every page back in the pool",
+       symbols=("batch.batch_generate", "batch.Request", "kv_cache.BatchingKvCache"))
+def paged_batch_generate(ctx):
+    fn = ctx.symbol("batch.batch_generate")
+    Pool = ctx.symbol("paged_kv_cache.TinyKvPagedPool")
+    Cache = ctx.symbol("paged_kv_cache.TinyKvPagedCache")
+    tok = _tok()
+    want_all = _references(tok, GEN_PROMPTS, GEN_MAX_SEQ)
+    at_prefill = [i for i, w in enumerate(want_all) if w == ""]
+    setup = (f"{{n}} prompts of mixed lengths, batch_size={GEN_BATCH}, "
+             f"prefill_step={GEN_PREFILL_STEP}, max_seq_len={GEN_MAX_SEQ}, page_size {GEN_PAGE}")
+
+    def run(variant):
+        keep = [i for i in range(len(GEN_PROMPTS)) if variant is None or i not in at_prefill]
+        prompts = [GEN_PROMPTS[i] for i in keep]
+        want = [want_all[i] for i in keep]
+        pool = ctx.call(Pool, page_size=GEN_PAGE)
+        om = PagedOracleQwen2(tiny_model(), pool, Cache, EosRule())
+        om.call_limit = 600
+        where = setup.format(n=len(prompts))
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = ctx.call(fn, om, tok, list(prompts), max_seq_len=GEN_MAX_SEQ,
+                               batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+        got = {int(i): t for i, t in results}
+        wrong = [j for j in range(len(prompts)) if got.get(j) != want[j]]
+        if wrong:
+            details = "; ".join(f"#{j} {prompts[j]!r}: got {got.get(j)!r}, alone {want[j]!r}"
+                                for j in wrong[:3])
+            raise CheckFailed(f"[{where}] {len(wrong)} of {len(prompts)} prompts get a different "
+                              f"text than generating them alone: {details}.",
+                              {"wrong": wrong, "prompts": len(prompts)})
+        ev = {"prompts": len(prompts), "model_calls": len(om.calls),
+              "pool_pages": int(pool.num_pages), "free_pages": int(pool.num_free_pages)}
+        held = _held_pages(om)
+        if held or pool.num_free_pages != pool.num_pages:
+            raise CheckFailed(
+                f"[{where}] every text is right, but after all requests finished the pool has "
+                f"{pool.num_free_pages} free of {pool.num_pages} pages"
+                + (f" ({'; '.join(held[:3])})" if held else "") + ". A finished request "
+                "gives back every page of every layer.", ev, pitfall=None)
+        return ev
+
+    probes = []
+    if at_prefill:
+        names = ", ".join(repr(GEN_PROMPTS[i]) for i in at_prefill)
+        note = (f"Without {names}, whose first generated token is end-of-sequence, the run is "
+                "right.")
+        probes.append(("without-eos-at-prefill", "paged-eos-at-prefill-crash", crashed, note))
+        probes.append(("without-eos-at-prefill", "paged-eos-at-prefill-leak",
+                       lambda exc: not crashed(exc) and "free of" in exc.message, note))
+    try:
+        return with_probe(run, probes)
+    except CheckFailed as exc:
+        if exc.pitfall is None and "free of" in exc.message:
+            exc.pitfall = "paged-pages-leak"
+        raise
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@measure("paging-bytes-saved", unit="bytes")
+def measure_paging_bytes_saved(ctx):
+    """Four requests of 5, 16, 17 and 40 positions in the learner's paged caches (page_size
+    16, 2 kv heads of dimension 16, float32): bytes of a padded dense batch minus the bytes
+    of the pages the learner's block tables list."""
+    Pool = ctx.symbol("paged_kv_cache.TinyKvPagedPool")
+    Cache = ctx.symbol("paged_kv_cache.TinyKvPagedCache")
+    pool = ctx.call(Pool, page_size=16)
+    rng = np.random.default_rng(3240)
+    metas = []
+    for n in (5, 16, 17, 40):
+        cache = ctx.call(Cache, pool)
+        k, v = _kv(rng, 2, n, 16)
+        metas.append(ctx.call(cache.update_and_fetch_paged, k, v, mask_length=n, mask=None))
+    _, H, ps, D = metas[-1].key_pages.shape
+    per_position = 2 * H * D * metas[-1].key_pages.dtype.size  # keys and values
+    lens = [int(np.asarray(m.context_lens).reshape(-1)[0]) for m in metas]
+    pages = sum(int((np.asarray(m.block_table) >= 0).sum()) for m in metas)
+    dense = len(lens) * max(lens) * per_position
+    return float(dense - pages * ps * per_position)
