@@ -24,6 +24,19 @@ def _step(model, y: mx.array, offsets, kv_cache) -> mx.array:
     return mx.argmax(logprobs, axis=-1)
 
 
+def _cache_arrays(caches) -> list:
+    """What a request's caches hold, to evaluate: a paged cache's pool storage (asking it
+    for key_values would copy its pages out dense), a full cache's keys and values."""
+    out = []
+    for c in caches:
+        pool = getattr(c, "pool", None)
+        if pool is not None:
+            out += [a for a in (pool.key_pages, pool.value_pages) if a is not None]
+        elif getattr(c, "key_values", None) is not None:
+            out += list(c.key_values)
+    return out
+
+
 class Request:
     """One prompt on its way through the scheduler.
 
@@ -73,7 +86,7 @@ class Request:
         token = _step(self.model, chunk[None], [self.offset], self.kv_cache)
         # Evaluate the cache now: otherwise every chunk's graph stays lazy and the last
         # chunk would recompute the whole prompt.
-        mx.eval([c.key_values for c in self.kv_cache if getattr(c, "key_values", None)])
+        mx.eval(_cache_arrays(self.kv_cache))
         self.offset += n
         if self.offset == total:
             self.is_prefill_done = True

@@ -19,8 +19,9 @@ metadata of the learner's ``BatchingKvCache.update_and_fetch_paged`` (gathered b
 checks, attended by MLX), over the learner's paged caches and pool; so it tests the
 scheduler, the batch metadata and the page bookkeeping, not the learner's kernel.
 
-The no-gather tripwire (paged-model-no-gather) is honest in this sense: while the learner's
-model call runs, the dense read paths of the learner's own classes are wrapped
+The no-gather tripwire (paged-model-no-gather) is honest in this sense: while a call of the
+learner's model runs (the wires are armed only inside ``Qwen2ModelWeek3.__call__``; setting
+up caches and batch slots around it is not watched), the dense read paths of the learner's own classes are wrapped
 (``TinyKvPagedCache.update_and_fetch``/``gather_dense``/``key_values``,
 ``TinyKvPagedPool.read_page``, ``BatchingKvCache.update_and_fetch``) and must not be
 called, and ``paged_attention`` must be called once per layer with the pool's whole page
@@ -523,6 +524,9 @@ def paged_model(ctx):
     return merge_evidence(evs)
 
 
+_INHERITED = object()  # an attribute the class only inherits: undone by deleting it
+
+
 class _Wires:
     """While active, counts calls of the learner's dense read paths and of paged_attention
     (wrapped where the learner's modules look it up)."""
@@ -537,8 +541,24 @@ class _Wires:
         self.dense: list[str] = []
         self.paged: list[dict] = []
         self._undo: list = []
+        self._armed = 0  # inside a call of the learner's model
 
     def __enter__(self):
+        model_cls = self.ctx.symbol("qwen2_week3.Qwen2ModelWeek3")
+        orig_call = getattr(model_cls, "__call__", None)
+        if orig_call is not None:
+            wires = self
+
+            def armed(*args, **kwargs):
+                wires._armed += 1
+                try:
+                    return orig_call(*args, **kwargs)
+                finally:
+                    wires._armed -= 1
+
+            own = model_cls.__dict__.get("__call__", _INHERITED)
+            model_cls.__call__ = armed
+            self._undo.append((model_cls, "__call__", own))
         for dotted, names in self.DENSE:
             cls = self.ctx.symbol(dotted)
             for name in names:
@@ -562,14 +582,18 @@ class _Wires:
 
     def __exit__(self, *exc):
         for obj, name, orig in reversed(self._undo):
-            setattr(obj, name, orig)
+            if orig is _INHERITED:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, orig)
         return False
 
     def _wrap(self, fn, label):
         wires = self
 
         def wire(*args, **kwargs):
-            wires.dense.append(label)
+            if wires._armed:  # only the model's own call is held to this
+                wires.dense.append(label)
             return fn(*args, **kwargs)
 
         return wire
@@ -578,8 +602,10 @@ class _Wires:
         wires = self
 
         def wire(query, key_pages, value_pages, block_table, context_lens, *args, **kwargs):
-            wires.paged.append({"query": tuple(query.shape), "key_pages": tuple(key_pages.shape),
-                                "block_table": tuple(block_table.shape)})
+            if wires._armed:
+                    wires.paged.append({"query": tuple(query.shape),
+                                    "key_pages": tuple(key_pages.shape),
+                                    "block_table": tuple(block_table.shape)})
             return fn(query, key_pages, value_pages, block_table, context_lens, *args, **kwargs)
 
         return wire
