@@ -14,9 +14,11 @@ from . import (
     kv_cache,
     layer_norm,
     models,
+    moe,
     paged_kv_cache,
     positional_encoding,
     quantize,
+    qwen2_moe,
     qwen2_week1,
     qwen2_week2,
     qwen2_week3,
@@ -30,9 +32,11 @@ from .generate import *  # noqa: F401,F403
 from .kv_cache import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
+from .moe import *  # noqa: F401,F403
 from .paged_kv_cache import *  # noqa: F401,F403
 from .positional_encoding import *  # noqa: F401,F403
 from .quantize import *  # noqa: F401,F403
+from .qwen2_moe import Qwen2MoeModel  # noqa: F401
 from .qwen2_week1 import Qwen2ModelWeek1  # noqa: F401
 from .qwen2_week2 import Qwen2ModelWeek2  # noqa: F401
 from .qwen2_week3 import Qwen2ModelWeek3  # noqa: F401
