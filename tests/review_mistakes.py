@@ -2,7 +2,7 @@
 made of it (failed or not, which pitfall it named, and whether that pitfall is one a
 reviewer judged right for the mistake).
 
-The mistakes live in tests/fixtures/book_solution/mutants_review_week{1,2}.yaml. They were
+The mistakes live in tests/fixtures/book_solution/mutants_review_week{1,2,3}.yaml. They were
 written without reading the catalogue; after a first run each entry's ``expect_pitfalls``
 was filled in by hand with every lesson pitfall that would be a right diagnosis of it. A
 named pitfall outside that list is a wrong diagnosis. When the catalogue grows and names a
@@ -36,8 +36,9 @@ from mutation import apply_mutation, load_mutations, run_each  # noqa: E402
 
 FIXTURE = HERE / "fixtures" / "book_solution"
 BOOK = FIXTURE / "tiny_llm"
-FILES = {1: FIXTURE / "mutants_review_week1.yaml", 2: FIXTURE / "mutants_review_week2.yaml"}
-TIMEOUT = {1: 120, 2: 180}  # generous: the machine may be shared with other runs
+FILES = {1: FIXTURE / "mutants_review_week1.yaml", 2: FIXTURE / "mutants_review_week2.yaml",
+         3: FIXTURE / "mutants_review_week3.yaml"}
+TIMEOUT = {1: 120, 2: 180, 3: 180}  # generous: the machine may be shared with other runs
 FAIL_BAR = 0.95
 DIAGNOSIS_BAR = 0.75
 
@@ -99,7 +100,7 @@ def measure(week: int, workdir: Path, kernels: Path | None = None,
     entries = [e for e in load(week) if not ids or e["id"] in ids]
 
     def one(i: int, entry: dict) -> Outcome:
-        return run_one(entry, workdir / str(i), kernels if week == 2 else None, TIMEOUT[week])
+        return run_one(entry, workdir / str(i), kernels if week >= 2 else None, TIMEOUT[week])
 
     if not echo:  # the tests: two at a time (mutation.run_each)
         return run_each(one, entries)
@@ -154,15 +155,15 @@ def _kernels(arg: str | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--week", type=int, choices=(1, 2), action="append")
+    ap.add_argument("--week", type=int, choices=sorted(FILES), action="append")
     ap.add_argument("--id", action="append", help="only these mistakes (repeatable)")
     ap.add_argument("--kernels", help="folder for the answer key's extension build")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="also print what each failing check said")
     args = ap.parse_args(argv)
-    weeks = args.week or [1, 2]
+    weeks = args.week or sorted(FILES)
     ids = set(args.id or [])
-    kernels = _kernels(args.kernels) if 2 in weeks else None
+    kernels = _kernels(args.kernels) if max(weeks) >= 2 else None
     texts = []
     with tempfile.TemporaryDirectory() as td:
         for week in weeks:

@@ -1,5 +1,5 @@
 """Issue 9's bar on held-out mistakes: of mistakes written independently of the catalogue
-(tests/fixtures/book_solution/mutants_review_week{1,2}.yaml, applied to the book-layout
+(tests/fixtures/book_solution/mutants_review_week{1,2,3}.yaml, applied to the book-layout
 solution), at least 95% fail their day, none is given a wrong diagnosis, and at least 75%
 carry a diagnosis (run with -s to see the table). `python tests/review_mistakes.py -v`
 prints the same table with each failing check's message, for judging a new diagnosis by
@@ -68,3 +68,14 @@ def test_review_week1_mistakes(tmp_path):
 
 def test_review_week2_mistakes(tmp_path, answer_key_ext):
     _check_bars(2, measure(2, tmp_path, kernels=answer_key_ext))
+
+
+def test_review_week3_mistakes(tmp_path, request):
+    # Only the days already in the course: a day's held-out mistakes count once its lesson
+    # is there (the well-formedness test above asks for them then).
+    days = set(DAYS.get(3, []))
+    if not days:
+        pytest.skip("week 3 has no day in the course yet")
+    ids = {m["id"] for m in load(3) if m["day"] in days}
+    kernels = request.getfixturevalue("answer_key_ext")  # built only when there is work
+    _check_bars(3, measure(3, tmp_path, kernels=kernels, ids=ids))
