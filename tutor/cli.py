@@ -407,12 +407,16 @@ def cmd_build_kernels(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """The learner's decode throughput through the week (``bench week2``)."""
+    """The learner's engine measured through the week (``bench week2``, ``bench week3``)."""
     from tutor.bench import render, run_bench
 
-    if args.week.lower() not in ("week2", "w2", "2"):
+    week = args.week.lower()
+    if week in ("week3", "w3", "3"):
+        return _bench_week3(args)
+    if week not in ("week2", "w2", "2"):
         raise UsageError(f"No benchmark for {args.week!r}: `tiny-llm-tutor bench week2` "
-                         "measures week 2's decode speed-ups.")
+                         "measures week 2's decode speed-ups, `tiny-llm-tutor bench week3` "
+                         "paging, batching and speculative decoding.")
     if args.tokens < 1:
         raise UsageError("--tokens must be at least 1.")
     _, impl, kernels = _code_under_test(args)
@@ -433,6 +437,29 @@ def cmd_bench(args) -> int:
         render(result, out)
     ref = next(r for r in result["rows"] if r["id"] == "mlx")
     return EXIT_OK if ref["status"] == "ok" else EXIT_FAIL
+
+
+def _bench_week3(args) -> int:
+    from rich.markup import escape
+
+    from tutor.bench_week3 import render, run_bench_week3
+
+    _, impl, kernels = _code_under_test(args)
+    out = _console()
+    if args.json:
+        result = run_bench_week3(impl, kernels)
+        print(json.dumps(result))
+    else:
+        out.print(f"Benchmarking {escape(str(impl))} ([dim]your code runs in a separate "
+                  "process[/dim])")
+
+        def on_event(ev: dict) -> None:
+            if ev.get("event") == "start":
+                out.print(f"[dim]  measuring {escape(ev['id'])} ...[/dim]")
+
+        result = run_bench_week3(impl, kernels, on_event=on_event)
+        render(result, out)
+    return EXIT_FAIL if result.get("error") else EXIT_OK
 
 
 def cmd_start(args) -> int:
@@ -689,13 +716,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--clean", action="store_true", help="delete kernels/build first")
     b.set_defaults(func=cmd_build_kernels)
 
-    bn = sub.add_parser("bench", help="your decode speed through week 2: no cache, KV cache, "
-                                      "quantized matmul, flash attention, against MLX")
-    bn.add_argument("week", help="week2")
+    bn = sub.add_parser("bench", help="week2: your decode speed (no cache, KV cache, quantized "
+                                      "matmul, flash attention) against MLX; week3: pages, "
+                                      "batching and speculative decoding")
+    bn.add_argument("week", help="week2 or week3")
     bn.add_argument("--impl", help="package directory (default: the workspace's impl/)")
     bn.add_argument("--kernels", help="folder with your built C++ extension "
                                       "(default: the workspace's kernels/)")
-    bn.add_argument("--tokens", type=int, default=32, help="tokens decoded per row (default 32)")
+    bn.add_argument("--tokens", type=int, default=32,
+                    help="week 2: tokens decoded per row (default 32)")
     bn.add_argument("--json", action="store_true", help="print one JSON object")
     bn.set_defaults(func=cmd_bench)
 
