@@ -231,14 +231,32 @@ def _verify_rows(ctx, meta, hists: list, page_size: int, L: int, case: str, mask
     for b in occupied:
         want_k = np.concatenate([np.asarray(to_np(k))[0] for k, _ in hists[b]], axis=1)
         want_v = np.concatenate([np.asarray(to_np(v))[0] for _, v in hists[b]], axis=1)
-        other = [c for c in occupied if c != b and want_lens[c] == want_lens[b]]
-        for what, got, want in (("keys", keys[b], want_k), ("values", values[b], want_v)):
+        for j, (what, got, want) in enumerate((("keys", keys[b], want_k),
+                                               ("values", values[b], want_v))):
             evs.append(ctx.expect_close(
                 mx.array(got), mx.array(want), what=f"row {b}'s {what} read through the "
-                "block table", case=case, candidates={"paged-slot-rows-mixed": [
-                    mx.array(np.concatenate([np.asarray(to_np(t[0 if what == "keys" else 1]))[0]
-                                             for t in hists[c]], axis=1)) for c in other]}))
+                "block table", case=case,
+                candidates={"paged-slot-rows-mixed": _mixed_rows(hists, b, occupied, j, L)}))
     return merge_evidence(evs) if evs else ev
+
+
+def _mixed_rows(hists, b, occupied, j, L) -> list:
+    """Slot b's data (keys j=0, values j=1) as the mistake of mixing slots would leave it:
+    another slot's whole history of the same length, or its own history whose newest chunk
+    (this step's row) came from another slot."""
+    def cat(chunks):
+        return mx.array(np.concatenate([np.asarray(to_np(t[j]))[0] for t in chunks], axis=1))
+
+    n = sum(int(k.shape[2]) for k, _ in hists[b])
+    out = []
+    for c in occupied:
+        if c == b:
+            continue
+        if sum(int(k.shape[2]) for k, _ in hists[c]) == n:
+            out.append(cat(hists[c]))
+        if L:
+            out.append(cat(hists[b][:-1] + [hists[c][-1]]))
+    return out
 
 
 @check("paged-metadata", 1, "a paged cache describes itself with a block table and its length",
