@@ -98,11 +98,12 @@ def measure_world(tmp_path: Path, monkeypatch, source: str = CORRECT) -> World:
 PAGES_PROMPT = "page_size 16, requests of 5, 16, 17 and 40 tokens: how many pages?"
 
 
-def predict_course(timeout_s: float = 20.0, extra=()):
-    """One lesson (day 1.1) with a number question and a predict question (7 pages)."""
+def predict_course(timeout_s: float = 20.0, extra=(), when: str = "before"):
+    """One lesson (day 1.1) with a number question and a predict question (7 pages),
+    both shown before coding by default (no check run needed to see them)."""
     questions = (
         make_question("scale", "before", "number", "1/sqrt(64)?", 0.125, "One eighth."),
-        make_question("pages", "after", "predict", PAGES_PROMPT, 7, "1 + 1 + 2 + 3 pages.",
+        make_question("pages", when, "predict", PAGES_PROMPT, 7, "1 + 1 + 2 + 3 pages.",
                       unit="pages", measure="pages-for-batch", tolerance=0.0),
         *extra,
     )

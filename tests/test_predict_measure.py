@@ -285,7 +285,7 @@ def test_measure_shows_the_prediction_beside_the_engine(cli_world, capsys):
     s.close()
     assert cli.main(["measure"]) == 0  # the day the learner is on, all its predict questions
     out = capsys.readouterr().out
-    assert "pages: you predicted 7 pages · your engine: 8 pages" in out
+    assert "pages: You predicted 7 pages · your engine: 8 pages" in out
     assert cli.main(["measure", "day1.1", "pages", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["day"] == "1.1"
@@ -300,8 +300,8 @@ def test_measure_exits_1_with_the_reason_when_it_cannot_measure(cli_world, capsy
     cli_world.learner(STUB)
     assert cli.main(["measure", "1.1"]) == 1
     out = capsys.readouterr().out
-    assert ("pages: no prediction recorded yet · could not measure: Not implemented yet: "
-            "pages_needed") in out
+    assert ("pages: No prediction recorded yet (answer it in the app) · could not "
+            "measure: Not implemented yet: pages_needed") in " ".join(out.split())
 
 
 def test_measure_names_the_predict_questions_a_day_has(cli_world, capsys):

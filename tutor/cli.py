@@ -636,16 +636,12 @@ def cmd_measure(args) -> int:
 
 
 def measure_line(r: dict) -> str:
-    """"you predicted 7 pages · your engine: 8 pages", or the reason it could not be
-    measured (a measurement result of TutorSession.measure_questions)."""
-    from tutor.grading import format_number
+    """One measurement of TutorSession.measure_questions beside the learner's prediction."""
+    from tutor.grading import measurement_line
 
-    unit = r.get("unit") or ""
-    said = ("you predicted " + format_number(r["prediction"], unit)
-            if r.get("prediction") is not None else "no prediction recorded yet")
-    if r["status"] == "measured":
-        return f"{said} · your engine: {format_number(r['value'], unit)}"
-    return f"{said} · could not measure: {r.get('reason') or r['status']}"
+    return measurement_line(r.get("prediction"), r["status"], r.get("value"),
+                            r.get("unit") or "", r.get("reason") or "",
+                            no_prediction="No prediction recorded yet (answer it in the app)")
 
 
 # --------------------------------------------------------------------------- parser

@@ -51,6 +51,17 @@ def format_number(value, unit: str = "") -> str:
     return f"{text} {unit}" if unit else text
 
 
+def measurement_line(prediction, status: str, value=None, unit: str = "", reason: str = "",
+                     no_prediction: str = "Your answer held no number") -> str:
+    """"You predicted 7 pages · your engine: 7 pages" (or the one-line reason it could not
+    be measured): a prediction beside the measurement of the learner's engine."""
+    said = (f"You predicted {format_number(prediction, unit)}" if prediction is not None
+            else no_prediction)
+    if status == "measured" and value is not None:
+        return f"{said} · your engine: {format_number(value, unit)}"
+    return f"{said} · could not measure: {reason or status}"
+
+
 def grade(q, answer: str) -> Grade:
     """Grade the learner's ``answer`` to concept question ``q``. Shapes compare
     axis by axis (``N, H, L, D`` or ``(2, 8, 16)``); numbers within the question's

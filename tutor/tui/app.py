@@ -25,7 +25,8 @@ from textual.widgets import Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tutor.tui.coachlink import CoachLink
-from tutor.tui.messages import CheckEvent, ChecksDone, CoachReply, HintShown, Notice, Saved
+from tutor.tui.messages import (CheckEvent, ChecksDone, CoachReply, HintShown, Measured,
+                                Notice, Saved)
 from tutor.tui.render import (editor_command, lesson_renderable, results_renderable,
                               summary_text)
 from tutor.tui.watch import DEBOUNCE_S, POLL_S, FileWatcher
@@ -109,6 +110,9 @@ class TutorApp(App[int]):
         self._asking: int | None = None  # the request whose reply is being shown
         self._ask_job: Worker | None = None
         self.errors: list[str] = []  # worker errors shown to the learner
+        self.measurements = 0  # measurements shown on predict cards (tests wait on it)
+        self._measure_jobs: dict[Worker, tuple[str, str]] = {}  # worker -> (day, qid)
+        self._measure_cancel = threading.Event()  # set on quit: no child outlives the app
 
     # ------------------------------------------------------------------ layout
 
@@ -242,13 +246,20 @@ class TutorApp(App[int]):
         if before:
             title.update(Text("Before you code: check your understanding", style="bold"))
             title.display = True
-            await box.mount_all([QuestionCard(q, done=bool((concepts.get(q.id) or {})
-                                                           .get("last_correct")),
-                                              blink=self.blink) for q in before])
+            await box.mount_all([self._card(q, concepts) for q in before])
         else:
             title.display = False
         await self.render_after_questions()
         self.questions_ready = True
+
+    def _card(self, q, concepts: dict) -> QuestionCard:
+        measured = None
+        if q.kind == "predict":  # the last measurement, as the records keep it
+            p = self.session.prediction(q.id) or {}
+            if p.get("measured_at"):
+                measured = (_measurement_line(p, q.unit), p.get("status") == "measured")
+        return QuestionCard(q, done=bool((concepts.get(q.id) or {}).get("last_correct")),
+                            blink=self.blink, measured=measured)
 
     def render_results(self) -> None:
         s = self.session
@@ -297,9 +308,7 @@ class TutorApp(App[int]):
             concepts = rec.get("concepts") or {}
             title.update(Text("Now that it works: check your understanding", style="bold"))
             title.display = True
-            await box.mount_all([QuestionCard(q, done=bool((concepts.get(q.id) or {})
-                                                           .get("last_correct")),
-                                              blink=self.blink) for q in after])
+            await box.mount_all([self._card(q, concepts) for q in after])
         else:
             title.display = False
 
@@ -430,7 +439,7 @@ class TutorApp(App[int]):
             await self._stop_reply("(reply interrupted)")
             return
         if isinstance(self.focused, Input):
-            self._q(LessonTree).focus()
+            self._main.set_focus(self._q(LessonTree))  # now, not after the next refresh
 
     # ------------------------------------------------------------------ watch mode
 
@@ -561,11 +570,18 @@ class TutorApp(App[int]):
 
     @on(QuestionCard.Answered)
     def _answered(self, msg: QuestionCard.Answered) -> None:
-        g = self.session.answer(msg.card.question.id, msg.text)
-        msg.card.show_grade(g)
-        self._reveal(msg.card)  # the feedback grows the card: keep it on screen
+        card, q = msg.card, msg.card.question
+        g = self.session.answer(q.id, msg.text)
+        card.show_grade(g)
+        self._reveal(card)  # the feedback grows the card: keep it on screen
         if g.correct:
-            self._focus_next_question()
+            # Focus moves first, at once; only then is the answered box disabled. Disabling
+            # a focused box blurs it, and the focus Textual then picks on its own used to
+            # land after a later Esc, so the next `c` was typed into an answer box.
+            self._focus_next_question(skip=card)
+            card.close()
+        if q.kind == "predict":
+            self._measure(card)
         self.render_results()
         self.refresh_tree()
         self.refresh_status()
@@ -573,15 +589,57 @@ class TutorApp(App[int]):
     def _open_questions(self) -> list[Input]:
         return [i for i in self._main.query(".answer").results(Input) if not i.disabled]
 
-    def _focus_next_question(self) -> None:
+    def _focus_next_question(self, skip=None) -> None:
         tabs = self._q(TabbedContent)
         for box in self._open_questions():
             pane = "checks-tab" if _in_after(box) else "lesson-tab"
-            if pane == tabs.active:
-                box.focus(scroll_visible=False)  # _reveal scrolls, to the whole card
+            if pane == tabs.active and box.parent is not skip:
+                # _reveal scrolls, to the whole card; set_focus acts now (Widget.focus
+                # waits for the next refresh, and a key could come first).
+                self._main.set_focus(box, scroll_visible=False)
                 self._reveal(box.parent)
                 return
-        self._q(LessonTree).focus()
+        self._main.set_focus(self._q(LessonTree))
+
+    # ------------------------------------------------------------------ predict, then measure
+
+    def _measure(self, card: QuestionCard) -> None:
+        """Measure the learner's engine for a predict card, in a worker (a child process
+        runs their code); the card says so until the number comes back."""
+        day, qid = self.session.lesson.id, card.question.id
+        if (day, qid) in self._measure_jobs.values():
+            return  # one measurement of a question at a time; it shows the latest answer
+        card.show_measuring()
+        job = self._measure_worker(day, qid)
+        self._measure_jobs[job] = (day, qid)
+
+    @work(thread=True, group="measure", exit_on_error=False,
+          description="measuring your engine")
+    def _measure_worker(self, day: str, qid: str) -> None:
+        (result,) = self.session.measure_questions([qid], day=day, cancel=self._measure_cancel)
+        self.post_message(Measured(day, qid, result))
+        notice = self.session.take_notice()
+        if notice:
+            self.post_message(Notice(notice, "warning"))
+
+    def on_measured(self, msg: Measured) -> None:
+        for job, key in list(self._measure_jobs.items()):
+            if key == (msg.day, msg.qid):
+                del self._measure_jobs[job]
+        r = msg.result
+        line = _measurement_line({"prediction": r.get("prediction"), "measured": r.get("value"),
+                                  "status": r.get("status"), "reason": r.get("reason")},
+                                 r.get("unit") or "")
+        self._show_measurement(msg.day, msg.qid, line, r.get("status") == "measured")
+
+    def _show_measurement(self, day: str, qid: str, line: str, measured: bool) -> None:
+        if day != self.session.lesson.id:  # the learner moved on: the records have it
+            self.notify(f"Day {day}, {qid}: {line}", timeout=10)
+        for card in self._main.query(QuestionCard):
+            if card.question.id == qid and day == self.session.lesson.id:
+                card.show_measurement(line, measured)
+                self._reveal(card)
+        self.measurements += 1
 
     async def action_answer(self) -> None:
         if not self.questions_ready:  # `a` before the cards' first mount: mount them now
@@ -711,6 +769,7 @@ class TutorApp(App[int]):
         self.saves += 1
 
     async def action_quit(self) -> None:
+        self._measure_cancel.set()
         if self._cancel is not None:
             self._cancel.set()
         try:
@@ -743,8 +802,20 @@ class TutorApp(App[int]):
         elif worker.group == "coach" and worker is self._ask_job:
             self._asking = self._ask_job = None
             await self._finish_reply(interrupted=True)
+        elif worker.group == "measure" and worker in self._measure_jobs:
+            day, qid = self._measure_jobs.pop(worker)
+            self._show_measurement(day, qid, f"could not measure: {type(err).__name__}: {err}",
+                                   False)
         self.notify(text, severity="error", timeout=15)
         self._q(ChatLog).add_notice(text)
+
+
+def _measurement_line(p: dict, unit: str) -> str:
+    """A prediction beside its measurement (a records entry or a measurement result)."""
+    from tutor.grading import measurement_line
+
+    return measurement_line(p.get("prediction"), p.get("status") or "error", p.get("measured"),
+                            unit, p.get("reason") or "")
 
 
 def _in_after(widget) -> bool:

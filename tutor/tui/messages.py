@@ -47,5 +47,16 @@ class Notice(Message):
         self.severity = severity
 
 
+class Measured(Message):
+    """The measurement of the learner's engine for a predict question (one result of
+    TutorSession.measure_questions) is in."""
+
+    def __init__(self, day: str, qid: str, result: dict) -> None:
+        super().__init__()
+        self.day = day
+        self.qid = qid
+        self.result = result
+
+
 class Saved(Message):
     """The session doc and tracker were written (periodic save)."""

@@ -208,6 +208,10 @@ def question_prompt(q) -> str:
         text += "\n" + "\n".join(f"  {'abcdef'[i]}) {o}" for i, o in enumerate(q.options))
     elif q.kind == "shape":
         text += "\n  (a shape, e.g. N, L, D)"
+    elif q.kind == "predict":
+        unit = f" of {q.unit}" if getattr(q, "unit", "") else ""
+        text += (f"\n  (predict the number{unit}; then the tutor measures it on your own "
+                 "code)")
     return text
 
 

@@ -162,11 +162,14 @@ class QuestionCard(Vertical):
             self.card = card
             self.text = text
 
-    def __init__(self, question, done: bool = False, blink: bool = True) -> None:
+    def __init__(self, question, done: bool = False, blink: bool = True,
+                 measured: tuple[str, bool] | None = None) -> None:
         super().__init__(classes="question")
         self.question = question
         self.done = done
         self.blink = blink
+        # A predict card's last measurement from the records: (line, measured or not).
+        self.measured = measured
 
     def compose(self) -> ComposeResult:
         q = self.question
@@ -179,6 +182,12 @@ class QuestionCard(Vertical):
             box.cursor_blink = self.blink
             yield box
             yield Static("", classes="feedback")
+        if q.kind == "predict":
+            line = Static("", classes="measurement")
+            if self.measured is not None:
+                line.update(_measurement_text(*self.measured))
+                line.add_class("-shown")
+            yield line
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -186,14 +195,33 @@ class QuestionCard(Vertical):
             self.post_message(self.Answered(self, event.value.strip()))
 
     def show_grade(self, grade) -> None:
+        """The grade under the answer. A right answer's box is closed by :meth:`close`,
+        once the app has moved the focus on (disabling a focused box blurs it, and the
+        focus Textual then picks could win over the app's move)."""
         style = "green" if grade.correct else "yellow"
         icon = "✓" if grade.correct else "✗"
         self.query_one(".feedback", Static).update(Text(f"{icon} {grade.feedback}", style=style))
-        if grade.correct:
-            self.done = True
-            box = self.query_one(Input)
-            box.disabled = True
-            self.add_class("-done")
+
+    def close(self) -> None:
+        self.done = True
+        self.query_one(Input).disabled = True
+        self.add_class("-done")
+
+    def show_measuring(self) -> None:
+        self._measurement(Text("⟳ measuring on your code…", style="italic yellow"))
+
+    def show_measurement(self, line: str, measured: bool) -> None:
+        self.measured = (line, measured)
+        self._measurement(_measurement_text(line, measured))
+
+    def _measurement(self, text: Text) -> None:
+        w = self.query_one(".measurement", Static)
+        w.update(text)
+        w.add_class("-shown")
+
+
+def _measurement_text(line: str, measured: bool) -> Text:
+    return Text(("" if measured else "⊘ ") + line, style="bold cyan" if measured else "yellow")
 
 
 class ChatLog(VerticalScroll):
