@@ -433,7 +433,18 @@ def paged_attention_check(ctx):
                  for pit, m in PA_MISTAKES.items()}
         evs.append(ctx.expect_close(mx.array(g), mx.array(want[active]), case=case,
                                     candidates=cands, axes=("row", "query head", "query", "dim")))
-    return merge_evidence(evs)
+    # Only None and "causal" are supported: an array mask must be refused, not ignored
+    # (ignoring it attends where the caller said not to).
+    q, kp, vp, table, cl = make_pages(3219, 1, 2, 2, 2, 8, 4, [6])
+    try:
+        with outside_learner():
+            mx.eval(fn(q, kp, vp, table, cl, 4, mask=mx.zeros((2, 6), dtype=F32)))
+    except Exception:  # noqa: BLE001 - refusing is what is asked
+        return merge_evidence(evs)
+    ctx.fail("paged_attention returned a result for an array mask of shape (2, 6). It "
+             "supports mask=None and mask=\"causal\" only; any other mask should raise, "
+             "since ignoring it would attend to keys the caller masked out.",
+             {"case": "mask = an (L, S) array"})
 
 
 # --------------------------------------------------------------------------- task 3
