@@ -21,15 +21,17 @@ scheduler, the batch metadata and the page bookkeeping, not the learner's kernel
 
 The no-gather tripwire (paged-model-no-gather) is honest in this sense: while a call of the
 learner's model runs (the wires are armed only inside ``Qwen2ModelWeek3.__call__``; setting
-up caches and batch slots around it is not watched), the dense read paths of the learner's own classes are wrapped
-(``TinyKvPagedCache.update_and_fetch``/``gather_dense``/``key_values``,
-``TinyKvPagedPool.read_page``, ``BatchingKvCache.update_and_fetch``) and must not be
-called, and ``paged_attention`` must be called once per layer with the pool's whole page
-storage and a block table. A scheduler that gathers for its own bookkeeping after a prefill
-chunk (the book's does) is not held to this: only the model's call is watched. Code that
-gathers pages by hand inside the attention without these methods is not caught by the
-wires; the storage check (the kernel receives (P, H, page_size, D) pages, not a dense
-(1, H, S, D) history) is what makes that route stand out.
+up caches and batch slots around it is not watched), neither the dense read paths of the
+learner's own classes (``TinyKvPagedCache.update_and_fetch``/``gather_dense``/``key_values``,
+``TinyKvPagedPool.read_page``, ``BatchingKvCache.update_and_fetch``) nor the dense attention
+of earlier days (``scaled_dot_product_attention_grouped``/``_simple``, ``flash_attention``,
+wherever the learner's modules look them up) may be called, and ``paged_attention`` must be
+called once per layer with the pool's whole page storage and a block table. A scheduler
+that gathers for its own bookkeeping after a prefill chunk (the book's does) is not held to
+this: only the model's call is watched. Code that gathers pages by hand and attends with
+an attention of its own is not caught by the wires; the storage check (the kernel gets
+(P, H, page_size, D) pages, not a dense (1, H, S, D) history) and paged-attention's
+forbidding MLX's fused attention narrow that route.
 
 Tolerances: paged-attention is float32 against float32 (the harness's defaults). The model
 checks compare float16 log-probs with mlx_lm in float32 as week 2 does (``MODEL_LOGP``).
@@ -564,6 +566,8 @@ class _Wires:
                                                   "key_values")),
              ("paged_kv_cache.TinyKvPagedPool", ("read_page",)),
              ("kv_cache.BatchingKvCache", ("update_and_fetch",)))
+    DENSE_ATTENTION = ("scaled_dot_product_attention_grouped", "scaled_dot_product_attention_simple",
+                       "flash_attention")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -602,8 +606,21 @@ class _Wires:
                 setattr(cls, name, wrapped)
                 self._undo.append((cls, name, orig))
         impl = self.ctx.impl
+        mods = [impl] + [getattr(impl, m, None) for m in ("attention", "qwen2_week2",
+                                                         "qwen2_week3")]
+        # Dense attention of earlier days: reaching it from the week-3 model means a
+        # dense copy of the keys and values was made somewhere, whoever made it.
+        for name in self.DENSE_ATTENTION:
+            orig = getattr(getattr(impl, "attention", None), name, None)
+            if orig is None:
+                continue
+            wrapped = self._wrap(orig, f"attention.{name}")
+            for mod in mods:
+                if mod is not None and getattr(mod, name, None) is orig:
+                    setattr(mod, name, wrapped)
+                    self._undo.append((mod, name, orig))
         orig_pa = getattr(getattr(impl, "attention", None), "paged_attention", None)
-        for mod in (impl, getattr(impl, "attention", None), getattr(impl, "qwen2_week3", None)):
+        for mod in mods:
             if mod is not None and getattr(mod, "paged_attention", None) is orig_pa and orig_pa:
                 setattr(mod, "paged_attention", self._wrap_pa(orig_pa))
                 self._undo.append((mod, "paged_attention", orig_pa))
