@@ -52,7 +52,14 @@ import io
 import mlx.core as mx
 import numpy as np
 
-from ..harness import CheckFailed, LearnerError, check, measure, merge_evidence, outside_learner, to_np
+from ..harness import (
+    CheckFailed,
+    check,
+    measure,
+    merge_evidence,
+    outside_learner,
+    to_np,
+)
 from ..week2.day2_6 import GEN_PROMPTS, _references, _tok
 from ..week2.probes import crashed, with_probe
 from ..week2.serving_oracle import EosRule, OracleQwen2, log_softmax, tiny_model
@@ -566,8 +573,8 @@ class _Wires:
                                                   "key_values")),
              ("paged_kv_cache.TinyKvPagedPool", ("read_page",)),
              ("kv_cache.BatchingKvCache", ("update_and_fetch",)))
-    DENSE_ATTENTION = ("scaled_dot_product_attention_grouped", "scaled_dot_product_attention_simple",
-                       "flash_attention")
+    DENSE_ATTENTION = ("scaled_dot_product_attention_grouped",
+                       "scaled_dot_product_attention_simple", "flash_attention")
 
     def __init__(self, ctx):
         self.ctx = ctx
