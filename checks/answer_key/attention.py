@@ -1,4 +1,5 @@
-"""Scaled dot-product attention (plain and grouped), multi-head attention, causal mask."""
+"""Scaled dot-product attention (plain and grouped), multi-head attention, causal mask;
+flash attention (week 2) and paged attention (week 3) through the compiled extension."""
 
 import math
 
@@ -12,6 +13,7 @@ __all__ = [
     "causal_mask",
     "scaled_dot_product_attention_grouped",
     "flash_attention",
+    "paged_attention",
 ]
 
 
@@ -201,3 +203,47 @@ def flash_attention(
         num_heads=n_q_heads,
     )
     return out.reshape(*batch, n_q_heads, L, E).astype(query.dtype)
+
+
+def paged_attention(
+    query: mx.array,
+    key_pages: mx.array,
+    value_pages: mx.array,
+    block_table: mx.array,
+    context_lens: mx.array,
+    page_size: int,
+    scale: float | None = None,
+    mask: mx.array | str | None = None,
+) -> mx.array:
+    """Attention of each request's queries over its pages, through the extension's
+    ``paged_attention`` kernel (day 3.2).
+
+    query: (B, H_q, L, D); key_pages/value_pages: (P, H, page_size, D), the pool's
+    storage; block_table: (B, max_pages), request b's page ids in logical order then -1;
+    context_lens: (B,), how many positions of those pages are real. mask: None or
+    "causal" (query row i sees positions <= context_len - L + i); the kernel takes no
+    array mask. Returns (B, H_q, L, D) float32; a request with no context gives zeros.
+    """
+    if isinstance(mask, str):
+        if mask != "causal":
+            raise ValueError(f"unknown mask kind {mask!r}; expected 'causal'")
+    elif mask is not None:
+        raise NotImplementedError("paged_attention takes mask=None or mask='causal', not an array")
+    ext = _extension()
+    B, n_q_heads, L, D = query.shape
+    n_kv_heads = key_pages.shape[1]
+    if key_pages.shape[2] != page_size:
+        raise ValueError(f"the pages hold {key_pages.shape[2]} positions each, page_size is {page_size}")
+    q = mx.contiguous(query.astype(mx.float32).reshape(B * n_q_heads, L, D))
+    out = ext.paged_attention(
+        q,
+        mx.contiguous(key_pages.astype(mx.float32)),
+        mx.contiguous(value_pages.astype(mx.float32)),
+        mx.contiguous(block_table.astype(mx.int32)),
+        mx.contiguous(context_lens.astype(mx.int32).reshape(-1)),
+        scale=_default_scale(D, scale),
+        is_causal=mask is not None,
+        num_kv_heads=n_kv_heads,
+        num_heads=n_q_heads,
+    )
+    return out.reshape(B, n_q_heads, L, D)
