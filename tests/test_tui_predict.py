@@ -66,7 +66,7 @@ async def test_a_prediction_is_graded_then_measured_on_the_learners_engine(opene
     app = app_for(s)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert "predict the number of pages; then the tutor measures it" in card_text(app, "pages")
+        assert "(in pages; then it is measured on your code)" in card_text(app, "pages")
         await _answer_pages(pilot, "7")
         await wait_until(pilot, lambda: "Right." in card_text(app, "pages"), 5, "the grade")
         await wait_until(pilot, lambda: app.measurements == 1, 30, "the measurement")

@@ -141,3 +141,28 @@ def test_progress_screen(snap_compare, ws, opened):
         await pilot.pause()
 
     assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_predict_card_with_the_measurement_at_80x24(snap_compare, tmp_path, monkeypatch):
+    """A prediction beside the learner's engine (a test course whose checks module has a
+    measurement, and a learner package that is one page off: tests/predict_support.py)."""
+    from predict_support import OFF_BY_ONE, measure_world, predict_course
+    from tutor.engine import TutorSession
+
+    world = measure_world(tmp_path, monkeypatch, OFF_BY_ONE)
+    session = TutorSession(world.impl.parent, course=predict_course(),
+                           impl=world.impl).open("1.1")
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("a", *"1/8", "enter")  # right: the focus moves on to the next card
+        await pilot.press("7", "enter")
+        await wait_until(pilot, lambda: pilot.app.measurements == 1, 30, "the measurement")
+        await settle(pilot)
+        await wait_until(pilot, lambda: pilot.app.reveals >= 4, 5, "the card in view")
+        await settle(pilot)
+
+    try:
+        assert snap_compare(app_for(session), terminal_size=(80, 24), run_before=run_before)
+    finally:
+        session.close()

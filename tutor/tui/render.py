@@ -209,9 +209,8 @@ def question_prompt(q) -> str:
     elif q.kind == "shape":
         text += "\n  (a shape, e.g. N, L, D)"
     elif q.kind == "predict":
-        unit = f" of {q.unit}" if getattr(q, "unit", "") else ""
-        text += (f"\n  (predict the number{unit}; then the tutor measures it on your own "
-                 "code)")
+        unit = f"in {q.unit}" if getattr(q, "unit", "") else "a number"
+        text += f"\n  ({unit}; then it is measured on your code)"
     return text
 
 
