@@ -100,16 +100,9 @@ def test_start_check_diagnose_hint_edit_quit(tmp_path, tmux):
     tmux.keys("Escape")  # out of the next answer box: the keys are commands again
     tmux.wait_for(r"q Quit")
 
+    # After Esc the keys are commands: the `c` runs the checks, never lands in an answer
+    # box (the focus race after a right answer is fixed: tests/test_tui_predict.py).
     tmux.keys("c")
-    # Known race under heavy load (seen once in CI-like runs, not reproduced by hand): the
-    # answer box can take the focus back after Esc, and the `c` is typed into it. Then
-    # clear it and leave again, so the rest of the flow is still tested; the race is an
-    # open bug named in issue 10's closing note, not hidden here.
-    screen = tmux.wait_for(r"Day 1\.1: \d+ passed|█  c\b", timeout=60)
-    if re.search(r"█  c\b", screen) and "Day 1.1: 0 passed" not in screen:
-        tmux.keys("BSpace", "Escape")
-        tmux.wait_for(r"q Quit")
-        tmux.keys("c")
     screen = tmux.wait_for(r"How does the spread of a dot product grow", timeout=60)
     assert re.search(r"Day 1\.1: 0 passed · 4 failed", screen), screen
     assert "✗" in screen and "sdpa-simple" in screen
