@@ -206,7 +206,8 @@ def test_merged_lessons_name_the_book_days_they_cover():
     covers = {x.id: x.covers for x in course.lessons}
     assert covers["2.2"] == ("2.2", "2.3") and covers["2.4"] == ("2.4", "2.5")
     assert covers["2.6"] == ("2.6", "2.7") and covers["1.3"] == ("1.3",)
-    every = sorted(d for c in covers.values() for d in c)
+    # weeks 1 and 2 are complete; week 3 is added day by day
+    every = sorted(d for c in covers.values() for d in c if d.split(".")[0] in ("1", "2"))
     assert every == [f"{w}.{n}" for w in (1, 2) for n in range(1, 8)]  # each once
     assert course.lesson("2.4").book_days_label == "book days 2.4–2.5"
     assert course.book_plan == (3, 7)

@@ -434,17 +434,20 @@ def rewind_then_append(ctx):
         case = (f"page_size {P}, appends of {appends} positions, rewind({back})")
         ev = {"case": case, **_table(cache)}
         want_lens = page_lens_of(kept, P)
-        if cache.offset != kept or list(cache.page_lens) != want_lens:
-            # The page table or the offset still counts rewound positions (the other one
-            # is right).
-            stale = ((len(cache.page_lens) == len(want_lens) and cache.offset == kept)
-                     or (list(cache.page_lens) == want_lens and cache.offset == total))
-            ctx.fail(f"[{case}] the cache shows offset {cache.offset} and page_lens "
-                     f"{list(cache.page_lens)}; {kept} positions left need offset {kept} "
-                     f"and page_lens {want_lens}.", ev,
-                     pitfall="paged-rewind-bookkeeping-stale" if stale else None)
         freed = pages_for(total, P) - pages_for(kept, P)
         free = ctx.call(lambda: pool.num_free_pages)
+        if cache.offset != kept or list(cache.page_lens) != want_lens:
+            # The page table or the offset still counts rewound positions (the other one
+            # is right); or pages past the end were kept, and never reached the pool.
+            stale = ((len(cache.page_lens) == len(want_lens) and cache.offset == kept)
+                     or (list(cache.page_lens) == want_lens and cache.offset == total))
+            kept_pages = len(cache.page_ids) > len(want_lens) and free < freed
+            ctx.fail(f"[{case}] the cache shows offset {cache.offset} and page_lens "
+                     f"{list(cache.page_lens)} (the pool has {free} free pages); {kept} "
+                     f"positions left need offset {kept} and page_lens {want_lens}, and "
+                     f"{freed} pages back in the pool.", ev,
+                     pitfall="paged-rewind-bookkeeping-stale" if stale else
+                     "paged-rewind-keeps-pages" if kept_pages else None)
         if free != freed or ctx.call(lambda: pool.num_pages) != minted:
             ctx.fail(f"[{case}] the pool has {free} free pages of {pool.num_pages}; the "
                      f"rewind leaves {pages_for(kept, P)} of the request's "

@@ -1,0 +1,144 @@
+"""Week 3's checks, proven on known code: they pass on the answer key (with its C++
+extension; Metal checks skipped with their reason), fail on the stubs, and name every
+catalogued mistake (mutated copies of the answer key).
+
+Sections: shared helpers first, then one section per day (or group of days that need the
+same kernels). A day adds its section by appending its functions and parameter lists,
+and its days to ``SECTION_DAYS`` at the bottom.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from tempfile import mkdtemp
+
+import pytest
+from mutation import apply_mutation, edits_of, load_mutations, run_ahead
+
+from tutor import paths
+from tutor.checking.runner import run_day
+from tutor.curriculum import load_course
+
+TIMEOUT = 120  # generous: the suite may share two cores with other runs
+EXT_PREFIX = "../answer_key_ext/"  # catalogue paths that point into the answer key's extension
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _statuses(result):
+    return {c["id"]: (c["status"], c.get("pitfall")) for c in result["checks"]}
+
+
+def _is_env_skip(c) -> bool:
+    """Metal checks without an Apple GPU, real-weights checks without the checkpoint."""
+    reason = c.get("skip_reason") or ""
+    return c["status"] == "skipped" and ("Apple GPU" in reason or "hf download" in reason)
+
+
+def _is_kernel_mistake(entry) -> bool:
+    return any(e["file"].startswith(EXT_PREFIX) for e in edits_of(entry))
+
+
+def _mistake_id(e) -> str:
+    return e.get("_name", e["id"])
+
+
+def _run_python_mistake(entry, tmp_path: Path, kernels: Path | None) -> dict:
+    """The entry's day on a copy of the answer key with the entry's edits (in a folder of
+    its own under ``tmp_path``: mutation.run_ahead runs several at once)."""
+    pkg = apply_mutation(paths.answer_key_dir(), entry, Path(mkdtemp(dir=tmp_path)))
+    return run_day(entry["day"], pkg, TIMEOUT, kernels=kernels)
+
+
+def _lesson_matches(day: str, catalogue: list[dict], kernels: Path | None) -> None:
+    """The checks that run are exactly those the lesson's tasks list, and the catalogue's
+    ids are exactly the lesson's pitfalls (at least four)."""
+    lesson = load_course().lesson(day)
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=kernels)
+    ran = {c["id"] for c in result["checks"]}
+    named = {cid for t in lesson.tasks for cid in t.checks}
+    assert ran == named, (day, ran ^ named)
+    pitfalls = {p.id for p in lesson.pitfalls}
+    catalogued = {e["id"] for e in catalogue if e["day"] == day}
+    assert catalogued == pitfalls, (day, catalogued ^ pitfalls)
+    assert len(catalogued) >= 4
+    ids = [e["id"] for e in catalogue]
+    assert len(ids) == len(set(ids))
+
+
+# --------------------------------------------------------------------------- day 3.1
+# (paged KV cache: the pool, the per-layer cache, rewind, the week-3 model on paged caches)
+
+PAGED_DAYS = ["3.1"]
+PAGED_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_1.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+PAGED_EXTRA_MISTAKES = [
+    # The pool forgets freed pages instead of listing them: released pages never return.
+    {"id": "paged-release-keeps-pages", "day": "3.1", "_name": "freed-ids-not-listed",
+     "file": "paged_kv_cache.py", "find": "        self._free.append(page_id)\n", "replace": ""},
+    {"id": "paged-rewind-keeps-pages", "day": "3.1", "_name": "rewind-never-drops-pages",
+     "file": "paged_kv_cache.py",
+     "find": "        while len(self.page_ids) > keep:\n",
+     "replace": "        while False:\n"},
+    {"id": "paged-pool-per-cache", "day": "3.1", "_name": "a-pool-per-request",
+     "file": "qwen2_week3.py",
+     "find": "        return [TinyKvPagedCache(pool=self.page_pool) for _ in range(self.num_hidden_layers)]",
+     "replace": "        pool = TinyKvPagedPool(self.page_size)\n"
+                "        return [TinyKvPagedCache(pool=pool) for _ in range(self.num_hidden_layers)]"},
+]
+PAGED_ALL_MISTAKES = [e for e in PAGED_CATALOGUE if not _is_kernel_mistake(e)] + PAGED_EXTRA_MISTAKES
+
+
+@pytest.mark.parametrize("day", PAGED_DAYS)
+def test_paged_answer_key_passes(day, answer_key_ext):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass" or _is_env_skip(c), c
+
+
+@pytest.mark.parametrize("day", PAGED_DAYS)
+def test_paged_stubs_fail_every_check(day, stub_impl):
+    # The day's stubs raise before any kernel runs: no extension needed.
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error") or _is_env_skip(c), c
+
+
+def test_paged_checks_and_pitfalls_match_the_lessons(answer_key_ext):
+    for day in PAGED_DAYS:
+        _lesson_matches(day, PAGED_CATALOGUE, answer_key_ext)
+
+
+@pytest.mark.parametrize("entry", PAGED_ALL_MISTAKES, ids=[_mistake_id(e) for e in PAGED_ALL_MISTAKES])
+def test_paged_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert entry["id"] in diagnosed, _statuses(result)
+
+
+def test_paged_mistakes_are_not_misnamed(tmp_path, answer_key_ext):
+    """A catalogued cache mistake names only its own pitfall: a wrong name misleads more
+    than none (spot check on the two whose outputs are closest to each other's)."""
+    for entry in PAGED_CATALOGUE:
+        if entry["id"] not in ("paged-tail-page-not-filled", "paged-page-table-ignored"):
+            continue
+        result = _run_python_mistake(entry, tmp_path, answer_key_ext)
+        named = {c.get("pitfall") for c in result["checks"]} - {None}
+        assert named == {entry["id"]}, _statuses(result)
+
+
+# --------------------------------------------------------------------------- every day
+
+# Each section's days; a new section appends its list here.
+SECTION_DAYS = [PAGED_DAYS]
+
+
+def test_the_sections_cover_every_day_of_the_week():
+    """A day the course adds to week 3 needs a section here, or this fails instead of the
+    day going unproven."""
+    covered = sorted(d for days in SECTION_DAYS for d in days)
+    assert covered == [d.id for d in load_course().week(3).days]
