@@ -11,6 +11,7 @@ __all__ = [
     "causal_mask",
     "scaled_dot_product_attention_grouped",
     "flash_attention",
+    "paged_attention",
 ]
 
 
@@ -116,3 +117,29 @@ def flash_attention(
     the package still imports when the extension is not built.
     """
     raise NotImplementedError("flash_attention is still a stub (lesson day 2.4)")
+
+
+def paged_attention(
+    query: mx.array,
+    key_pages: mx.array,
+    value_pages: mx.array,
+    block_table: mx.array,
+    context_lens: mx.array,
+    page_size: int,
+    scale: float | None = None,
+    mask: mx.array | str | None = None,
+) -> mx.array:
+    """Attention of each request's queries over its own pages, computed by your extension's
+    ``paged_attention`` kernel (day 3.2).
+
+    query: (B, H_q, L, D); key_pages, value_pages: (P, H, page_size, D), the pool's pages;
+    block_table: (B, max_pages) page ids, -1 where a request has no page; context_lens:
+    (B,) how many positions each request holds. mask: None or "causal" (an array mask is
+    not supported: raise NotImplementedError). scale defaults to 1 / sqrt(D). Returns
+    (B, H_q, L, D) float32.
+
+    The kernel takes float32 queries shaped (B * H_q, L, D), float32 pages and int32
+    block table and lengths; it reads page_size from the pages' shape. Import the extension
+    inside this function, as in flash_attention, so the package imports without it.
+    """
+    raise NotImplementedError("paged_attention is still a stub (lesson day 3.2)")

@@ -31,4 +31,12 @@ mx::array flash_attention(const mx::array &q, const mx::array &k, const mx::arra
                           const int num_kv_heads, const int num_heads,
                           mx::StreamOrDevice s = {});
 
+// Book day 3.2 (lesson 3.2): attention of (B * num_heads, L, D) queries over the pool's
+// (P, num_kv_heads, page_size, D) key/value pages, read through a (B, max_pages) int32 block
+// table (-1 = no page) up to each request's context length (context_lens, (B,) int32).
+mx::array paged_attention(const mx::array &q, const mx::array &key_pages,
+                          const mx::array &value_pages, const mx::array &block_table,
+                          const mx::array &context_lens, const float scale, const bool is_causal,
+                          const int num_kv_heads, const int num_heads, mx::StreamOrDevice s = {});
+
 }  // namespace tiny_llm_ext
