@@ -1,12 +1,13 @@
 """Qwen2 over paged KV storage (week 3): the week-2 model with one page pool per model and
-a paged cache per layer. Day 3.1 keeps the week-2 attention on the dense K/V the paged
-cache gathers; day 3.2 replaces that with attention that reads the pages directly."""
+a paged cache per layer. The attention asks the cache for paged metadata and reads the
+pages with paged_attention (day 3.2; day 3.1's version attended the gathered dense K/V)."""
 
 import numbers
 from typing import Any
 
 import mlx.core as mx
 
+from . import attention as _attention
 from .embedding import Embedding
 from .kv_cache import TinyKvCache
 from .layer_norm import RMSNorm
@@ -50,16 +51,16 @@ class Qwen2MultiHeadAttention(_Week2Attention):
         q = self.rope(q, offset=positions)
         k = self.rope(k, offset=positions)
         q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, heads, L, D)
-        # Day 3.1: the paged cache stores k/v in its pages and gathers them back dense.
-        k, v, _, mask = cache.update_and_fetch(k, v, mask_length=L, mask=mask)
-        return self._attend(q, k, v, mask, B, L, x.dtype)
-
-    def _attend(self, q, k, v, mask, B, L, dtype):
-        from .attention import scaled_dot_product_attention_grouped
-
-        out = scaled_dot_product_attention_grouped(
-            q.astype(mx.float32), k.astype(mx.float32), v.astype(mx.float32),
-            scale=self.scale, mask=mask).astype(dtype)
+        # Day 3.2: the cache writes k/v into its pages and hands back where they are (block
+        # table, context lengths); the kernel reads the pages, nothing is gathered dense. A
+        # dense cache has no pages: its update_and_fetch_paged raises, and that error is the
+        # answer (no quiet fallback to week-2 attention).
+        meta = cache.update_and_fetch_paged(k.astype(mx.float32), v.astype(mx.float32),
+                                            mask_length=L, mask=mask)
+        out = _attention.paged_attention(
+            q.astype(mx.float32), meta.key_pages, meta.value_pages, meta.block_table,
+            meta.context_lens, meta.page_size, scale=self.scale, mask=meta.mask,
+        ).astype(x.dtype)
         out = out.transpose(0, 2, 1, 3).reshape(B, L, self.num_heads * self.head_dim)
         return quantized_linear(out, self.wo)
 
