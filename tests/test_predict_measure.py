@@ -310,3 +310,44 @@ def test_measure_names_the_predict_questions_a_day_has(cli_world, capsys):
     assert cli.main(["measure", "1.1", "scale"]) == 2
     err = capsys.readouterr().err
     assert "no predict question 'scale'" in err and "pages" in err
+
+
+def test_measure_impl_measures_a_package_without_records(cli_world, tmp_path, capsys):
+    from tutor import cli
+
+    other = tmp_path / "other" / "tiny_llm"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("def pages_needed(n, page_size):\n"
+                                       "    return (n + page_size - 1) // page_size\n")
+    assert cli.main(["measure", "1.1", "--impl", str(other)]) == 0
+    assert "pages: Your engine: 7 pages" in capsys.readouterr().out
+    assert not (cli_world.impl.parent / "progress" / "state.json").exists()
+    assert cli.main(["measure", "--impl", str(other)]) == 2  # which day?
+
+
+# --------------------------------------------------------------------------- the shipped course
+
+
+def _shipped_predict_questions():
+    from tutor.curriculum import load_course
+
+    return [pytest.param(lesson, q, id=f"{lesson.id}-{q.id}") for lesson in load_course().lessons
+            for q in lesson.concept_questions if q.kind == "predict"]
+
+
+@pytest.mark.parametrize("lesson, q", _shipped_predict_questions())
+def test_each_shipped_predict_question_measures_its_answer_on_the_answer_key(lesson, q,
+                                                                              request):
+    """The stated answer is what the reference engine measures (so a right prediction is
+    confirmed by the learner's own correct engine), and a stub gives no number. The answer
+    key's C++ extension is built (once a session) only for a measurement that needs it."""
+    from tutor.engine import measure_lesson
+
+    (r,) = measure_lesson(lesson, [q.id], paths.answer_key_dir(), None)
+    if r["status"] != "measured":
+        ext = request.getfixturevalue("answer_key_ext")
+        (r,) = measure_lesson(lesson, [q.id], paths.answer_key_dir(), ext)
+    assert r["status"] == "measured", r
+    assert abs(r["value"] - float(q.answer)) <= q.tolerance, (r["value"], q.answer)
+    (s,) = measure_lesson(lesson, [q.id], paths.stubs_dir(), None)
+    assert s["status"] != "measured" and s["value"] is None and s["reason"], s

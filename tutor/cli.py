@@ -608,18 +608,19 @@ def cmd_ask(args) -> int:
 
 def cmd_measure(args) -> int:
     """Run the day's predict-then-measure measurements on the learner's code and show
-    each beside the learner's recorded prediction."""
-    session = _open_session(args.day, "measure")
-    try:
-        lesson = session.lesson
-        questions = session.predict_questions()
-        if args.qid and args.qid not in {q.id for q in questions}:
-            have = ", ".join(q.id for q in questions) or "none"
-            raise UsageError(f"Day {lesson.id} has no predict question {args.qid!r} "
-                             f"(its predict questions: {have}).")
-        results = session.measure_questions([args.qid] if args.qid else None)
-    finally:
-        _close(session, session.workspace)
+    each beside the learner's recorded prediction. With ``--impl``, measure that package
+    (e.g. a solution written to the book's API) without reading or writing any records."""
+    if args.impl:
+        lesson, results = _measure_package(args)
+    else:
+        session = _open_session(args.day, "measure")
+        try:
+            lesson = session.lesson
+            _known_qid(lesson, args.qid)
+            results = session.measure_questions([args.qid] if args.qid else None,
+                                                timeout_s=args.timeout)
+        finally:
+            _close(session, session.workspace)
     if args.json:
         sys.stdout.write(json.dumps({"day": lesson.id, "measurements": results},
                                     ensure_ascii=False) + "\n")
@@ -631,13 +632,44 @@ def cmd_measure(args) -> int:
         out.print(f"[bold]Day {lesson.id} · {_escape(lesson.title)}[/bold]: your predictions "
                   "against your engine")
         for r in results:
-            out.print(f"  {_escape(r['qid'])}: {_escape(measure_line(r))}", soft_wrap=True)
+            out.print(f"  {_escape(r['qid'])}: {_escape(measure_line(r, not args.impl))}",
+                      soft_wrap=True)
     return EXIT_OK if all(r["status"] == "measured" for r in results) else EXIT_FAIL
 
 
-def measure_line(r: dict) -> str:
+def _known_qid(lesson, qid: str | None) -> None:
+    have = [q.id for q in lesson.concept_questions if q.kind == "predict"]
+    if qid and qid not in have:
+        raise UsageError(f"Day {lesson.id} has no predict question {qid!r} "
+                         f"(its predict questions: {', '.join(have) or 'none'}).")
+
+
+def _measure_package(args):
+    from tutor.engine import measure_lesson
+
+    course = _course()
+    if not args.day:
+        raise UsageError("Name the day to measure with --impl (e.g. day3.1).")
+    days = _days(course, args.day)
+    if len(days) != 1:
+        raise UsageError("measure takes one day, not a week.")
+    lesson = course.lesson(days[0])
+    _known_qid(lesson, args.qid)
+    _ws, impl, kernels = _code_under_test(args)
+    results = measure_lesson(lesson, [args.qid] if args.qid else None, impl.resolve(), kernels,
+                             timeout_s=args.timeout)
+    for r in results:
+        r["prediction"] = None  # a package, not the learner's records
+    return lesson, results
+
+
+def measure_line(r: dict, from_records: bool = True) -> str:
     """One measurement of TutorSession.measure_questions beside the learner's prediction."""
     from tutor.grading import measurement_line
+
+    if not from_records:  # --impl: a package, not the learner's records
+        return measurement_line(None, r["status"], r.get("value"), r.get("unit") or "",
+                                r.get("reason") or "", no_prediction="")
 
     return measurement_line(r.get("prediction"), r["status"], r.get("value"),
                             r.get("unit") or "", r.get("reason") or "",
@@ -728,6 +760,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "questions, beside your predictions")
     m.add_argument("day", nargs="?", help=f"{_DAY_HELP} (default: the day you are on)")
     m.add_argument("qid", nargs="?", help="one predict question's id (default: all of the day's)")
+    m.add_argument("--impl", help="package directory to measure, without your records "
+                                  "(default: the workspace's impl/, beside your predictions)")
+    m.add_argument("--kernels", help="folder with your built C++ extension "
+                                     "(default: the workspace's kernels/)")
+    m.add_argument("--timeout", type=_seconds, help="seconds in all (default: the lesson's)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_measure)
 

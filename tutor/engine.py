@@ -22,6 +22,34 @@ from tutor.records.state import StateError, StateStore
 from tutor.records.trouble import records_trouble
 
 
+def measure_lesson(lesson, qids: list[str] | None, impl: Path, kernels: Path | None,
+                   timeout_s: float | None = None,
+                   cancel: threading.Event | None = None) -> list[dict]:
+    """Run the measurements of ``lesson``'s predict questions ``qids`` (default: all) on
+    the package at ``impl``, in one isolated child within the lesson's time budget; no
+    records. Each result is ``{"qid", "measure", "status", "value", "unit", "reason"}``.
+    An id that is no predict question of the lesson is a KeyError naming the ones it has."""
+    from tutor.checking.measuring import run_measures
+
+    by_id = {q.id: q for q in lesson.concept_questions if q.kind == "predict"}
+    qids = list(by_id) if qids is None else list(qids)
+    missing = [qid for qid in qids if qid not in by_id]
+    if missing:
+        raise KeyError(f"day {lesson.id} has no predict question {missing[0]!r} "
+                       f"(it has: {', '.join(by_id) or 'none'})")
+    if not qids:
+        return []
+    questions = [by_id[qid] for qid in qids]
+    runs = run_measures(lesson.id, [q.measure for q in questions], impl,
+                        timeout_s or lesson.timeout_s, cancel=cancel, kernels=kernels,
+                        units={q.measure: q.unit for q in questions})
+    by_measure = {r["id"]: r for r in runs}
+    return [{"qid": q.id, "measure": q.measure, "status": by_measure[q.measure]["status"],
+             "value": by_measure[q.measure]["value"],
+             "unit": q.unit or by_measure[q.measure]["unit"],
+             "reason": by_measure[q.measure]["reason"]} for q in questions]
+
+
 class TutorSession:
     def __init__(self, workspace: Path, course=None, impl: Path | None = None):
         if course is None:
@@ -212,39 +240,23 @@ class TutorSession:
         return self.measure_questions([qid], cancel=cancel)[0]
 
     def measure_questions(self, qids: list[str] | None = None, day: str | None = None,
-                          cancel: threading.Event | None = None) -> list[dict]:
+                          cancel: threading.Event | None = None,
+                          timeout_s: float | None = None) -> list[dict]:
         """Run the measurements of predict questions ``qids`` (default: all of the day's)
         on the learner's code, in one isolated child within the day's time budget, and
         record each beside the learner's prediction. Each result is ``{"qid", "measure",
         "status", "value", "unit", "reason", "prediction"}``; ``prediction`` is the
         learner's recorded number (None if they gave none). Records that cannot be
         written never cost the results (``take_notice`` says so)."""
-        from tutor.checking.measuring import run_measures
-
         with self.lock:
             lesson = self.course.lesson(day) if day else self.lesson
-        by_id = {q.id: q for q in lesson.concept_questions if q.kind == "predict"}
-        qids = list(by_id) if qids is None else list(qids)
-        missing = [qid for qid in qids if qid not in by_id]
-        if missing:
-            raise KeyError(f"day {lesson.id} has no predict question {missing[0]!r} "
-                           f"(it has: {', '.join(by_id) or 'none'})")
-        if not qids:
-            return []
-        questions = [by_id[qid] for qid in qids]
         kernels = self.workspace / "kernels"
-        runs = run_measures(lesson.id, [q.measure for q in questions], self.impl,
-                            lesson.timeout_s, cancel=cancel,
-                            kernels=kernels if kernels.is_dir() else None,
-                            units={q.measure: q.unit for q in questions})
-        by_measure = {r["id"]: r for r in runs}
-        out = []
-        for q in questions:
-            r = by_measure[q.measure]
-            out.append({"qid": q.id, "measure": q.measure, "status": r["status"],
-                        "value": r["value"], "unit": q.unit or r["unit"],
-                        "reason": r["reason"],
-                        "prediction": (self.prediction(q.id, lesson.id) or {}).get("prediction")})
+        out = measure_lesson(lesson, qids, self.impl, kernels if kernels.is_dir() else None,
+                             timeout_s=timeout_s, cancel=cancel)
+        for r in out:
+            r["prediction"] = (self.prediction(r["qid"], lesson.id) or {}).get("prediction")
+        if not out:
+            return out
         if cancel is not None and cancel.is_set():
             return out  # a cancelled measurement is not one
         with self.lock:

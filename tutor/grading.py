@@ -54,12 +54,15 @@ def format_number(value, unit: str = "") -> str:
 def measurement_line(prediction, status: str, value=None, unit: str = "", reason: str = "",
                      no_prediction: str = "Your answer held no number") -> str:
     """"You predicted 7 pages · your engine: 7 pages" (or the one-line reason it could not
-    be measured): a prediction beside the measurement of the learner's engine."""
+    be measured): a prediction beside the measurement of the learner's engine. With no
+    prediction and an empty ``no_prediction``, the measurement alone."""
     said = (f"You predicted {format_number(prediction, unit)}" if prediction is not None
             else no_prediction)
     if status == "measured" and value is not None:
-        return f"{said} · your engine: {format_number(value, unit)}"
-    return f"{said} · could not measure: {reason or status}"
+        got = f"your engine: {format_number(value, unit)}"
+    else:
+        got = f"could not measure: {reason or status}"
+    return f"{said} · {got}" if said else got[:1].upper() + got[1:]
 
 
 def grade(q, answer: str) -> Grade:
