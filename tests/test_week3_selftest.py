@@ -131,6 +131,83 @@ def test_paged_mistakes_are_not_misnamed(tmp_path, answer_key_ext):
         assert named == {entry["id"]}, _statuses(result)
 
 
+# --------------------------------------------------------------------------- day 3.3
+# (mixture of experts: the router, dispatch grouped by expert, the sparse MoE block, the
+# Qwen2-MoE model from the week-2 pieces)
+
+MOE_DAYS = ["3.3"]
+MOE_LESSON = paths.curriculum_dir() / "week3" / "day3.3-moe.yaml"
+MOE_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_3.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+MOE_EXTRA_MISTAKES = [
+    # The weights renormalised by a softmax over the chosen logits, not by a division.
+    {"id": "moe-topk-renormalised", "day": "3.3", "_name": "softmax-over-chosen-logits",
+     "file": "moe.py",
+     "find": "    weights = mx.take_along_axis(probs, ids, axis=-1)\n",
+     "replace": "    weights = mx.softmax(mx.take_along_axis(router_logits.astype(mx.float32), ids,"
+                " axis=-1), axis=-1)\n"},
+    # The shared expert's gate taken through a softmax over its single logit (always 1).
+    {"id": "moe-shared-gate-missing", "day": "3.3", "_name": "softmax-shared-gate",
+     "file": "moe.py",
+     "find": "gate = mx.sigmoid(moe_linear(flat, self.w_shared_expert_gate).astype(mx.float32))",
+     "replace": "gate = mx.softmax(moe_linear(flat, self.w_shared_expert_gate)"
+                ".astype(mx.float32), axis=-1)"},
+]
+MOE_ALL_MISTAKES = MOE_CATALOGUE + MOE_EXTRA_MISTAKES
+
+
+@pytest.mark.parametrize("day", MOE_DAYS)
+def test_moe_answer_key_passes(day, answer_key_ext):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass", c
+
+
+@pytest.mark.parametrize("day", MOE_DAYS)
+def test_moe_stubs_fail_every_check(day, stub_impl):
+    # The day's stubs raise before any kernel runs: no extension needed.
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error"), c
+
+
+def test_moe_checks_and_pitfalls_match_the_lesson(answer_key_ext):
+    from tutor.curriculum import load_lesson
+
+    # Read from its file: the lesson joins the course once its held-out evidence exists.
+    lesson = load_lesson(MOE_LESSON)
+    result = run_day("3.3", paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+    assert {c["id"] for c in result["checks"]} == {cid for t in lesson.tasks for cid in t.checks}
+    catalogued = {e["id"] for e in MOE_CATALOGUE}
+    assert catalogued == {p.id for p in lesson.pitfalls}
+    assert len(catalogued) >= 4 and len(catalogued) == len(MOE_CATALOGUE)
+
+
+@pytest.mark.parametrize("entry", MOE_ALL_MISTAKES, ids=[_mistake_id(e) for e in MOE_ALL_MISTAKES])
+def test_moe_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
+    assert result["status"] == "fail", _statuses(result)
+    # Named, and nothing else named: a wrong name misleads more than none.
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert diagnosed == {entry["id"]}, _statuses(result)
+
+
+def test_moe_measurement_gives_the_stated_answer_on_the_answer_key(answer_key_ext, stub_impl):
+    """The predict question's measurement, on the answer key, is the lesson's answer; on the
+    stubs it is no number but the reason."""
+    from tutor.checking.measuring import run_measures
+    from tutor.curriculum import load_lesson
+
+    q = next(q for q in load_lesson(MOE_LESSON).concept_questions if q.is_predict)
+    [r] = run_measures("3.3", [q.measure], paths.answer_key_dir(), TIMEOUT,
+                       kernels=answer_key_ext)
+    assert r["status"] == "measured" and r["value"] == q.answer, r
+    [r] = run_measures("3.3", [q.measure], stub_impl, TIMEOUT)
+    assert r["status"] == "error" and "Not implemented" in r["reason"], r
+
+
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
