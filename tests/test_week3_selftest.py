@@ -131,6 +131,59 @@ def test_paged_mistakes_are_not_misnamed(tmp_path, answer_key_ext):
         assert named == {entry["id"]}, _statuses(result)
 
 
+# --------------------------------------------------------------------------- day 3.2
+# (paged attention: batch metadata, paged_attention over the kernel, the week-3 model's
+# paged dispatch, continuous batching over pages). Python part; the kernel mistakes
+# (catalogue entries under ../answer_key_ext/) have their own section.
+
+ATTN_DAYS = ["3.2"]
+ATTN_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_2.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+ATTN_EXTRA_MISTAKES = [
+    # The single cache's own block table padded with page 0.
+    {"id": "paged-table-pad-zero", "day": "3.2", "_name": "cache-table-pads-with-zero",
+     "file": "paged_kv_cache.py", "find": "self.page_ids + [-1] * (width - self.num_pages)",
+     "replace": "self.page_ids + [0] * (width - self.num_pages)"},
+    # A request finished at its prefill releases only its first layer's cache.
+    {"id": "paged-eos-at-prefill-leak", "day": "3.2", "_name": "eos-at-prefill-frees-one-layer",
+     "file": "batch.py", "find": "                    for cache in pending.kv_cache:\n",
+     "replace": "                    for cache in pending.kv_cache[:1]:\n"},
+]
+ATTN_PYTHON_MISTAKES = ([e for e in ATTN_CATALOGUE if not _is_kernel_mistake(e)]
+                        + ATTN_EXTRA_MISTAKES)
+
+
+@pytest.mark.parametrize("day", ATTN_DAYS)
+def test_attn_answer_key_passes(day, answer_key_ext):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass" or _is_env_skip(c), c
+
+
+@pytest.mark.parametrize("day", ATTN_DAYS)
+def test_attn_stubs_fail_every_check(day, stub_impl):
+    # Without an extension the stubs' paged_attention cannot run either: every check fails.
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error") or _is_env_skip(c), c
+
+
+def test_attn_checks_and_pitfalls_match_the_lessons(answer_key_ext):
+    for day in ATTN_DAYS:
+        _lesson_matches(day, ATTN_CATALOGUE, answer_key_ext)
+
+
+@pytest.mark.parametrize("entry", ATTN_PYTHON_MISTAKES,
+                         ids=[_mistake_id(e) for e in ATTN_PYTHON_MISTAKES])
+def test_attn_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert entry["id"] in diagnosed, _statuses(result)
+
+
 # --------------------------------------------------------------------------- day 3.3
 # (mixture of experts: the router, dispatch grouped by expert, the sparse MoE block, the
 # Qwen2-MoE model from the week-2 pieces)
@@ -211,7 +264,7 @@ def test_moe_measurement_gives_the_stated_answer_on_the_answer_key(answer_key_ex
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS]
+SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS]
 
 
 def test_the_sections_cover_every_day_of_the_week():
