@@ -104,6 +104,8 @@ def test_a_prediction_is_graded_like_a_number_with_its_unit():
     q = make_question("p", kind="predict", answer=7, unit="pages", measure="m",
                       explanation="Seven.", tolerance=0.0)
     assert grade(q, "7").correct and grade(q, " 7 ").correct
+    assert grade(q, "7 pages").correct and grade(q, "7 Pages").correct
+    assert not grade(q, "7 8").correct and not grade(q, "pages").correct
     g = grade(q, "8")
     assert not g.correct and g.expected == "7 pages" and "the answer is 7 pages" in g.feedback
 

@@ -221,7 +221,7 @@ class TutorSession:
         with self.lock:
             self.store.record_concept_answer(self.lesson.id, qid, text, g.correct)
             if q.kind == "predict":  # kept beside the measurement that follows
-                self.store.record_prediction(self.lesson.id, qid, read_number(text))
+                self.store.record_prediction(self.lesson.id, qid, read_number(text, q.unit))
         return g
 
     def predict_questions(self, day: str | None = None) -> list:

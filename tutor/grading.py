@@ -77,7 +77,7 @@ def grade(q, answer: str) -> Grade:
         want = [_canon(str(x).lower()) for x in q.answer]
         ok = [_canon(t) for t in _shape_tokens(text)] == want
     elif q.kind in ("number", "predict"):  # a prediction is graded against the stated answer
-        value = _number(text)
+        value = _number(text) if q.kind == "number" else read_number(text, q.unit)
         ok = value is not None and abs(value - float(q.answer)) <= q.tolerance
     elif q.kind == "choice":
         ok = _choice(q, text) == str(q.answer).lower()
@@ -126,9 +126,15 @@ def _one_number(text: str) -> float:
     return float(t)
 
 
-def read_number(text: str) -> float | None:
-    """The number in a learner's answer (as a number question reads it), or None."""
-    return _number(text)
+def read_number(text: str, unit: str = "") -> float | None:
+    """The number in a learner's answer (as a number question reads it), or None. A
+    prediction may carry its unit after it ("9 pages", as the tutor shows the answer)."""
+    t = _plain(text)
+    if unit and t.lower().endswith(unit.lower()):
+        t = t[:-len(unit)]
+    else:
+        t = re.sub(r"\s+[A-Za-z][A-Za-z ]*$", "", t)
+    return _number(t)
 
 
 def _number(text: str) -> float | None:
