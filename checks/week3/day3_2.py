@@ -54,6 +54,7 @@ import numpy as np
 
 from ..harness import (
     CheckFailed,
+    Skip,
     check,
     measure,
     merge_evidence,
@@ -884,3 +885,227 @@ def measure_paging_bytes_saved(ctx):
     pages = sum(int((np.asarray(m.block_table) >= 0).sum()) for m in metas)
     dense = len(lens) * max(lens) * per_position
     return float(dense - pages * ps * per_position)
+
+
+# ---- kernels (kernels engineer) ---------------------------------------------------------
+# The extension's paged_attention called directly (q (B*H_q, L, D), pages, block table,
+# context lengths): so a wrong number is pinned on the kernel, not the wrapper. Oracle:
+# paged_oracle above (keys/values gathered in numpy through the block table, attended by
+# mx.fast.scaled_dot_product_attention). Modelled kernel mistakes: those of paged_oracle,
+# and an online softmax that forgets to rescale (``online_model``, tiles of a page, of one
+# position or of 32 positions). Rows of an empty slot must come back finite (the book's
+# kernel returns 0 there). The cost check times the same batch with a tight block table
+# and one padded to 65536 pages of -1; the Metal check needs an Apple GPU.
+
+# (B, H_q, H, L, D, page_size, context lengths, causal, scale, extra block-table width)
+KERNEL_CASES = [
+    (4, 4, 2, 1, 16, 4, [7, 0, 12, 3], True, 0.25, 2),       # decode, an empty slot
+    (1, 8, 2, 6, 32, 8, [29], True, None, 0),                 # prefill chunk, 4 q heads per kv
+    (3, 6, 3, 3, 16, 5, [3, 11, 20], True, 0.3, 4),           # ragged, page_size 5
+    (2, 2, 1, 4, 64, 16, [40, 70], False, 0.125, 1),          # not causal, long pages
+    (2, 4, 4, 1, 128, 32, [100, 0], True, None, 3),           # head dim 128, empty slot last
+]
+KERNEL_MISTAKES = {"paged-causal-top-left": "top-left", "paged-gqa-head-mapping": "gqa-mod",
+                   "paged-tail-slots-read": "tail", "paged-block-table-ignored": "table-ignored",
+                   "paged-scale-ignored": "scale-default"}
+
+
+def online_model(q, key_pages, value_pages, table, lens, page_size, scale, causal, *,
+                 tile: int, rescale: str) -> np.ndarray:
+    """(B, H_q, L, D) online-softmax attention in float64 over tiles of ``tile`` logical
+    positions, with the rescaling done wrong: "none" (neither the running sum nor the
+    accumulator rescaled when the max grows), "sum-only", "out-only"."""
+    q = np.asarray(to_np(q), dtype=np.float64)
+    B, Hq, L, D = q.shape
+    ks = gather_rows(key_pages, table, lens, page_size)
+    vs = gather_rows(value_pages, table, lens, page_size)
+    out = np.zeros((B, Hq, L, D))
+    for b in range(B):
+        k, v = ks[b].astype(np.float64), vs[b].astype(np.float64)
+        H, S = k.shape[0], k.shape[1]
+        if S == 0:
+            continue
+        kv = np.arange(Hq) // (Hq // H)
+        s = scale * np.einsum("hld,hsd->hls", q[b], k[kv])
+        if causal:  # s is (H_q, L, S); row i sees positions <= S - L + i
+            lim = S - L + np.arange(L)
+            s = np.where(np.arange(S)[None, None, :] <= lim[None, :, None], s, -np.inf)
+        m = np.full((Hq, L, 1), -np.inf)
+        acc_l = np.zeros((Hq, L, 1))
+        o = np.zeros((Hq, L, D))
+        for c0 in range(0, S, tile):
+            st = s[:, :, c0:c0 + tile]
+            m_new = np.maximum(m, st.max(axis=-1, keepdims=True))
+            live = np.isfinite(m_new)
+            safe = np.where(live, m_new, 0.0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                p = np.where(live, np.exp(st - safe), 0.0)
+                alpha = np.where(live & np.isfinite(m), np.exp(m - safe), 0.0)
+            a_sum = alpha if rescale == "sum-only" else 1.0
+            a_out = alpha if rescale == "out-only" else 1.0
+            acc_l = np.where(live, acc_l * a_sum + p.sum(axis=-1, keepdims=True), acc_l)
+            o = np.where(live, o * a_out + p @ v[kv][:, c0:c0 + tile], o)
+            m = np.where(live, m_new, m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[b] = np.where(acc_l > 0, o / np.where(acc_l > 0, acc_l, 1.0), 0.0)
+    return out.astype(np.float32)
+
+
+def _kernel_fn(ctx):
+    ext = ctx.extension()
+    fn = getattr(ext, "paged_attention", None)
+    if fn is None:
+        raise CheckFailed("Your extension has no `paged_attention`: declare it in "
+                          "src/tiny_llm_ext.h, bind it in bindings.cpp (query, key_pages, "
+                          "value_pages, block_table, context_lens, scale, is_causal, "
+                          "num_kv_heads, num_heads) and rebuild with `tiny-llm-tutor "
+                          "build-kernels`.", {"extension": getattr(ext, "__name__", "?")},
+                          status="error")
+    return fn
+
+
+def _call_paged_kernel(ctx, fn, q, kp, vp, table, cl, scale, causal, Hq, H, device=None):
+    """q (B, H_q, L, D) flattened to the kernel's (B*H_q, L, D); returns (B, H_q, L, D)."""
+    B, _, L, D = q.shape
+    with mx.stream(device or mx.cpu):
+        out = ctx.call(fn, q.reshape(B * Hq, L, D), kp, vp, table, cl, scale=float(scale),
+                       is_causal=causal, num_kv_heads=H, num_heads=Hq)
+        if hasattr(out, "shape"):
+            mx.eval(out)
+    return out
+
+
+def _kernel_case(B, Hq, H, L, D, ps, lens, causal, scale, table, device="CPU"):
+    return (f"kernel on the {device}: query (B*H_q, L, D) = {(B * Hq, L, D)}, {H} kv heads, "
+            f"page_size {ps}, context_lens {lens}, block table {tuple(table.shape)} with "
+            f"shuffled page ids and -1 padding, is_causal={causal}, scale={scale:.4g}")
+
+
+def _kernel_compare(ctx, fn, spec, seed, device=None, tol=None):
+    B, Hq, H, L, D, ps, lens, causal, scale, extra = spec
+    scale = 1.0 / np.sqrt(D) if scale is None else scale
+    q, kp, vp, table, cl = make_pages(seed, B, Hq, H, L, D, ps, lens, extra)
+    case = _kernel_case(B, Hq, H, L, D, ps, lens, causal, scale, table,
+                        "GPU" if device is not None else "CPU")
+    got = _call_paged_kernel(ctx, fn, q, kp, vp, table, cl, scale, causal, Hq, H, device)
+    ctx.expect_shape(got, (B * Hq, L, D), case=case)
+    g = np.asarray(to_np(got), dtype=np.float32).reshape(B, Hq, L, D)
+    empty = [b for b in range(B) if lens[b] == 0]
+    if empty and not np.all(np.isfinite(g[empty])):
+        ctx.fail(f"[{case}] the rows of the empty slot (context_len 0: row {empty[0]}) hold NaN "
+                 "or inf. Nothing is there to attend to; the row should come back finite (the "
+                 "book's kernel returns 0), or that slot's logits turn into NaN.",
+                 {"case": case, "empty_rows": empty}, pitfall="paged-empty-slot-nan")
+    active = [b for b in range(B) if lens[b] > 0]
+    want = paged_oracle(q, kp, vp, table, lens, ps, scale, causal)[active]
+    cands = {pit: (lambda m=m: mx.array(paged_oracle(q, kp, vp, table, lens, ps, scale, causal,
+                                                     mistake=m)[active]))
+             for pit, m in KERNEL_MISTAKES.items()}
+    cands["paged-no-rescale"] = [
+        (lambda t=t, r=r: mx.array(online_model(q, kp, vp, table, lens, ps, scale, causal,
+                                                tile=t, rescale=r)[active]))
+        for t in sorted({ps, 1, 32}) for r in ("none", "sum-only", "out-only")]
+    kw = tol or {}
+    return ctx.expect_close(mx.array(g[active]), mx.array(want), case=case, candidates=cands,
+                            axes=("row", "query head", "query", "dim"), **kw)
+
+
+@check("paged-kernel-cpu", 2,
+       "your extension's paged_attention kernel (CPU) matches attention over its pages",
+       symbols=("PagedAttention",))
+def paged_kernel_cpu(ctx):
+    fn = _kernel_fn(ctx)
+    return merge_evidence([_kernel_compare(ctx, fn, spec, 3250 + i)
+                           for i, spec in enumerate(KERNEL_CASES)])
+
+
+# The cost rule: the same decode batch with a tight block table (T) and with the table
+# padded to COST_WIDTH pages of -1 (W). Pass when median(W) / median(T) <= COST_PASS in a
+# round; fail only when two rounds both show >= COST_FAIL (measured: 0.94-1.01 for the
+# answer key; 5.5-11 for a kernel that only skips each -1 entry of a 16384-wide table, and
+# the width here is four times that); anything in between is skipped with the ratios.
+COST_WIDTH, COST_PASS, COST_FAIL = 65536, 2.0, 3.0
+
+
+def _timed_kernel(ctx, fn, args):
+    import time
+
+    t0 = time.perf_counter()
+    _call_paged_kernel(ctx, fn, *args)
+    return time.perf_counter() - t0
+
+
+@check("paged-kernel-cost", 2,
+       "cost: the kernel's time follows the context lengths, not the block table's width",
+       symbols=("PagedAttention",))
+def paged_kernel_cost(ctx):
+    """Times a decode step of 4 requests (8 query heads over 2 kv heads, D = 64, page_size
+    16, contexts 64, 48, 64, 33) twice: with a block table as wide as the longest request
+    (4 pages) and with the same table padded with -1 to 65536 pages. Nothing a request
+    attends to changes, so a kernel that walks each row's pages up to its context length
+    takes the same time; one that walks the table's width does 16384x more iterations."""
+    import statistics
+
+    fn = _kernel_fn(ctx)
+    B, Hq, H, D, ps, lens = 4, 8, 2, 64, 16, [64, 48, 64, 33]
+    q, kp, vp, tight, cl = make_pages(3260, B, Hq, H, 1, D, ps, lens)
+    t = np.asarray(to_np(tight))
+    wide_np = -np.ones((B, COST_WIDTH), dtype=np.int32)
+    wide_np[:, :t.shape[1]] = t
+    wide = mx.array(wide_np)
+    mx.eval(q, kp, vp, tight, wide, cl)
+    scale = 1.0 / np.sqrt(D)
+    T = (q, kp, vp, tight, cl, scale, True, Hq, H)
+    W = (q, kp, vp, wide, cl, scale, True, Hq, H)
+    # Same answers first: a cost figure of a wrong kernel means nothing.
+    got_t = np.asarray(to_np(_call_paged_kernel(ctx, fn, *T)))
+    got_w = np.asarray(to_np(_call_paged_kernel(ctx, fn, *W)))
+    case = (f"decode step, 4 requests of {lens} positions, page_size {ps}, block table "
+            f"{tuple(t.shape)} and the same padded to (4, {COST_WIDTH})")
+    ctx.expect_close(mx.array(got_w), mx.array(got_t), what="output with the padded table",
+                     case=case)
+    warm = _timed_kernel(ctx, fn, T) + _timed_kernel(ctx, fn, W)
+    pairs = int(max(5, min(15, 2.0 / max(warm, 1e-4))))
+    ev = {"case": case, "rounds": []}
+    ratios = []
+    for n in (pairs, pairs, pairs):
+        tt, tw = [], []
+        for i in range(n):  # interleaved, the order alternating, so load drift hits both
+            for args, bucket in ((T, tt), (W, tw))[:: 1 if i % 2 == 0 else -1]:
+                bucket.append(_timed_kernel(ctx, fn, args))
+        mt, mw = statistics.median(tt), statistics.median(tw)
+        ratio = mw / mt
+        ratios.append(ratio)
+        ev["rounds"].append({"wide_over_tight": round(ratio, 2), "runs": n,
+                             "median_ms": {"tight": round(mt * 1e3, 3), "wide": round(mw * 1e3, 3)}})
+        if ratio <= COST_PASS:
+            ev["ratio"] = round(ratio, 2)
+            return ev
+        if len(ratios) >= 2 and all(r >= COST_FAIL for r in ratios):
+            raise CheckFailed(
+                f"[{case}] the same requests took {', '.join(f'{r:.1f}x' for r in ratios)} as "
+                f"long with the padded block table (in {len(ratios)} rounds; expected about 1x, "
+                f"at most {COST_PASS}x): your kernel's work grows with the table's width, which "
+                "is set by the longest request in the batch (or by padding), not with each "
+                "request's own context length.", ev, pitfall="paged-walks-table-width")
+    raise Skip(
+        f"timing inconclusive: the padded table took {', '.join(f'{r:.2f}x' for r in ratios)} "
+        f"the time of the tight one (pass: <= {COST_PASS}x; fail: >= {COST_FAIL}x in two "
+        "rounds). This machine may be busy; the result is not counted either way. Run the "
+        "check again when it is idle.")
+
+
+METAL_KERNEL_CASES = KERNEL_CASES
+
+
+@check("paged-kernel-metal", 2, "your Metal paged attention kernel on the Apple GPU",
+       symbols=("PagedAttention",))
+def paged_kernel_metal(ctx):
+    if not mx.metal.is_available():
+        raise Skip("needs an Apple GPU (Metal): this machine's MLX has no Metal backend, so "
+                   "the kernel in paged_attention.metal cannot run here. It is checked on an "
+                   "Apple Silicon Mac.")
+    fn = _kernel_fn(ctx)
+    return merge_evidence([_kernel_compare(ctx, fn, spec, 3270 + i, device=mx.gpu,
+                                           tol={"rtol": 1e-3, "atol": 1e-4})
+                           for i, spec in enumerate(METAL_KERNEL_CASES)])
