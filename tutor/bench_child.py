@@ -305,7 +305,10 @@ def describe_failure(exc: BaseException, impl_dir: Path, ext_error: str | None) 
     if isinstance(exc, NotReady):
         return {"status": "not_ready", "message": _one_line(msg)}
     if isinstance(exc, NotImplementedError):
-        return {"status": "not_ready", "message": _one_line(msg or "not implemented yet")}
+        if str(exc) and "stub" not in msg and "not implemented" not in msg.lower():
+            msg = f"{msg}: not implemented yet"  # a bare NotImplementedError("name")
+        return {"status": "not_ready", "message": _one_line(str(exc) and msg
+                                                            or "not implemented yet")}
     if "still a stub" in msg:
         return {"status": "not_ready", "message": _one_line(msg)}
     if isinstance(exc, ImportError):

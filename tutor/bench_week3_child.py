@@ -454,7 +454,11 @@ def measure_speculative(impl, target_mlx, draft_mlx, ids: list[int], eos: int, t
     target, draft = Model(target_mlx), Model(draft_mlx)
     tok = IdTokenizer(eos)
     prompt = text_of(ids)
-    takes_stats = "stats" in inspect.signature(spec).parameters
+    params = inspect.signature(spec).parameters
+    if "max_tokens" not in params:
+        raise NotReady("speculative_generate has no max_tokens parameter: the bench needs "
+                       "a bounded generation (a random model may never stop)")
+    takes_stats = "stats" in params
 
     def run_spec():
         stats: dict = {}
