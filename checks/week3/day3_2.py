@@ -120,8 +120,9 @@ def paged_oracle(q, key_pages, value_pages, table, lens, page_size, scale=None,
                  causal=True, *, mistake: str | None = None) -> np.ndarray:
     """(B, H_q, L, D) attention of every row with a context (rows of length 0 stay zero),
     over keys and values gathered through the block table. ``mistake`` models one:
-    "top-left", "gqa-mod", "tail", "table-ignored", "scale-default"."""
+    "top-left", "gqa-mod", "tail", "table-ignored", "scale-default", "no-causal"."""
     q = np.asarray(to_np(q), dtype=np.float32)
+    causal = causal and mistake != "no-causal"
     B, Hq, L, D = q.shape
     s = 1.0 / np.sqrt(D) if scale is None or mistake == "scale-default" else scale
     ks = gather_rows(key_pages, table, lens, page_size, tail=mistake == "tail",
@@ -414,7 +415,7 @@ PA_CASES = [
 ]
 PA_MISTAKES = {"paged-causal-top-left": "top-left", "paged-gqa-head-mapping": "gqa-mod",
                "paged-tail-slots-read": "tail", "paged-block-table-ignored": "table-ignored",
-               "paged-scale-ignored": "scale-default"}
+               "paged-scale-ignored": "scale-default", "paged-causal-ignored": "no-causal"}
 
 
 @check("paged-attention", 2,
