@@ -96,8 +96,9 @@ def run_measures(day: str, ids: list[str], impl: Path, timeout_s: float,
             break
         how = describe_exit(proc.returncode if proc.returncode is not None else -9)
         victim = running or remaining[0]
-        gone(victim, "error", f"The measuring process {how} while "
-                              + ("running your code" if running else "importing your package"))
+        gone(victim, "error", f"The measuring process {how} " + (
+            "while running your code" if running else
+            "before the measurement ran (while loading your package or the checks)"))
         remaining.remove(victim)
     return [results[mid] for mid in dict.fromkeys(ids)]
 
