@@ -353,3 +353,14 @@ def test_each_shipped_predict_question_measures_its_answer_on_the_answer_key(les
     assert abs(r["value"] - float(q.answer)) <= q.tolerance, (r["value"], q.answer)
     (s,) = measure_lesson(lesson, [q.id], paths.stubs_dir(), None)
     assert s["status"] != "measured" and s["value"] is None and s["reason"], s
+
+
+def test_measure_on_a_day_without_predict_questions_says_so(cli_world, monkeypatch, capsys):
+    from course_factory import make_course, make_lesson, make_question
+    from tutor import cli
+
+    lesson = make_lesson("1.1", "Plain", questions=[make_question("q", kind="number",
+                                                                  answer=1)])
+    monkeypatch.setattr(cli, "_course", lambda: make_course((1, "One", [lesson])))
+    assert cli.main(["measure"]) == 0
+    assert "Day 1.1 (Plain) has no predict-then-measure questions." in capsys.readouterr().out
