@@ -629,8 +629,9 @@ def cmd_measure(args) -> int:
                          "questions.\n")
     else:
         out = _console()
-        out.print(f"[bold]Day {lesson.id} · {_escape(lesson.title)}[/bold]: your predictions "
-                  "against your engine")
+        what = (f"measured on {args.impl}" if args.impl else
+                "your predictions against your engine")
+        out.print(f"[bold]Day {lesson.id} · {_escape(lesson.title)}[/bold]: {_escape(what)}")
         for r in results:
             out.print(f"  {_escape(r['qid'])}: {_escape(measure_line(r, not args.impl))}",
                       soft_wrap=True)
