@@ -261,6 +261,101 @@ def test_moe_measurement_gives_the_stated_answer_on_the_answer_key(answer_key_ex
     assert r["status"] == "error" and "Not implemented" in r["reason"], r
 
 
+# --------------------------------------------------------------------------- day 3.2 kernel
+# (the paged_attention kernel of the answer key's C++ extension): each catalogued kernel
+# mistake of day 3.2 is written into one copy of the extension's sources, rebuilt (after
+# the first full build only the mutated file recompiles) and diagnosed by its own pitfall.
+
+PA_KERNEL_MISTAKES = [e for e in ATTN_CATALOGUE if _is_kernel_mistake(e)] + [
+    # The running sum not rescaled either (the catalogue's entry forgets the accumulator).
+    {"id": "paged-no-rescale", "day": "3.2", "_name": "neither-sum-nor-output-rescaled",
+     "edits": [{"file": EXT_PREFIX + "src/paged_attention.cpp",
+                "find": "for (int e = 0; e < sh.D; ++e) orow[e] *= alpha;",
+                "replace": "// (the accumulated output is not rescaled)"},
+               {"file": EXT_PREFIX + "src/paged_attention.cpp",
+                "find": "l[r] = l[r] * alpha + page_sum;",
+                "replace": "l[r] = l[r] + page_sum;"}]},
+]
+PA_COST_MISTAKE = "paged-walks-table-width"  # right outputs, judged by a timing
+
+
+def _write_kernel_edits(entry, ext_dir: Path) -> None:
+    """``ext_dir`` back to the answer key's sources (a fresh mtime only where a file
+    differs, so the build recompiles just that), then the entry's C++ edits."""
+    import shutil
+
+    from tutor.kernels_build import answer_key_source
+
+    src = answer_key_source()
+    for f in (src / "src").iterdir():
+        dst = ext_dir / "src" / f.name
+        if f.is_file() and dst.read_bytes() != f.read_bytes():
+            shutil.copyfile(f, dst)
+    texts: dict[str, str] = {}
+    for e in edits_of(entry):
+        if not e["file"].startswith(EXT_PREFIX):
+            continue
+        rel = e["file"][len(EXT_PREFIX):]
+        text = texts.get(rel, (src / rel).read_text())
+        n = text.count(e["find"])
+        assert n == 1, f"{_mistake_id(entry)}: 'find' occurs {n} times in {rel}"
+        texts[rel] = text.replace(e["find"], e["replace"])
+    for rel, text in texts.items():
+        (ext_dir / rel).write_text(text)
+
+
+@pytest.fixture(scope="session")
+def _pa_mutant_dir(tmp_path_factory) -> Path:
+    import shutil
+
+    from tutor.kernels_build import answer_key_source
+
+    dest = tmp_path_factory.mktemp("pa_mutants") / "answer_key_ext"
+    shutil.copytree(answer_key_source(), dest,
+                    ignore=shutil.ignore_patterns("build", "__pycache__", "*.so", "*.metallib"))
+    return dest
+
+
+@pytest.fixture(scope="session", params=PA_KERNEL_MISTAKES,
+                ids=[_mistake_id(e) for e in PA_KERNEL_MISTAKES])
+def pa_mutant_ext(request, _pa_mutant_dir):
+    """(entry, built extension folder) for one paged-attention kernel mistake at a time."""
+    from tutor.kernels_build import build
+
+    _write_kernel_edits(request.param, _pa_mutant_dir)
+    result = build(_pa_mutant_dir)
+    if not result.ok:
+        pytest.fail(f"{_mistake_id(request.param)} did not build:\n" + "\n".join(result.messages))
+    return request.param, _pa_mutant_dir
+
+
+def test_pa_catalogue_has_the_kernel_mistakes():
+    ids = {e["id"] for e in PA_KERNEL_MISTAKES}
+    assert len({e["id"] for e in ATTN_CATALOGUE if _is_kernel_mistake(e)}) >= 2
+    assert PA_COST_MISTAKE in ids
+
+
+def test_pa_kernel_mistake_is_diagnosed(pa_mutant_ext):
+    entry, ext = pa_mutant_ext
+    result = run_day(entry["day"], paths.answer_key_dir(), TIMEOUT, kernels=ext)
+    checks = {c["id"]: c for c in result["checks"]}
+    if entry["id"] == PA_COST_MISTAKE:
+        # Right outputs, cost set by the table's width: every correctness check passes and
+        # the cost check fails naming it (or, on a very noisy machine, is skipped); it
+        # never passes.
+        cost = checks["paged-kernel-cost"]
+        assert cost["status"] in ("fail", "skipped"), cost
+        if cost["status"] == "fail":
+            assert cost.get("pitfall") == PA_COST_MISTAKE, cost
+        for cid, c in checks.items():
+            if cid != "paged-kernel-cost":
+                assert c["status"] == "pass" or _is_env_skip(c), c
+        return
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert diagnosed == {entry["id"]}, _statuses(result)
+
+
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
