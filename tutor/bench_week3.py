@@ -42,10 +42,11 @@ LEGEND = [
     "usual and the next token is steered to count down to end-of-sequence, so both "
     "schedulers do the same work",
     "speculative decoding: your speculative_generate with Qwen2ModelWeek2 for both models; "
-    "the draft is the target's first layer (same embedding, norm and head) and the target's "
-    "later layers are scaled down, so the two agree often, as a trained draft and its "
-    "target do (random models of their own agree almost never); the speed-up is against "
-    "the target's plain greedy decoding with its KV cache",
+    "the target is a deeper random Qwen2 (same shapes), the draft its first layer (same "
+    "embedding, norm and head); the target's later layers are scaled down, so the two "
+    "agree often, as a trained draft and its target do (random models of their own agree "
+    "almost never); the speed-up is against the target's plain greedy decoding with its "
+    "KV cache",
 ]
 _STATUS_STYLE = {"not_ready": "yellow", "skipped": "yellow", "error": "red",
                  "timeout": "red", "crashed": "red"}
@@ -198,7 +199,7 @@ def render(result: dict, console) -> None:
                     ["draft → target", "accepted", "tok/call", "plain tok/s", "spec tok/s",
                      "speed-up"])
     for rid, label in (("spec", f"random, {result.get('draft_layers', '?')} → "
-                                f"{m.get('num_hidden_layers', '?')} layers"),
+                                f"{result.get('spec_layers', '?')} layers"),
                        ("real-spec", "Qwen2 0.5B → 1.5B")):
         if rid in by_id:
             r = by_id[rid]
