@@ -457,3 +457,101 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# --------------------------------------------------------------------------- paged attention (week 3)
+
+
+@needs_toolchain
+def test_learner_paged_attention_is_a_bound_stub(learner_ext):
+    doc = learner_ext.paged_attention.__doc__
+    assert "paged_attention(query: mlx.core.array, key_pages: mlx.core.array, value_pages: " \
+           "mlx.core.array, block_table: mlx.core.array, context_lens: mlx.core.array, " \
+           "scale: float = 1.0, is_causal: bool = False, num_kv_heads: int, num_heads: int" in doc
+    q = mx.ones((2, 1, 8))
+    pages = mx.ones((3, 1, 4, 8))
+    with pytest.raises(RuntimeError, match=r"paged_attention is still a stub \(lesson day 3\.2\)"):
+        learner_ext.paged_attention(q, pages, pages, mx.zeros((1, 2), dtype=mx.int32),
+                                    mx.array([5], dtype=mx.int32), 1.0, is_causal=True,
+                                    num_kv_heads=1, num_heads=2)
+
+
+def _paged_case(seed, B, Hq, H, L, D, ps, lens, width_extra=0):
+    """Random pages (garbage in every unused slot), a block table of shuffled page ids with
+    -1 after each row's pages, and each row's dense (H, len, D) keys/values for the
+    reference, gathered here with numpy."""
+    rng = np.random.default_rng(seed)
+    need = [-(-n // ps) for n in lens]
+    P = sum(need) + 2
+    perm = rng.permutation(P)
+    table = -np.ones((B, max(need) + width_extra), dtype=np.int32)
+    at = 0
+    for b, n in enumerate(need):
+        table[b, :n] = perm[at:at + n]
+        at += n
+    q = rng.standard_normal((B, Hq, L, D)).astype(np.float32)
+    kp = rng.standard_normal((P, H, ps, D)).astype(np.float32)
+    vp = rng.standard_normal((P, H, ps, D)).astype(np.float32)
+    dense = [(np.concatenate([kp[p] for p in table[b, :need[b]]], axis=1)[:, :n],
+              np.concatenate([vp[p] for p in table[b, :need[b]]], axis=1)[:, :n])
+             if n else None for b, n in enumerate(lens)]
+    return q, kp, vp, table, dense
+
+
+PAGED_CASES = [  # B, H_q, H, L, D, page_size, context lengths, causal, extra table width
+    (4, 4, 2, 1, 16, 4, [7, 0, 12, 3], True, 2), (1, 8, 2, 6, 32, 8, [29], True, 0),
+    (3, 6, 3, 3, 16, 5, [3, 11, 20], True, 4), (2, 2, 1, 4, 64, 16, [40, 70], False, 1),
+    (2, 14, 2, 1, 128, 32, [100, 0], True, 3), (1, 2, 2, 9, 8, 3, [9], True, 0),
+]
+
+
+def _check_paged(key_ext, stream, tol):
+    for i, (B, Hq, H, L, D, ps, lens, causal, extra) in enumerate(PAGED_CASES):
+        q, kp, vp, table, dense = _paged_case(400 + i, B, Hq, H, L, D, ps, lens, extra)
+        scale = 1.0 / np.sqrt(D)
+        out = key_ext.paged_attention(
+            mx.array(q.reshape(B * Hq, L, D)), mx.array(kp), mx.array(vp), mx.array(table),
+            mx.array(np.array(lens, dtype=np.int32)), scale, is_causal=causal,
+            num_kv_heads=H, num_heads=Hq, stream=stream)
+        out = np.array(out).reshape(B, Hq, L, D)
+        for b, kv in enumerate(dense):
+            if kv is None:  # an empty slot comes back as zeros, not NaN
+                assert np.all(out[b] == 0), (i, b)
+                continue
+            k, v = (mx.array(x)[None] for x in kv)
+            with mx.stream(mx.cpu):
+                ref = mx.fast.scaled_dot_product_attention(
+                    mx.array(q[b])[None], k, v, scale=scale,
+                    mask="causal" if causal and L > 1 else None)
+                err = np.abs(out[b] - np.array(ref[0])).max()
+            assert err < tol, f"case {i} row {b}: err {err:.3g}"
+
+
+@needs_toolchain
+def test_key_paged_attention_cpu(key_ext):
+    _check_paged(key_ext, mx.cpu, 2e-5)
+
+
+@needs_toolchain
+def test_key_paged_attention_checks_inputs(key_ext):
+    q = mx.ones((4, 1, 8))
+    pages = mx.ones((3, 2, 4, 8))
+    table = mx.zeros((2, 2), dtype=mx.int32)
+    lens = mx.array([3, 4], dtype=mx.int32)
+    with pytest.raises(ValueError, match="float32"):
+        key_ext.paged_attention(q.astype(mx.float16), pages, pages, table, lens, 1.0,
+                                num_kv_heads=2, num_heads=2)
+    with pytest.raises(ValueError, match="int32"):
+        key_ext.paged_attention(q, pages, pages, table.astype(mx.float32), lens, 1.0,
+                                num_kv_heads=2, num_heads=2)
+    with pytest.raises(ValueError, match="batch size"):
+        key_ext.paged_attention(q, pages, pages, table[:1], lens[:1], 1.0,
+                                num_kv_heads=2, num_heads=2)
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        key_ext.paged_attention(q, pages, pages, table, lens, 1.0, num_kv_heads=1, num_heads=2)
+
+
+@pytest.mark.metal
+@metal_only
+def test_key_paged_attention_metal(key_ext):
+    _check_paged(key_ext, mx.gpu, 1e-4)
