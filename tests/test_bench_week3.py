@@ -76,7 +76,7 @@ def test_answer_key_every_random_row_runs(key_result):
         r = rows[rid]
         assert r["wrong_outputs"] == 0, r
         assert r["generated"] == sum(n - p for n, p in zip(
-            key_result["lengths"], _prompt_lengths(key_result))), r
+            key_result["lengths"], key_result["prompt_lengths"])), r
         assert r["tok_per_s"] > 0
     paged = rows["batch-paged"]
     assert 0 < paged["peak_pages"] <= pages["pages"]
@@ -87,17 +87,6 @@ def test_answer_key_every_random_row_runs(key_result):
     assert 0 < spec["acceptance"] <= 1, spec
     assert spec["tokens_per_call"] >= 1 and spec["speedup"] > 0
     assert "differs" not in spec["note"], spec
-
-
-def _prompt_lengths(result: dict) -> list[int]:
-    """The workload's prompt lengths, rebuilt the way the child builds them."""
-    from tutor.bench_week3_child import (MODEL, OUTPUT_LEN, PROMPT_LEN, REQUESTS,
-                                         WORKLOAD_SEED, Workload)
-
-    vocab = MODEL["vocab_size"]
-    w = Workload(vocab, vocab - 1, REQUESTS, PROMPT_LEN, OUTPUT_LEN, WORKLOAD_SEED)
-    assert w.lengths == result["lengths"]
-    return [len(p) for p in w.prompts]
 
 
 def test_the_real_rows_skip_with_the_download_command(key_result):

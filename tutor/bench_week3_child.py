@@ -186,11 +186,10 @@ class Scripted:
         import mlx.core as mx
 
         cls = type(model)
-        state = {"peak_pages": 0, "calls": 0}
+        state = {"peak_pages": 0}
 
         def __call__(self, inputs, offset, cache, *args, **kwargs):
             logits = cls.__call__(self, inputs, offset, cache, *args, **kwargs)
-            state["calls"] += 1
             pool = find_pool(self)
             if pool is not None:
                 state["peak_pages"] = max(state["peak_pages"], pages_in_use(pool))
@@ -407,7 +406,6 @@ def measure_batching(impl, mlx_model, workload: Workload, paged: bool,
     if paged:
         pool = find_pool(m)
         if pool is not None:
-            layers, H, D = kv_geometry(mlx_model)
             out["peak_pages"] = state["peak_pages"]
             notes.append(f"at most {state['peak_pages']} pages in use")
             if pages_in_use(pool):
@@ -569,7 +567,8 @@ def _setup(args, harness):
     fields = {"model": {**MODEL, "group_size": GROUP_SIZE, "bits": BITS},
               "spec_layers": SPEC_LAYERS, "draft_layers": DRAFT_LAYERS,
               "later_layer_scale": LATER_LAYER_SCALE,
-              "requests": REQUESTS, "lengths": workload.lengths, "page_size": PAGE_SIZE,
+              "requests": REQUESTS, "lengths": workload.lengths,
+              "prompt_lengths": [len(p) for p in workload.prompts], "page_size": PAGE_SIZE,
               "batch_size": BATCH_SIZE, "prefill_step": PREFILL_STEP,
               "spec_tokens": SPEC_TOKENS, "proposal_length": SPEC_PROPOSAL,
               "repeats": args.repeats}
