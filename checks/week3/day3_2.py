@@ -418,32 +418,49 @@ PA_MISTAKES = {"paged-causal-top-left": "top-left", "paged-gqa-head-mapping": "g
                "paged-scale-ignored": "scale-default", "paged-causal-ignored": "no-causal"}
 
 
+def _paged_case(ctx, fn, seed, B, Hq, H, L, D, ps, lens, causal, scale, extra):
+    q, kp, vp, table, cl = make_pages(seed, B, Hq, H, L, D, ps, lens, extra)
+    mask = "causal" if causal else None
+    kw = {} if scale is None else {"scale": scale}
+    case = (f"query (B, H_q, L, D) = {(B, Hq, L, D)}, {H} kv heads, page_size {ps}, "
+            f"context_lens {lens}, block table {tuple(table.shape)} with shuffled page ids "
+            f"and -1 padding, mask={mask!r}, scale={scale}")
+    got = ctx.call(fn, q, kp, vp, table, cl, ps, mask=mask, **kw)
+    ctx.expect_shape(got, (B, Hq, L, D), case=case)
+    active = [b for b in range(B) if lens[b] > 0]
+    want = paged_oracle(q, kp, vp, table, lens, ps, scale, causal)
+    g = np.asarray(to_np(got), dtype=np.float32)[active]
+    if not np.all(np.isfinite(g)):
+        ctx.fail(f"[{case}] the output of a request with a context holds NaN or inf.",
+                 {"case": case})
+    cands = {pit: (lambda m=m: mx.array(paged_oracle(q, kp, vp, table, lens, ps, scale,
+                                                     causal, mistake=m)[active]))
+             for pit, m in PA_MISTAKES.items()}
+    return ctx.expect_close(mx.array(g), mx.array(want[active]), case=case,
+                            candidates=cands, axes=("row", "query head", "query", "dim"))
+
+
 @check("paged-attention", 2,
        "paged_attention matches attention on the keys and values its block table lists",
        forbid=("mx.fast.scaled_dot_product_attention",), symbols=("paged_attention",))
 def paged_attention_check(ctx):
     fn = ctx.symbol("paged_attention")
-    evs = []
-    for i, (B, Hq, H, L, D, ps, lens, causal, scale, extra) in enumerate(PA_CASES):
-        q, kp, vp, table, cl = make_pages(3210 + i, B, Hq, H, L, D, ps, lens, extra)
-        mask = "causal" if causal else None
-        kw = {} if scale is None else {"scale": scale}
-        case = (f"query (B, H_q, L, D) = {(B, Hq, L, D)}, {H} kv heads, page_size {ps}, "
-                f"context_lens {lens}, block table {tuple(table.shape)} with shuffled page ids "
-                f"and -1 padding, mask={mask!r}, scale={scale}")
-        got = ctx.call(fn, q, kp, vp, table, cl, ps, mask=mask, **kw)
-        ctx.expect_shape(got, (B, Hq, L, D), case=case)
-        active = [b for b in range(B) if lens[b] > 0]
-        want = paged_oracle(q, kp, vp, table, lens, ps, scale, causal)
-        g = np.asarray(to_np(got), dtype=np.float32)[active]
-        if not np.all(np.isfinite(g)):
-            ctx.fail(f"[{case}] the output of a request with a context holds NaN or inf.",
-                     {"case": case}, pitfall=None)
-        cands = {pit: (lambda m=m: mx.array(paged_oracle(q, kp, vp, table, lens, ps, scale,
-                                                         causal, mistake=m)[active]))
-                 for pit, m in PA_MISTAKES.items()}
-        evs.append(ctx.expect_close(mx.array(g), mx.array(want[active]), case=case,
-                                    candidates=cands, axes=("row", "query head", "query", "dim")))
+
+    def scenario(variant):
+        evs = []
+        for i, (B, Hq, H, L, D, ps, lens, causal, scale, extra) in enumerate(PA_CASES):
+            if variant == "no-groups":  # the probe: one query head per kv head
+                Hq = H
+            evs.append(_paged_case(ctx, fn, 3210 + i, B, Hq, H, L, D, ps, lens, causal, scale,
+                                   extra))
+        return evs
+
+    # A failure no modelled mistake explains, where the same cases with as many query heads
+    # as kv heads are right, is in the grouping of query heads (a crash included).
+    evs = with_probe(scenario, [(
+        "no-groups", "paged-gqa-head-mapping", lambda exc: True,
+        "The same cases with as many query heads as kv heads (no grouping) run and are "
+        "right.")])
     # Only None and "causal" are supported: an array mask must be refused, not ignored
     # (ignoring it attends where the caller said not to).
     q, kp, vp, table, cl = make_pages(3219, 1, 2, 2, 2, 8, 4, [6])
