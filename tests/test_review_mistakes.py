@@ -20,6 +20,19 @@ from tutor.curriculum import load_course
 DAYS = {w.number: [d.id for d in w.days] for w in load_course().weeks}
 
 
+def _written_lessons(week: int, day: str) -> list:
+    from tutor import paths
+
+    return sorted((paths.curriculum_dir() / f"week{week}").glob(f"day{day}-*.yaml"))
+
+
+def _written_pitfalls(week: int, day: str) -> set[str]:
+    import yaml
+
+    return {p["id"] for f in _written_lessons(week, day)
+            for p in (yaml.safe_load(f.read_text()) or {}).get("pitfalls") or []}
+
+
 def _enforce_diagnosis_bar() -> bool:
     # On since the catalogue reached the bar (week 1: 88%, week 2: 89%);
     # REVIEW_DIAGNOSIS_BAR=0 only measures, for work in progress.
@@ -42,11 +55,16 @@ def test_review_mistakes_are_well_formed(week, tmp_path):
     course = load_course()
     known = {p.id for lesson in course.lessons for p in lesson.pitfalls}
     for i, m in enumerate(mutants):
-        assert m["day"] in DAYS[week], m["id"]
+        # a day of the week whose lesson is written but not yet in the course is allowed
+        # (its mistakes are measured once the course lists it)
+        in_course = m["day"] in DAYS[week]
+        assert in_course or _written_lessons(week, m["day"]), m["id"]
         assert m["id"].startswith(f"rv{week}-"), m["id"]
         apply_mutation(BOOK, m, tmp_path / str(i))  # each `find` occurs exactly once
         assert isinstance(m.get("expect_pitfalls"), list), m["id"]
         unknown = set(m["expect_pitfalls"]) - known
+        if not in_course:
+            unknown -= _written_pitfalls(week, m["day"])
         assert not unknown, (m["id"], unknown)
 
 
