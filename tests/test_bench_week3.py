@@ -132,6 +132,22 @@ def test_the_real_rows_run_on_a_fake_cache(tmp_path, monkeypatch, answer_key_ext
     assert spec["acceptance"] == 1.0 and "differs" not in spec["note"]
 
 
+def test_a_crash_costs_only_its_row(tmp_path, empty_hub, answer_key_ext):
+    """speculative_generate kills its process: the row says so, and the row after it
+    still runs in a restarted child."""
+    pkg = tmp_path / "answer_key"
+    shutil.copytree(paths.answer_key_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = pkg / "speculative.py"
+    spec.write_text(spec.read_text() + (
+        "\n\ndef speculative_generate(*a, max_tokens=None, **k):\n"
+        "    import os\n\n    os._exit(3)\n"))
+    result = run_bench_week3(pkg, answer_key_ext, repeats=1, rows=["spec", "pages"])
+    rows = {r["id"]: r for r in result["rows"]}
+    assert rows["spec"]["status"] == "crashed", rows["spec"]
+    assert "exited with code 3" in rows["spec"]["message"]
+    assert rows["pages"]["status"] == "ok", rows["pages"]
+
+
 def test_stubs_are_not_ready_and_the_bench_still_finishes(tmp_path, empty_hub):
     r = tutor("init", "ws", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

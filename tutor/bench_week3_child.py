@@ -359,7 +359,8 @@ def _page_bytes(pool, layer_cache, H: int, D: int) -> tuple[int, str]:
         k, v = pool.read_page(page_id)
         return int(k.nbytes + v.nbytes), ""
     except Exception:  # noqa: BLE001 - a pool without read_page/block_table yet
-        return 2 * H * PAGE_SIZE * D * 4, "page bytes assume float32 (your pages could not be read back)"
+        return (2 * H * PAGE_SIZE * D * 4,
+                "page bytes assume float32 (your pages could not be read back)")
 
 
 def _batch_run(batch_generate, m, tok, workload: Workload, batch_size: int) -> tuple[float, dict]:
@@ -572,8 +573,8 @@ def _setup(args, harness):
               "batch_size": BATCH_SIZE, "prefill_step": PREFILL_STEP,
               "spec_tokens": SPEC_TOKENS, "proposal_length": SPEC_PROPOSAL,
               "repeats": args.repeats}
-    state = {"serving": serving, "target": target, "draft": draft, "workload": workload, "spec_ids": spec_ids,
-             "repeats": args.repeats}
+    state = {"serving": serving, "target": target, "draft": draft, "workload": workload,
+             "spec_ids": spec_ids, "repeats": args.repeats}
     return state, fields
 
 
