@@ -22,6 +22,7 @@ from . import (
     qwen2_week2,
     qwen2_week3,
     sampler,
+    speculative,
 )
 from .attention import *  # noqa: F401,F403
 from .basics import *  # noqa: F401,F403
@@ -40,3 +41,5 @@ from .qwen2_week1 import Qwen2ModelWeek1  # noqa: F401
 from .qwen2_week2 import Qwen2ModelWeek2  # noqa: F401
 from .qwen2_week3 import Qwen2ModelWeek3  # noqa: F401
 from .sampler import *  # noqa: F401,F403
+# after .generate: the speculative_generate of the package is day 3.4's
+from .speculative import *  # noqa: F401,F403
