@@ -171,7 +171,7 @@ def render(result: dict, console) -> None:
         mem.row("Qwen2-0.5B-Instruct", p if real_ok else real, real["status"], mem_fill(p))
     mem.print(console)
 
-    thr = _Section("Throughput: the same requests through your scheduler",
+    thr = _Section("Throughput, same requests",
                    ["engine", "tok/s", "× week 2"])
 
     def thr_row(label, r, status, base, is_base=False):
