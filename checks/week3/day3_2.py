@@ -855,6 +855,14 @@ def paged_batch_generate(ctx):
                               {"wrong": wrong, "prompts": len(prompts)})
         ev = {"prompts": len(prompts), "model_calls": len(om.calls),
               "pool_pages": int(pool.num_pages), "free_pages": int(pool.num_free_pages)}
+        # Continuous batching: some decode step must serve several requests at once.
+        busiest = max((sum(1 for o in c["offsets"] if o > 0) for c in om.calls
+                       if c["shape"] == [GEN_BATCH, 1]), default=0)
+        ev["max_active_rows"] = busiest
+        if busiest < 2:
+            raise CheckFailed(f"[{where}] every text is right, but no decode step fed more than "
+                              f"one request: decode steps should feed all {GEN_BATCH} slots as "
+                              f"one ({GEN_BATCH}, 1) batch through the batching caches.", ev)
         held = _held_pages(om)
         if held or pool.num_free_pages != pool.num_pages:
             raise CheckFailed(
