@@ -42,6 +42,11 @@ def needs_gpu(ctx):
     raise Skip("needs an Apple GPU")
 
 
+@measure("secret-seen", unit="variables")
+def secret_seen(ctx):
+    return ctx.call(ctx.symbol("env_has"), "TUTOR_TEST_SECRET")
+
+
 @measure("words", unit="pages")
 def words(ctx):
     return "seven"
@@ -59,6 +64,11 @@ def spin():
 def crash():
     import os
     os.abort()
+
+
+def env_has(name):
+    import os
+    return int(name in os.environ)
 '''
 
 STUB = '''def pages_needed(n, page_size):

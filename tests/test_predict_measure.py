@@ -183,6 +183,12 @@ def test_an_endless_loop_costs_the_days_budget_and_the_rest_still_report(tmp_pat
     assert "budget ran out" in r["pages-for-batch"]["reason"]
 
 
+def test_the_learners_code_sees_only_the_allowlisted_environment(tmp_path, monkeypatch):
+    world = measure_world(tmp_path, monkeypatch)
+    monkeypatch.setenv("TUTOR_TEST_SECRET", "hunter2")
+    assert _run(world, ["secret-seen"])["secret-seen"]["value"] == 0.0
+
+
 def test_a_crash_costs_only_its_own_measurement(tmp_path, monkeypatch):
     world = measure_world(tmp_path, monkeypatch)
     r = _run(world, ["crash", "pages-for-batch"])
