@@ -111,9 +111,14 @@ def moe_router(ctx):
                      "(weights, expert_ids, probs).", {"case": case})
         weights, ids, probs = out
         ctx.expect_shape(probs, shape, "probs", case)
+        cands = {"moe-route-wrong-axis": [mx.array(p) for p in wrong_axes]}
+        if dtype != F32:  # the softmax taken in the logits' own dtype, fused or written out
+            ex = mx.exp(logits - logits.max(axis=-1, keepdims=True))
+            cands["moe-router-half-precision"] = [mx.softmax(logits, axis=-1),
+                                                  ex / ex.sum(axis=-1, keepdims=True)]
         evs.append(ctx.expect_close(
             probs, mx.array(want_p, dtype=F32), what="probs", case=case, dtype="float32",
-            candidates={"moe-route-wrong-axis": [mx.array(p) for p in wrong_axes]}))
+            candidates=cands))
         ctx.expect_shape(ids, (*shape[:-1], k), "expert_ids", case)
         ctx.expect_shape(weights, (*shape[:-1], k), "weights", case)
         got_ids = to_np(ids).astype(np.int64)
@@ -133,10 +138,13 @@ def moe_router(ctx):
         chosen = np.take_along_axis(want_p, s_ids, -1)
         renormed = chosen / chosen.sum(-1, keepdims=True)
         want_w, other = (renormed, chosen) if norm else (chosen, renormed)
+        raw = mx.array(np.take_along_axis(x64, s_ids, -1))
+        cands = {"moe-weights-not-probabilities": raw}
+        if not norm:
+            cands["moe-topk-renormalised"] = mx.array(other)
         evs.append(ctx.expect_close(
             mx.array(s_w), mx.array(want_w, dtype=F32), what="weights (ordered by expert id)",
-            case=case, dtype="float32",
-            candidates=None if norm else {"moe-topk-renormalised": mx.array(other)}))
+            case=case, dtype="float32", candidates=cands))
     return merge_evidence(evs)
 
 
@@ -386,6 +394,8 @@ def _block_candidates(block, x):
         "moe-unweighted-sum": m(unweighted=True),
         "moe-scatter-overwrites": [m(overwrite="max"), m(overwrite="min")],
         "moe-shared-gate-missing": [m(shared_gate="none"), m(shared_gate="raw")],
+        "moe-weights-not-probabilities": m(raw=True),
+        "moe-expert-weights-miswired": [m(swap=w) for w in ("routed", "shared", "both")],
     }
 
 
@@ -452,6 +462,8 @@ MODEL_MISTAKES = {
     "moe-unweighted-sum": [{"unweighted": True}],
     "moe-scatter-overwrites": [{"overwrite": "max"}, {"overwrite": "min"}],
     "moe-shared-gate-missing": [{"shared_gate": "none"}, {"shared_gate": "raw"}],
+    "moe-weights-not-probabilities": [{"raw": True}],
+    "moe-expert-weights-miswired": [{"swap": w} for w in ("routed", "shared", "both")],
 }
 
 

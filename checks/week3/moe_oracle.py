@@ -95,13 +95,15 @@ def tiny_moe(seed: int, *, group_size: int = 64, bits: int = 4, **overrides):
 # --------------------------------------------------------------------------- the block, written out
 
 
-def route(logits: mx.array, top_k: int, *, renorm: bool = False, axis: int = -1):
+def route(logits: mx.array, top_k: int, *, renorm: bool = False, axis: int = -1,
+          raw: bool = False):
     """(weights (N, k), ids (N, k), probs) of mlx_lm's router; ``renorm`` divides the top-k
     weights by their sum (equal to a softmax over the k chosen logits); ``axis=0`` takes the
-    softmax over the tokens instead of the experts (logits (N, n_experts))."""
+    softmax over the tokens instead of the experts (logits (N, n_experts)); ``raw``
+    weights the chosen experts by their logits instead of their probabilities."""
     probs = mx.softmax(logits.astype(mx.float32), axis=axis, precise=True)
     ids = mx.argsort(-probs, axis=-1)[..., :top_k]
-    w = mx.take_along_axis(probs, ids, axis=-1)
+    w = mx.take_along_axis(logits.astype(mx.float32) if raw else probs, ids, axis=-1)
     if renorm:
         w = w / w.sum(axis=-1, keepdims=True)
     return w, ids, probs
@@ -129,21 +131,41 @@ def by_id(w: mx.array, ids: mx.array):
     return mx.take_along_axis(w, order, axis=-1), mx.take_along_axis(ids, order, axis=-1)
 
 
+def switch_glu(sw, x: mx.array, ids: mx.array, swap: bool = False) -> mx.array:
+    """mlx_lm's SwitchGLU(x (N, E), ids (N, k)) -> (N, k, E) from its three switch linears;
+    ``swap`` exchanges the gate and up projections."""
+    xx = mx.expand_dims(x, (-2, -3))
+    gate, up = sw.gate_proj(xx, ids), sw.up_proj(xx, ids)
+    if swap:
+        gate, up = up, gate
+    return sw.down_proj(nn.silu(gate) * up, ids).squeeze(-2)
+
+
+def shared_mlp(se, x: mx.array, swap: bool = False) -> mx.array:
+    gate, up = se.gate_proj(x), se.up_proj(x)
+    if swap:
+        gate, up = up, gate
+    return se.down_proj(nn.silu(gate) * up)
+
+
 def moe_block(mlp, x: mx.array, *, renorm=False, axis=-1, unweighted=False, overwrite=None,
-              shared_gate: str = "sigmoid") -> mx.array:
+              shared_gate: str = "sigmoid", raw=False, swap: str = "") -> mx.array:
     """mlx_lm's Qwen2MoeSparseMoeBlock on x (B, L, E) from its own modules, with one mistake
     at a time. ``shared_gate``: "sigmoid" (right), "none" (no gate, the same as a softmax
-    over its single logit), "raw" (the gate's logit itself as the factor)."""
+    over its single logit), "raw" (the gate's logit itself as the factor); ``raw``: see
+    ``route``; ``swap``: "routed", "shared" or "both" -- those experts built with their gate
+    and up projections exchanged."""
     B, L, E = x.shape
     flat = x.reshape(-1, E)
-    w, ids, _ = route(mlp.gate(flat), mlp.top_k, renorm=renorm, axis=axis)
+    w, ids, _ = route(mlp.gate(flat), mlp.top_k, renorm=renorm, axis=axis, raw=raw)
     if overwrite:
         w, ids = by_id(w, ids)
-    y = mlp.switch_mlp(flat, ids)
+    y = switch_glu(mlp.switch_mlp, flat, ids, swap=swap in ("routed", "both"))
     routed = combine(y, w, unweighted=unweighted, overwrite=overwrite)
     g = mlp.shared_expert_gate(flat).astype(mx.float32)
     factor = {"sigmoid": mx.sigmoid(g), "none": mx.ones_like(g), "raw": g}[shared_gate]
-    out = routed + factor * mlp.shared_expert(flat).astype(mx.float32)
+    shared = shared_mlp(mlp.shared_expert, flat, swap=swap in ("shared", "both"))
+    out = routed + factor * shared.astype(mx.float32)
     return out.astype(x.dtype).reshape(B, L, E)
 
 
