@@ -280,7 +280,7 @@ def _tok():
 # The target's end: EOS exactly once, at a length that depends on the text, well past the
 # proposals of several rounds (serving_oracle.EosRule's idea, with nothing but ordinary
 # tokens after EOS, so text kept past an accepted EOS shows).
-RULE = EosOnceRule(early=30, late=45)
+RULE = EosOnceRule(early=20, late=30)
 
 
 def _drafts(m):
@@ -411,14 +411,9 @@ def walk(target, draft, C, k):
                 f"{len(C) - 1}: generation went on past the end of the text.",
                 "spec-eos-in-draft-ignored"))
             break
-        if not since_target and k > 0 and rounds:
-            # A second target call with no proposal in between: the round's proposals are
-            # being checked one call at a time. The call belongs to the same round.
-            if not any(p == "spec-verify-one-by-one" for _, p in problems):
-                problems.append(("The target is called again without the draft proposing "
-                                 "anything in between: the proposals are checked one "
-                                 "target call at a time, instead of all in one call.",
-                                 "spec-verify-one-by-one"))
+        if not since_target and rounds and rounds[-1].get("one_by_one"):
+            # The round's proposals are being checked one target call at a time: this
+            # call continues the same round.
             r = rounds[-1]
             r["fed"] = r["fed"] + fed
             r["proposed"] = len(r["fed"]) - 1
@@ -430,6 +425,11 @@ def walk(target, draft, C, k):
             r["accepted"] = n
             last_target = e
             continue
+        one_by_one = bool(since_target) and len(fed) == 1 and k > 0
+        if one_by_one and not any(p == "spec-verify-one-by-one" for _, p in problems):
+            problems.append(("The draft proposed, but the target's next call feeds only the "
+                             "newest token: the proposals are checked one target call at a "
+                             "time, instead of all in one call.", "spec-verify-one-by-one"))
         ok_held = held == C[:len(held)]
         if not ok_held or o != len(held) or any(x != len(held) for x in e["offsets"]):
             if ok_held and abs(o - len(held)) == 1 or (
@@ -448,7 +448,8 @@ def walk(target, draft, C, k):
         n = 0
         while n < len(proposals) and o + 1 + n < len(C) and proposals[n] == C[o + 1 + n]:
             n += 1
-        rounds.append({"offset": o, "fed": fed, "accepted": n, "proposed": len(proposals)})
+        rounds.append({"offset": o, "fed": fed, "accepted": n, "proposed": len(proposals),
+                       "one_by_one": one_by_one})
         last_target = e
         since_target = []
         draft_next = None

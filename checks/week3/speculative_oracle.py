@@ -28,14 +28,14 @@ _CLOCK = itertools.count()
 
 
 class EosOnceRule(EosRule):
-    """EOS exactly once: the logits predicting position ``stop`` (``early``/``late`` as in
-    EosRule) put EOS far on top, every other position far below. Past EOS the model goes
-    on with ordinary tokens, so a loop that keeps what follows an accepted EOS shows."""
+    """EOS once: the logits predicting position ``early`` put EOS far on top when the token
+    before it is one of EosRule's early tokens, those predicting position ``late`` always
+    do, every other position puts EOS far below. Past EOS the model goes on with ordinary
+    tokens, so a loop that keeps what follows an accepted EOS shows."""
 
     def apply(self, logits, ids, positions):
-        early = (ids % 3) == 0
-        stop = mx.where(early, self.early, self.late)
-        force = (positions + 1) == stop
+        n = positions + 1
+        force = ((n == self.early) & ((ids % 3) == 0)) | (n == self.late)
         hi = mx.max(logits, axis=-1, keepdims=True)
         lo = mx.min(logits, axis=-1, keepdims=True)
         eos_value = mx.where(force[..., None], hi + 30.0, lo - 30.0)
