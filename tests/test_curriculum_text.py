@@ -162,6 +162,9 @@ def test_lesson_links_its_chapter_at_the_pinned_commit(lesson):
     name = lesson.chapter[len(BOOK_SRC):]
     assert name in CHAPTERS_AT_COMMIT, f"{lesson.source}: no chapter {name} at {BOOK_COMMIT}"
     week, day = lesson.id.split(".")
+    if name == f"week{week}-overview.md" and not any(
+            c.startswith(f"week{week}-{int(day):02d}-") for c in CHAPTERS_AT_COMMIT):
+        return  # a day the book has not written at that commit links its week's overview
     assert name.startswith(f"week{week}-{int(day):02d}-"), f"{lesson.source}: {name}"
 
 

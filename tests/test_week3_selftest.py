@@ -356,10 +356,74 @@ def test_pa_kernel_mistake_is_diagnosed(pa_mutant_ext):
     assert diagnosed == {entry["id"]}, _statuses(result)
 
 
+# --------------------------------------------------------------------------- day 3.4
+# (speculative decoding: greedy verification, the accept/resample rule, speculative_generate
+# with two caches and rewinds; Python only, run on the checks' own models)
+
+SPEC_DAYS = ["3.4"]
+SPEC_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_4.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+SPEC_EXTRA_MISTAKES = [
+    # The draft (not the target) rewound one position too many.
+    {"id": "spec-rewind-off-by-one", "day": "3.4", "_name": "draft-rewound-one-too-many",
+     "file": "speculative.py", "find": "                cache.rewind(at - draft_len)",
+     "replace": "                cache.rewind(min(at, at - draft_len + 1))"},
+    # The target keeps one rejected position.
+    {"id": "spec-rewind-off-by-one", "day": "3.4", "_name": "target-rewound-one-too-few",
+     "file": "speculative.py",
+     "find": "                cache.rewind(offset + 1 + len(draft) - keep)",
+     "replace": "                cache.rewind(max(0, offset + len(draft) - keep))"},
+]
+SPEC_ALL_MISTAKES = SPEC_CATALOGUE + SPEC_EXTRA_MISTAKES
+
+
+@pytest.mark.parametrize("day", SPEC_DAYS)
+def test_spec_answer_key_passes(day):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass", c
+
+
+@pytest.mark.parametrize("day", SPEC_DAYS)
+def test_spec_stubs_fail_every_check(day, stub_impl):
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error"), c
+
+
+def test_spec_checks_and_pitfalls_match_the_lesson():
+    for day in SPEC_DAYS:
+        _lesson_matches(day, SPEC_CATALOGUE, None)
+
+
+@pytest.mark.parametrize("entry", SPEC_ALL_MISTAKES, ids=[_mistake_id(e) for e in SPEC_ALL_MISTAKES])
+def test_spec_mistake_is_diagnosed(entry, tmp_path, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
+    assert result["status"] == "fail", _statuses(result)
+    # Named, and nothing else named: a wrong name misleads more than none.
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert diagnosed == {entry["id"]}, _statuses(result)
+
+
+def test_spec_measurement_is_within_the_answers_tolerance(stub_impl):
+    """Tokens per target call measured on the answer key (one fixed 300-token run) lands
+    within the predict question's tolerance of the stated average; on the stubs it is no
+    number but the reason."""
+    from tutor.checking.measuring import run_measures
+
+    q = next(q for q in load_course().lesson("3.4").concept_questions if q.is_predict)
+    [r] = run_measures("3.4", [q.measure], paths.answer_key_dir(), TIMEOUT)
+    assert r["status"] == "measured" and abs(r["value"] - q.answer) <= q.tolerance, r
+    [r] = run_measures("3.4", [q.measure], stub_impl, TIMEOUT)
+    assert r["status"] == "error" and "Not implemented" in r["reason"], r
+
+
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS]
+SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, SPEC_DAYS]
 
 
 def test_the_sections_cover_every_day_of_the_week():

@@ -295,13 +295,16 @@ def _drafts(m):
     }
 
 
-# (prompt, draft name, proposal_length); prompts whose greedy texts have no near ties.
+# (prompt, draft name, proposal_length, max_tokens); prompts whose greedy texts have no
+# near ties. 'Spec' with the first layer as draft accepts EOS among its proposals.
 TEXT_SCENARIOS = [
-    ("hello", "the target itself (always agrees)", 4),
-    ("Spec", "the target's first layer only (sometimes agrees)", 4),
-    ("draft7", "a draft that never agrees", 3),
-    ("abc", "a draft agreeing at 70% of positions", 2),
-    ("zq", "the target's first layer only (sometimes agrees)", 1),
+    ("hello", "the target itself (always agrees)", 4, None),
+    ("Spec", "the target's first layer only (sometimes agrees)", 4, None),
+    ("draft7", "a draft that never agrees", 3, None),
+    ("abc", "a draft agreeing at 70% of positions", 2, None),
+    ("zq", "the target's first layer only (sometimes agrees)", 1, None),
+    ("hello", "the target itself (always agrees)", 4, 7),
+    ("abc", "a draft agreeing at 70% of positions", 3, 11),
 ]
 
 
@@ -349,6 +352,16 @@ def _committed(prompt_ids, want_ids, ended_by_eos=True):
     return list(prompt_ids) + list(want_ids) + ([EOS] if ended_by_eos else [])
 
 
+def one_off(held, C) -> bool:
+    """Whether ``held`` is the accepted sequence's start with exactly one position dropped
+    or one extra position kept (a rewind off by one, wherever the position went missing)."""
+    n = len(held)
+    for j in range(n + 1):
+        if held[:j] == C[:j] and held[j:] == C[j + 1:n + 1]:
+            return True  # C[j] dropped
+    return any(held[:j] + held[j + 1:] == C[:n - 1] for j in range(n))
+
+
 def walk(target, draft, C, k):
     """What the two logs show, judged against the committed sequence C (prompt, the
     target's greedy tokens, then EOS when it ended there). Returns (facts, problems):
@@ -376,7 +389,7 @@ def walk(target, draft, C, k):
                     if not ok_held and not draft_rewound:
                         pit = "spec-draft-not-rewound"
                         why = "it still holds proposals the target rejected (it is never rewound)"
-                    elif (not ok_held and held[:-1] == C[:len(held) - 1]) or (
+                    elif (not ok_held and one_off(held, C)) or (
                             ok_held and abs(o - len(held)) == 1):
                         pit = "spec-rewind-off-by-one"
                         why = ("it holds one position too many or too few for the offset the "
@@ -389,9 +402,13 @@ def walk(target, draft, C, k):
                         f"(tokens {held[-6:]} at the end; the accepted sequence there is "
                         f"{C[max(0, len(held) - 6):len(held)]}): {why}.", pit))
                 elif fed != C[o:o + len(fed)] and o + len(fed) <= len(C):
+                    # fed from one position further on: the cache lost an accepted token
+                    skipped = fed == C[o + 1:o + 1 + len(fed)]
                     problems.append((
                         f"At the start of a round the draft is fed {fed} at offset {o}; the "
-                        f"accepted tokens there are {C[o:o + len(fed)]}.", None))
+                        f"accepted tokens there are {C[o:o + len(fed)]}"
+                        + (": the token at that position is never fed to it." if skipped
+                           else "."), "spec-rewind-off-by-one" if skipped else None))
             elif draft_next is not None and o != draft_next:
                 problems.append((f"Within a round the draft is called at offset {o}, but its "
                                  f"previous call ended at position {draft_next}.",
@@ -432,8 +449,7 @@ def walk(target, draft, C, k):
                              "time, instead of all in one call.", "spec-verify-one-by-one"))
         ok_held = held == C[:len(held)]
         if not ok_held or o != len(held) or any(x != len(held) for x in e["offsets"]):
-            if ok_held and abs(o - len(held)) == 1 or (
-                    not ok_held and held[:-1] == C[:len(held) - 1]):
+            if ok_held and abs(o - len(held)) == 1 or (not ok_held and one_off(held, C)):
                 pit = "spec-rewind-off-by-one"
             else:
                 pit = None
@@ -491,15 +507,17 @@ def spec_greedy_text(ctx):
     m = tiny_model()
     drafts = _drafts(m)
     notes = []
-    for prompt, dname, k in TEXT_SCENARIOS:
+    for prompt, dname, k, max_tokens in TEXT_SCENARIOS:
         ids = tok.encode(prompt)
         want_ids = _greedy(m, ids)
-        want = tok.decode(want_ids)
+        want = tok.decode(want_ids[:max_tokens])
         target = SpecModel(m, "target", eos_rule=RULE)
         draft = drafts[dname]()
-        case = f"prompt {prompt!r}, {dname}, proposal_length={k}"
+        case = f"prompt {prompt!r}, {dname}, proposal_length={k}" + (
+            f", max_tokens={max_tokens}" if max_tokens else "")
         got, facts, problems = run_scenario(ctx, fn, target, draft, prompt, k,
-                                            _committed(ids, want_ids), case)
+                                            _committed(ids, want_ids), case,
+                                            max_tokens=max_tokens)
         if got != want:
             pit = _first_pitfall(problems)
             if pit is None and got.startswith(want) and len(got) > len(want) and any(
@@ -512,7 +530,7 @@ def spec_greedy_text(ctx):
                 f"own: got {got!r}, expected {want!r} (first difference at character {at})."
                 + (" " + problems[0][0] if problems else ""),
                 {"case": case, "got": got, "expected": want, **facts}, pitfall=pit)
-        notes.append({"case": case, **facts, "tokens": len(want_ids)})
+        notes.append({"case": case, **facts, "tokens": len(want_ids[:max_tokens])})
     notes.append(_mlx_lm_part(ctx, fn, m))
     return {"cases": len(notes), "runs": notes}
 
