@@ -16,6 +16,16 @@ so these checks judge the decoding loop alone. Drafts: the target itself (always
 its first layer only (a smaller model that sometimes agrees), and scripted drafts that
 agree at each position with a fixed probability (0 for never).
 
+The target's texts end with EOS at one position only (``EosOnceRule``: ordinary tokens
+follow it), so a loop that goes on after an accepted EOS produces more text instead of
+more EOS tokens; each run has call limits far above what a correct loop needs, so a loop
+that lost its place is stopped and diagnosed from its call log. The call logs are judged
+by ``walk``: at the start of every round both caches must hold exactly the accepted
+tokens at the offsets the calls are given, each round makes one target call over the
+newest token and its proposals, and the next round starts after the accepted proposals
+and the target's own token. Time: about 3 s for the day on the answer key, a third of it
+importing ``mlx_lm.generate`` (which imports transformers) for its speculative decoding.
+
 Statistics (spec-sampling-distribution): 20 000 draws per case with fixed seeds, a
 chi-square goodness-of-fit test at ALPHA = 1e-5 (a correct rule fails by chance about once
 in 100 000 seeds; the catalogued mistakes are off by hundreds of standard deviations).
@@ -34,7 +44,14 @@ import numpy as np
 
 from ..harness import CheckFailed, check, measure, merge_evidence
 from ..week1.tiny_tokenizer import CharTokenizer
-from ..week2.serving_oracle import EOS, VOCAB, OracleQwen2, RunawayError, greedy_alone, tiny_model
+from ..week2.serving_oracle import (
+    EOS,
+    VOCAB,
+    OracleQwen2,
+    RunawayError,
+    greedy_alone,
+    tiny_model,
+)
 from .speculative_oracle import NO_EOS, EosOnceRule, ScriptedDraft, SpecModel
 
 VERIFY = "speculative.verify_greedy"
