@@ -189,7 +189,6 @@ def test_attn_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, reque
 # Qwen2-MoE model from the week-2 pieces)
 
 MOE_DAYS = ["3.3"]
-MOE_LESSON = paths.curriculum_dir() / "week3" / "day3.3-moe.yaml"
 MOE_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_3.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 MOE_EXTRA_MISTAKES = [
@@ -227,15 +226,8 @@ def test_moe_stubs_fail_every_check(day, stub_impl):
 
 
 def test_moe_checks_and_pitfalls_match_the_lesson(answer_key_ext):
-    from tutor.curriculum import load_lesson
-
-    # Read from its file: the lesson joins the course once its held-out evidence exists.
-    lesson = load_lesson(MOE_LESSON)
-    result = run_day("3.3", paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
-    assert {c["id"] for c in result["checks"]} == {cid for t in lesson.tasks for cid in t.checks}
-    catalogued = {e["id"] for e in MOE_CATALOGUE}
-    assert catalogued == {p.id for p in lesson.pitfalls}
-    assert len(catalogued) >= 4 and len(catalogued) == len(MOE_CATALOGUE)
+    for day in MOE_DAYS:
+        _lesson_matches(day, MOE_CATALOGUE, answer_key_ext)
 
 
 @pytest.mark.parametrize("entry", MOE_ALL_MISTAKES, ids=[_mistake_id(e) for e in MOE_ALL_MISTAKES])
@@ -251,9 +243,8 @@ def test_moe_measurement_gives_the_stated_answer_on_the_answer_key(answer_key_ex
     """The predict question's measurement, on the answer key, is the lesson's answer; on the
     stubs it is no number but the reason."""
     from tutor.checking.measuring import run_measures
-    from tutor.curriculum import load_lesson
 
-    q = next(q for q in load_lesson(MOE_LESSON).concept_questions if q.is_predict)
+    q = next(q for q in load_course().lesson("3.3").concept_questions if q.is_predict)
     [r] = run_measures("3.3", [q.measure], paths.answer_key_dir(), TIMEOUT,
                        kernels=answer_key_ext)
     assert r["status"] == "measured" and r["value"] == q.answer, r
@@ -423,7 +414,7 @@ def test_spec_measurement_is_within_the_answers_tolerance(stub_impl):
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, SPEC_DAYS]
+SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS]
 
 
 def test_the_sections_cover_every_day_of_the_week():
