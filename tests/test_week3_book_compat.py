@@ -140,9 +140,6 @@ def test_book_bug_is_named(entry, answer_key_ext, tmp_path):
     assert entry["pitfall"] in named, (named, _problems(result))
 
 
-@pytest.mark.xfail(strict=True, reason="spec-cache-rewind takes the catch-up draft call for the "
-                   "next round's first call (reported to the day-3.4 checks); remove this mark "
-                   "when it passes")
 def test_draft_catch_up_call_passes(answer_key_ext, tmp_path):
     if "3.4" not in DAYS:
         pytest.skip("day 3.4 is not in the course yet")

@@ -400,6 +400,8 @@ def walk(target, draft, C, k):
             if last_target is None:
                 continue  # the draft's prefill: any prefix of the prompt is fine
             held, o, fed = e["held"], e["offset"], e["ids"]
+            if C and C[-1] == EOS and len(held) >= len(C) and held[:len(C)] == C:
+                continue  # the text has ended: what the draft sees now changes nothing
             if fresh:
                 ok_held = held == C[:len(held)]
                 if not ok_held or o != len(held) or any(x != len(held) for x in e["offsets"]):
