@@ -361,7 +361,11 @@ def run_scenario(ctx, fn, target, draft, prompt, k, C, case, max_tokens=None, st
             f"needs at most {n} target calls here." + (" " + problems[0][0] if problems
                                                        else ""),
             {"case": case, **facts}, pitfall=_first_pitfall(problems)) from None
-    facts, problems = walk(target, draft, C, k)
+    mine = _tok().text_to_tokens(text)
+    R = None
+    if mine is not None:
+        R = _tok().encode(prompt) + mine + ([EOS] if max_tokens is None else [])
+    facts, problems = walk(target, draft, C, k, R)
     return text, facts, problems
 
 
@@ -379,10 +383,13 @@ def one_off(held, C) -> bool:
     return any(held[:j] + held[j + 1:] == C[:n - 1] for j in range(n))
 
 
-def walk(target, draft, C, k):
+def walk(target, draft, C, k, R=None):
     """What the two logs show, judged against the committed sequence C (prompt, the
     target's greedy tokens, then EOS when it ended there). Returns (facts, problems):
-    problems are (message, pitfall or None) in the order they happened."""
+    problems are (message, pitfall or None) in the order they happened. The caches are
+    judged against ``R``, the sequence the learner's own text commits (C when the run gave
+    no text): a cache that follows a wrong text is the text's problem, not a rewind's."""
+    R = C if R is None else R
     events = sorted(target.log + draft.log, key=lambda e: e["t"])
     problems: list[tuple[str, str | None]] = []
     draft_rewound = any(sum(c.rewinds) for caches in draft.made for c in caches)
@@ -403,12 +410,12 @@ def walk(target, draft, C, k):
             if C and C[-1] == EOS and len(held) >= len(C) and held[:len(C)] == C:
                 continue  # the text has ended: what the draft sees now changes nothing
             if fresh:
-                ok_held = held == C[:len(held)]
+                ok_held = held == R[:len(held)]
                 if not ok_held or o != len(held) or any(x != len(held) for x in e["offsets"]):
                     if not ok_held and not draft_rewound:
                         pit = "spec-draft-not-rewound"
                         why = "it still holds proposals the target rejected (it is never rewound)"
-                    elif (not ok_held and one_off(held, C)) or (
+                    elif (not ok_held and one_off(held, R)) or (
                             ok_held and abs(o - len(held)) == 1):
                         pit = "spec-rewind-off-by-one"
                         why = ("it holds one position too many or too few for the offset the "
@@ -419,13 +426,13 @@ def walk(target, draft, C, k):
                         f"At the start of a round the draft is called at offset {o} with "
                         f"tokens {fed}, but its cache holds {len(held)} positions "
                         f"(tokens {held[-6:]} at the end; the accepted sequence there is "
-                        f"{C[max(0, len(held) - 6):len(held)]}): {why}.", pit))
-                elif fed != C[o:o + len(fed)] and o + len(fed) <= len(C):
+                        f"{R[max(0, len(held) - 6):len(held)]}): {why}.", pit))
+                elif fed != R[o:o + len(fed)] and o + len(fed) <= len(R):
                     # fed from one position further on: the cache lost an accepted token
-                    skipped = fed == C[o + 1:o + 1 + len(fed)]
+                    skipped = fed == R[o + 1:o + 1 + len(fed)]
                     problems.append((
                         f"At the start of a round the draft is fed {fed} at offset {o}; the "
-                        f"accepted tokens there are {C[o:o + len(fed)]}"
+                        f"accepted tokens there are {R[o:o + len(fed)]}"
                         + (": the token at that position is never fed to it." if skipped
                            else "."), "spec-rewind-off-by-one" if skipped else None))
             elif draft_next is not None and o != draft_next:
@@ -466,16 +473,16 @@ def walk(target, draft, C, k):
             problems.append(("The draft proposed, but the target's next call feeds only the "
                              "newest token: the proposals are checked one target call at a "
                              "time, instead of all in one call.", "spec-verify-one-by-one"))
-        ok_held = held == C[:len(held)]
+        ok_held = held == R[:len(held)]
         if not ok_held or o != len(held) or any(x != len(held) for x in e["offsets"]):
-            if ok_held and abs(o - len(held)) == 1 or (not ok_held and one_off(held, C)):
+            if ok_held and abs(o - len(held)) == 1 or (not ok_held and one_off(held, R)):
                 pit = "spec-rewind-off-by-one"
             else:
                 pit = None
             problems.append((
                 f"The target is called at offset {o} with tokens {fed}, but its cache holds "
                 f"{len(held)} positions (ending {held[-6:]}; the accepted sequence there is "
-                f"{C[max(0, len(held) - 6):len(held)]}).", pit))
+                f"{R[max(0, len(held) - 6):len(held)]}).", pit))
         proposals = fed[1:]
         if len(proposals) > k:
             problems.append((f"A round checks {len(proposals)} proposals; proposal_length is "
@@ -660,10 +667,17 @@ def spec_one_target_call(ctx):
         if stats:
             mine = {key: facts[key] for key in ("target_calls", "proposed", "accepted")}
             theirs = {key: stats.get(key) for key in mine}
+            rate = stats.get("acceptance_rate")
+            want_rate = facts["accepted"] / facts["proposed"] if facts["proposed"] else 0.0
+            if rate is not None and not (isinstance(rate, (int, float))
+                                         and abs(float(rate) - want_rate) < 1e-6):
+                mine["acceptance_rate"] = round(want_rate, 4)
+                theirs["acceptance_rate"] = rate
             if theirs != mine:
                 raise CheckFailed(
                     f"[{case}] the stats report {theirs}; the models saw {mine} (target calls "
-                    "include the prefill; proposals are the draft tokens the target checked).",
+                    "include the prefill; proposals are the draft tokens the target checked; "
+                    "the acceptance rate is accepted over proposed).",
                     {"case": case, **facts, "stats": stats})
             facts["stats_reported"] = True
         runs.append({"case": case, **facts})
