@@ -234,16 +234,15 @@ def paged_attention(
     n_kv_heads = key_pages.shape[1]
     if key_pages.shape[2] != page_size:
         raise ValueError(f"the pages hold {key_pages.shape[2]} positions each, page_size is {page_size}")
-    q = mx.contiguous(query.astype(mx.float32).reshape(B * n_q_heads, L, D))
+    queries = mx.contiguous(query.astype(mx.float32).reshape(B * n_q_heads, L, D))
     out = ext.paged_attention(
-        q,
+        queries,
         mx.contiguous(key_pages.astype(mx.float32)),
         mx.contiguous(value_pages.astype(mx.float32)),
         mx.contiguous(block_table.astype(mx.int32)),
         mx.contiguous(context_lens.astype(mx.int32).reshape(-1)),
         scale=_default_scale(D, scale),
         is_causal=mask is not None,
-        num_kv_heads=n_kv_heads,
-        num_heads=n_q_heads,
+        num_kv_heads=n_kv_heads, num_heads=n_q_heads,
     )
     return out.reshape(B, n_q_heads, L, D)

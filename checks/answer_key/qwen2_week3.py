@@ -55,8 +55,8 @@ class Qwen2MultiHeadAttention(_Week2Attention):
         # table, context lengths); the kernel reads the pages, nothing is gathered dense. A
         # dense cache has no pages: its update_and_fetch_paged raises, and that error is the
         # answer (no quiet fallback to week-2 attention).
-        meta = cache.update_and_fetch_paged(k.astype(mx.float32), v.astype(mx.float32),
-                                            mask_length=L, mask=mask)
+        k32, v32 = k.astype(mx.float32), v.astype(mx.float32)
+        meta = cache.update_and_fetch_paged(k32, v32, mask_length=L, mask=mask)
         out = _attention.paged_attention(
             q.astype(mx.float32), meta.key_pages, meta.value_pages, meta.block_table,
             meta.context_lens, meta.page_size, scale=self.scale, mask=meta.mask,
