@@ -57,5 +57,9 @@ def speculative_generate(
     tokenizer: TokenizerWrapper,
     prompt: str,
 ) -> str:
-    """Speculative decoding. The book lists it for later; this course does not cover it."""
-    raise NotImplementedError("speculative_generate is not part of this course")
+    """The book keeps this name in generate.py; the course writes it on day 3.4 in
+    ``speculative.py``, and this forwards there (write it there, not here)."""
+    # imported here: speculative.py builds on this module's neighbours, not the reverse
+    from .speculative import speculative_generate as _speculative_generate
+
+    return _speculative_generate(draft_model, model, draft_tokenizer, tokenizer, prompt)
