@@ -163,3 +163,16 @@ async def test_esc_after_a_right_answer_leaves_the_keys_to_the_app(opened):
         await pilot.press("c")  # a command now, not text for the box
         assert app.query_one("#answer-pages", Input).value == ""
         await app.workers.wait_for_complete()
+
+
+async def test_a_measurement_taken_before_any_prediction_stays_hidden_on_the_card(opened):
+    """`measure` run in a shell before answering records the engine's number; the card,
+    still waiting for a prediction, must not show it (it would be the answer)."""
+    s = opened()
+    s.measure("pages")
+    app = app_for(s)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "your engine" not in card_text(app, "pages")
+        await _answer_pages(pilot, "7")
+        await wait_until(pilot, lambda: "your engine: 8 pages" in card_text(app, "pages"))

@@ -256,7 +256,9 @@ class TutorApp(App[int]):
         measured = None
         if q.kind == "predict":  # the last measurement, as the records keep it
             p = self.session.prediction(q.id) or {}
-            if p.get("measured_at"):
+            # only once they have answered: a number measured first (`measure` in a shell)
+            # would give the answer away on a card still waiting for its prediction
+            if p.get("measured_at") and p.get("predicted_at"):
                 measured = (_measurement_line(p, q.unit), p.get("status") == "measured")
         return QuestionCard(q, done=bool((concepts.get(q.id) or {}).get("last_correct")),
                             blink=self.blink, measured=measured)
