@@ -12,6 +12,7 @@ from . import (
     generate,
     kv_cache,
     layer_norm,
+    long_context,
     models,
     moe,
     paged_kv_cache,
@@ -31,6 +32,7 @@ from .embedding import *  # noqa: F401,F403
 from .generate import *  # noqa: F401,F403
 from .kv_cache import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
+from .long_context import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .moe import *  # noqa: F401,F403
 from .paged_kv_cache import *  # noqa: F401,F403
