@@ -23,6 +23,7 @@ from . import (
     qwen2_week1,
     qwen2_week2,
     qwen2_week3,
+    rag,
     sampler,
     speculative,
 )
@@ -43,6 +44,7 @@ from .qwen2_moe import Qwen2MoeModel  # noqa: F401
 from .qwen2_week1 import Qwen2ModelWeek1  # noqa: F401
 from .qwen2_week2 import Qwen2ModelWeek2  # noqa: F401
 from .qwen2_week3 import Qwen2ModelWeek3  # noqa: F401
+from .rag import *  # noqa: F401,F403
 from .sampler import *  # noqa: F401,F403
 # after .generate: the speculative_generate of the package is day 3.4's
 from .speculative import *  # noqa: F401,F403
