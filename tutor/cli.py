@@ -413,10 +413,13 @@ def cmd_bench(args) -> int:
     week = args.week.lower()
     if week in ("week3", "w3", "3"):
         return _bench_week3(args)
+    if week == "serve":
+        return _bench_serve(args)
     if week not in ("week2", "w2", "2"):
         raise UsageError(f"No benchmark for {args.week!r}: `tiny-llm-tutor bench week2` "
                          "measures week 2's decode speed-ups, `tiny-llm-tutor bench week3` "
-                         "paging, batching and speculative decoding.")
+                         "paging, batching and speculative decoding, `tiny-llm-tutor bench "
+                         "serve` your server under concurrent clients.")
     if args.tokens < 1:
         raise UsageError("--tokens must be at least 1.")
     _, impl, kernels = _code_under_test(args)
@@ -460,6 +463,66 @@ def _bench_week3(args) -> int:
         result = run_bench_week3(impl, kernels, on_event=on_event)
         render(result, out)
     return EXIT_FAIL if result.get("error") else EXIT_OK
+
+
+def _bench_serve(args) -> int:
+    from rich.markup import escape
+
+    from tutor.bench_serve import MAX_CLIENTS, MAX_TOKENS, render, run_bench_serve
+
+    if not 1 <= args.clients <= MAX_CLIENTS or not 1 <= args.tokens <= MAX_TOKENS:
+        raise UsageError(f"--clients must be 1..{MAX_CLIENTS} and --tokens 1..{MAX_TOKENS}.")
+    _, impl, kernels = _code_under_test(args)
+    out = _console()
+    if not args.json:
+        out.print(f"Serving {escape(str(impl))} on loopback: {args.clients} requests one at a "
+                  f"time, then {args.clients} at once ([dim]your code runs in a separate "
+                  "process[/dim])")
+    result = run_bench_serve(impl, kernels, clients=args.clients, tokens=args.tokens,
+                             model=args.model)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        render(result, out)
+    return EXIT_FAIL if result.get("error") else EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    """The learner's engine behind an OpenAI-compatible API on 127.0.0.1."""
+    from rich.markup import escape
+
+    from tutor.serve import DEFAULT_MODEL, Engine, Server, ServeError, _bind, resolve_model
+
+    _, impl, kernels = _code_under_test(args)
+    out = _console()
+    err = _console(stderr=True)
+    try:
+        folder, name = resolve_model(args.model)
+        _bind(args.port).close()  # a busy port fails before the model loads
+        out.print(f"Starting your engine ({escape(str(impl))}) on {escape(name)} ...")
+        engine = Engine(impl, folder, name, kernels, max_batch=args.max_batch)
+        engine.start()
+    except ServeError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        return EXIT_FAIL
+    try:
+        server = Server(engine, args.port)
+    except ServeError as exc:
+        engine.close()
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        return EXIT_FAIL
+    url = f"http://127.0.0.1:{server.port}/v1"
+    out.print(f"Serving {escape(name)} at [bold]{url}[/bold] (up to {args.max_batch} requests "
+              f"batched; Ctrl-C stops).\nYour engine can tutor you: set [dim][llm] backend = "
+              f"\"openai\", base_url = \"{url}\"[/dim] in tiny-llm-tutor.toml.")
+    if args.model is None:
+        out.print(f"[dim](the default model, {escape(DEFAULT_MODEL)}; --model picks another)[/dim]")
+    try:
+        server.server.run(sockets=[server.sock])
+    finally:
+        engine.close()
+        server.sock.close()
+    return EXIT_OK
 
 
 def cmd_start(args) -> int:
@@ -747,15 +810,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="week2: your decode speed (no cache, KV cache, quantized "
                                       "matmul, flash attention) against MLX; week3: pages, "
-                                      "batching and speculative decoding")
-    bn.add_argument("week", help="week2 or week3")
+                                      "batching and speculative decoding; serve: concurrent "
+                                      "clients against one at a time")
+    bn.add_argument("week", help="week2, week3 or serve")
     bn.add_argument("--impl", help="package directory (default: the workspace's impl/)")
     bn.add_argument("--kernels", help="folder with your built C++ extension "
                                       "(default: the workspace's kernels/)")
     bn.add_argument("--tokens", type=int, default=32,
-                    help="week 2: tokens decoded per row (default 32)")
+                    help="week 2: tokens decoded per row; serve: tokens per request "
+                         "(default 32)")
+    bn.add_argument("--clients", type=int, default=8,
+                    help="serve: concurrent streaming clients (default 8, at most 32)")
+    bn.add_argument("--model", help="serve: a model folder or cached Hugging Face repo "
+                                    "(default: a random Qwen2 written for the run)")
     bn.add_argument("--json", action="store_true", help="print one JSON object")
     bn.set_defaults(func=cmd_bench)
+
+    sv = sub.add_parser("serve", help="your week-3 engine behind an OpenAI-compatible chat API "
+                                      "on 127.0.0.1")
+    sv.add_argument("--model", help="an MLX model folder or a Hugging Face repo in the local "
+                                    "cache (default: Qwen/Qwen2-0.5B-Instruct-MLX)")
+    sv.add_argument("--impl", help="package directory (default: the workspace's impl/)")
+    sv.add_argument("--kernels", help="folder with your built C++ extension "
+                                      "(default: the workspace's kernels/)")
+    sv.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    sv.add_argument("--max-batch", type=int, default=8,
+                    help="requests decoded together at most (default 8)")
+    sv.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("measure", help="measure your engine for a day's predict-then-measure "
                                        "questions, beside your predictions")
