@@ -239,3 +239,44 @@ def test_real_qwen2_tutors_through_serve(answer_key_ext):
         assert len(text.split()) >= 3 and text.isprintable() or "\n" in text
     finally:
         srv.stop()
+
+
+def test_the_serve_command_serves_until_interrupted(tiny_hub, answer_key_ext, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tutor.serve import _bind
+
+    sock = _bind(0)
+    port = sock.getsockname()[1]
+    sock.close()
+    exe = shutil.which("tiny-llm-tutor", path=str(Path(sys.executable).parent)) or "tiny-llm-tutor"
+    env = {**os.environ, "HF_HUB_CACHE": str(tiny_hub[0]), "COLUMNS": "200"}
+    env.pop("TINY_LLM_TUTOR_WORKSPACE", None)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([exe, "serve", "--impl", str(paths.answer_key_dir()),
+                                 "--kernels", str(answer_key_ext), "--port", str(port)],
+                                stdout=f, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 25
+        while "Serving" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        text = log.read_text()
+        assert f'[llm] backend = "openai", base_url = "http://127.0.0.1:{port}/v1"' in text
+        backend = OpenAIBackend(LLMConfig("openai", "", f"http://127.0.0.1:{port}/v1", "", 4,
+                                          30.0))
+        assert "".join(backend.stream("system", MSGS))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) in (0, 130)  # 130: uvicorn passes Ctrl-C on
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the engine process went with it: nothing listens on the port any more
+    with pytest.raises(OSError):
+        http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/v1/models")

@@ -512,9 +512,10 @@ def cmd_serve(args) -> int:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         return EXIT_FAIL
     url = f"http://127.0.0.1:{server.port}/v1"
+    toml = escape(f'[llm] backend = "openai", base_url = "{url}"')
     out.print(f"Serving {escape(name)} at [bold]{url}[/bold] (up to {args.max_batch} requests "
-              f"batched; Ctrl-C stops).\nYour engine can tutor you: set [dim][llm] backend = "
-              f"\"openai\", base_url = \"{url}\"[/dim] in tiny-llm-tutor.toml.")
+              f"batched; Ctrl-C stops).\nYour engine can tutor you: in tiny-llm-tutor.toml "
+              f"set [dim]{toml}[/dim].")
     if args.model is None:
         out.print(f"[dim](the default model, {escape(DEFAULT_MODEL)}; --model picks another)[/dim]")
     try:
