@@ -411,10 +411,81 @@ def test_spec_measurement_is_within_the_answers_tolerance(stub_impl):
     assert r["status"] == "error" and "Not implemented" in r["reason"], r
 
 
+# --------------------------------------------------------------------------- day 3.7
+# (long context: YaRN rope speeds and temperature, the rope of a Qwen2 rope_scaling config,
+# a sink + sliding-window cache, a quantized cache; Python only)
+
+LONG_DAYS = ["3.7"]
+LONG_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_7.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+LONG_EXTRA_MISTAKES = [
+    # The window keeps one position too few (it does not count the query itself twice,
+    # it drops it): the other side of the off-by-one.
+    {"id": "sink-window-off-by-one", "day": "3.7", "_name": "window-one-too-narrow",
+     "file": "long_context.py", "find": "        self.window_size = window_size\n",
+     "replace": "        self.window_size = window_size - 1\n"},
+    # The temperature applied to the input of the rotation and again to its output.
+    {"id": "yarn-temperature-squared", "day": "3.7", "_name": "temperature-before-and-after",
+     "file": "long_context.py", "find": "        y = super().__call__(x, offset)\n",
+     "replace": "        y = super().__call__(x * self.mscale, offset)\n"},
+    # Only "rope_type" is read.
+    {"id": "rope-config-type-key", "day": "3.7", "_name": "only-rope-type-read",
+     "file": "long_context.py",
+     "find": 'kind = rope_scaling.get("type") or rope_scaling.get("rope_type") or "default"',
+     "replace": 'kind = rope_scaling.get("rope_type") or "default"'},
+]
+LONG_ALL_MISTAKES = LONG_CATALOGUE + LONG_EXTRA_MISTAKES
+
+
+@pytest.mark.parametrize("day", LONG_DAYS)
+def test_long_answer_key_passes(day):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass", c
+
+
+@pytest.mark.parametrize("day", LONG_DAYS)
+def test_long_stubs_fail_every_check(day, stub_impl):
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error"), c
+
+
+def test_long_checks_and_pitfalls_match_the_lesson():
+    for day in LONG_DAYS:
+        _lesson_matches(day, LONG_CATALOGUE, None)
+
+
+@pytest.mark.parametrize("entry", LONG_ALL_MISTAKES, ids=[_mistake_id(e) for e in LONG_ALL_MISTAKES])
+def test_long_mistake_is_diagnosed(entry, tmp_path, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
+    assert result["status"] == "fail", _statuses(result)
+    # Named, and nothing else named: a wrong name misleads more than none.
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert diagnosed == {entry["id"]}, _statuses(result)
+
+
+def test_long_measurements_are_the_predicted_sizes(stub_impl):
+    """KV-cache MiB at 32k positions measured on the answer key (dense and 8-bit) land
+    within the predict questions' tolerance; on the stubs they are no number but the
+    reason."""
+    from tutor.checking.measuring import run_measures
+
+    qs = [q for q in load_course().lesson("3.7").concept_questions if q.is_predict]
+    assert len(qs) == 2
+    results = run_measures("3.7", [q.measure for q in qs], paths.answer_key_dir(), TIMEOUT)
+    for q, r in zip(qs, results):
+        assert r["status"] == "measured" and abs(r["value"] - q.answer) <= q.tolerance, (q.id, r)
+    for r in run_measures("3.7", [q.measure for q in qs], stub_impl, TIMEOUT):
+        assert r["status"] == "error" and "Not implemented" in r["reason"], r
+
+
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS]
+SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS, LONG_DAYS]
 
 
 def test_the_sections_cover_every_day_of_the_week():
