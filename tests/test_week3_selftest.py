@@ -411,6 +411,78 @@ def test_spec_measurement_is_within_the_answers_tolerance(stub_impl):
     assert r["status"] == "error" and "Not implemented" in r["reason"], r
 
 
+# --------------------------------------------------------------------------- day 3.5
+# (retrieval-augmented generation: chunking, embeddings pooled from Qwen2 hidden states,
+# cosine top-k, the cited chat-template prompt; Python only, mostly on the checks' models)
+
+RAG_DAYS = ["3.5"]
+RAG_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_5.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+RAG_EXTRA_MISTAKES = [
+    # Last-token pooling at the row's last position, written with the row length.
+    {"id": "rag-pool-last-is-padding", "day": "3.5", "_name": "last-at-row-length",
+     "file": "rag.py", "find": "return hidden[mx.arange(B), lengths - 1]",
+     "replace": "return hidden[mx.arange(B), L - 1]"},
+    # The query normalised, the index rows not.
+    {"id": "rag-topk-not-normalised", "day": "3.5", "_name": "index-rows-not-normalised",
+     "file": "rag.py", "find": "    scores = np.array(_unit(queries) @ _unit(index).T)",
+     "replace": "    scores = np.array(_unit(queries) @ index.astype(mx.float32).T)"},
+]
+RAG_ALL_MISTAKES = RAG_CATALOGUE + RAG_EXTRA_MISTAKES
+
+
+@pytest.mark.parametrize("day", RAG_DAYS)
+def test_rag_answer_key_passes(day):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass", c
+
+
+@pytest.mark.parametrize("day", RAG_DAYS)
+def test_rag_stubs_fail_every_check(day, stub_impl):
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error"), c
+
+
+def test_rag_checks_and_pitfalls_match_the_lesson():
+    for day in RAG_DAYS:
+        _lesson_matches(day, RAG_CATALOGUE, None)
+
+
+@pytest.mark.parametrize("entry", RAG_ALL_MISTAKES, ids=[_mistake_id(e) for e in RAG_ALL_MISTAKES])
+def test_rag_mistake_is_diagnosed(entry, tmp_path, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert diagnosed == {entry["id"]}, _statuses(result)
+
+
+def test_rag_measurement_gives_the_stated_answer(stub_impl):
+    """The index of the week-1 lessons measured on the answer key lands within the predict
+    question's tolerance of the stated bytes; on the stubs it is no number but the reason."""
+    from tutor.checking.measuring import run_measures
+
+    q = next(q for q in load_course().lesson("3.5").concept_questions if q.is_predict)
+    [r] = run_measures("3.5", [q.measure], paths.answer_key_dir(), TIMEOUT)
+    assert r["status"] == "measured" and abs(r["value"] - q.answer) <= q.tolerance, r
+    [r] = run_measures("3.5", [q.measure], stub_impl, TIMEOUT)
+    assert r["status"] == "error" and "Not implemented" in r["reason"], r
+
+
+def test_rag_recall_bar_of_the_reference_on_the_course():
+    """The labelled questions are answerable by retrieval: the reference ranking over the
+    shipped course finds the answering lesson among its top 3 chunks for at least 80% of
+    them (rag-recall-at-k judges the learner's ranking against this one)."""
+    from checks.week3 import day3_5, rag_oracle
+
+    days, index, queries = day3_5.course_index()
+    order, _ = rag_oracle.ranked(index, queries, day3_5.RECALL_K)
+    assert day3_5.recall(days, order) >= 0.8
+
+
 # --------------------------------------------------------------------------- day 3.7
 # (long context: YaRN rope speeds and temperature, the rope of a Qwen2 rope_scaling config,
 # a sink + sliding-window cache, a quantized cache; Python only)
@@ -485,7 +557,7 @@ def test_long_measurements_are_the_predicted_sizes(stub_impl):
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS, LONG_DAYS]
+SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS, RAG_DAYS, LONG_DAYS]
 
 
 def test_the_sections_cover_every_day_of_the_week():
