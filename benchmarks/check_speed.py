@@ -8,6 +8,11 @@ book-style solution, whose sampler is written for one row as the book's is:
 
     python benchmarks/check_speed.py [--runs 7] [--days 1.1,1.3,week1]
     python benchmarks/check_speed.py --days 1.7 --impl tests/fixtures/book_solution/tiny_llm
+
+Weeks 2 and 3 run kernel checks: --key-kernels builds the answer key's C++ extension once
+(not timed; TINY_LLM_KEY_EXT_DIR reuses a build) and passes it as `check --kernels`:
+
+    python benchmarks/check_speed.py --runs 5 --days week3 --key-kernels
 """
 
 from __future__ import annotations
@@ -35,11 +40,24 @@ def run_once(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
     return wall, rss, os.waitstatus_to_exitcode(status)
 
 
+def _answer_key_kernels(tmp: Path) -> Path:
+    sys.path.insert(0, str(REPO))
+    from tutor.kernels_build import build_answer_key
+
+    dest = Path(os.environ.get("TINY_LLM_KEY_EXT_DIR") or tmp / "answer_key_ext")
+    result = build_answer_key(dest)
+    if not result.ok:
+        raise SystemExit("the answer key's extension did not build:\n" + "\n".join(result.messages))
+    return dest
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--days", default="1.1,1.2,1.3,1.4,1.5,1.6,1.7,week1")
     ap.add_argument("--impl", default="", help="check this package instead of the answer key")
+    ap.add_argument("--key-kernels", action="store_true",
+                    help="build the answer key's extension and check with it (--kernels)")
     args = ap.parse_args()
     exe = shutil.which("tiny-llm-tutor")
     if not exe:
@@ -51,11 +69,14 @@ def main() -> int:
         shutil.rmtree(ws / "impl")
         shutil.copytree(REPO / "checks" / "answer_key", ws / "impl",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        kernels = _answer_key_kernels(Path(tmp)) if args.key_kernels else None
         print(f"{'target':<8} {'median s':>9} {'min s':>7} {'max s':>7} {'peak MiB':>9}  exit")
         for day in args.days.split(","):
             cmd = [exe, "check", day if day.startswith("week") else f"day{day}"]
             if args.impl:
                 cmd += ["--impl", str(Path(args.impl).resolve())]
+            if kernels:
+                cmd += ["--kernels", str(kernels)]
             run_once(cmd, ws)  # warm the page cache; not counted
             walls, rsss, codes = [], [], set()
             for _ in range(args.runs):
