@@ -5,6 +5,7 @@ The week-2 functions that run on the compiled extension (``quantized_matmul``,
 """
 
 from . import (
+    agent,
     attention,
     basics,
     batch,
@@ -26,6 +27,7 @@ from . import (
     sampler,
     speculative,
 )
+from .agent import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .basics import *  # noqa: F401,F403
 from .batch import *  # noqa: F401,F403

@@ -6,6 +6,7 @@ importing before the extension is built.
 """
 
 from . import (
+    agent,
     attention,
     basics,
     batch,
@@ -27,6 +28,7 @@ from . import (
     sampler,
     speculative,
 )
+from .agent import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .basics import *  # noqa: F401,F403
 from .batch import *  # noqa: F401,F403
