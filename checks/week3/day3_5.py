@@ -24,8 +24,9 @@ top-k scores within 1e-5 (float32 against float64 may swap near-ties, not real r
 Tolerances: hidden states of the learner's float16 model against mlx_lm's float32 ones,
 rtol and atol 2e-2 (as day 1.5's blocks: about ten half-precision roundings on values of
 order one); embeddings, float32 batched against float32 alone, atol 1e-4 (another matmul
-shape sums in another order). Time: about 2 s for the day on the answer key, most of it
-importing transformers for the chat template.
+shape sums in another order). Time: about 3 s for the day on the answer key (4 s wall
+with the child's start); importing transformers for the chat-template tokenizer is a good
+part of it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ course's own lessons as a corpus with labelled questions, and the reference comp
 from __future__ import annotations
 
 import math
+import os
 import re
 import zlib
 
@@ -46,6 +47,8 @@ GENERATION_PROMPT = "<|im_start|>assistant\n"
 def chat_tokenizer():
     """A transformers fast tokenizer (word level, a dozen words) carrying CHAT_TEMPLATE:
     its ``apply_chat_template`` is the reference for the prompt."""
+    # transformers warns that PyTorch is absent; only its tokenizer is used here
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
