@@ -280,3 +280,37 @@ def test_the_serve_command_serves_until_interrupted(tiny_hub, answer_key_ext, tm
     # the engine process went with it: nothing listens on the port any more
     with pytest.raises(OSError):
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/v1/models")
+
+
+def test_an_engine_error_fails_its_requests_and_a_crash_is_named(tmp_path, tiny_hub,
+                                                                  answer_key_ext):
+    """The learner's sampler raising mid-request: that request gets a 500 with the error and
+    the engine serves the next one. The engine process dying: the request in flight gets the
+    exit, later ones a 503."""
+    import shutil
+
+    import openai
+
+    pkg = tmp_path / "impl"
+    shutil.copytree(paths.answer_key_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    src = (pkg / "sampler.py").read_text()
+    src = src.replace("    def sample(logprobs: mx.array) -> mx.array:\n",
+                      "    def sample(logprobs: mx.array) -> mx.array:\n"
+                      "        if temp == 0.5:\n"
+                      "            raise RuntimeError('my sampler broke')\n"
+                      "        if temp == 0.25:\n"
+                      "            import os; os._exit(3)\n", 1)
+    (pkg / "sampler.py").write_text(src)
+    srv = start_server(pkg, str(tiny_hub[1]), answer_key_ext, port=0)
+    try:
+        c = client(srv)
+        with pytest.raises(openai.InternalServerError, match="RuntimeError: my sampler broke"):
+            c.chat.completions.create(model="m", messages=MSGS, temperature=0.5, max_tokens=4)
+        assert c.chat.completions.create(model="m", messages=MSGS, temperature=0,
+                                         max_tokens=4).usage.completion_tokens >= 1
+        with pytest.raises(openai.InternalServerError, match="exited with code 3"):
+            c.chat.completions.create(model="m", messages=MSGS, temperature=0.25, max_tokens=4)
+        with pytest.raises(openai.InternalServerError, match="not running"):
+            c.chat.completions.create(model="m", messages=MSGS, temperature=0, max_tokens=4)
+    finally:
+        srv.stop()

@@ -233,8 +233,8 @@ class Engine:
         if seq.offset < len(seq.prompt):
             mx.eval(logits)  # the chunk's keys and values land in the pages now
             return
-        self.prefilling = None
         token = self._sample(logits[:, -1, :], [seq])[0]
+        self.prefilling = None  # only now: an error above must still find it to fail it
         if self._emit_token(seq, token):
             self._release(seq)
         else:
