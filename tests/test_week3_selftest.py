@@ -554,10 +554,93 @@ def test_long_measurements_are_the_predicted_sizes(stub_impl):
         assert r["status"] == "error" and "Not implemented" in r["reason"], r
 
 
+# --------------------------------------------------------------------------- day 3.6
+# (tool calling and an agent loop: the tool prompt, the parser, safe tools, the loop;
+# Python only, on the checks' scripted models and one tiny random model)
+
+AGENT_DAYS = ["3.6"]
+AGENT_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_6.yaml")
+# Beyond the catalogue: the same pitfalls made another way.
+AGENT_EXTRA_MISTAKES = [
+    # Any parse error empties the list of calls.
+    {"id": "agent-parse-error-drops-calls", "day": "3.6", "_name": "errors-drop-every-call",
+     "file": "agent.py", "find": '    return ParsedOutput("".join(content).strip(), calls, errors)',
+     "replace": '    return ParsedOutput("".join(content).strip(), [] if errors else calls, errors)'},
+    # One model call short of the limit.
+    {"id": "agent-step-limit-off-by-one", "day": "3.6", "_name": "one-step-short",
+     "file": "agent.py", "find": "for step in range(1, max_steps + 1):",
+     "replace": "for step in range(1, max_steps):"},
+    # An unknown tool looked up with [], so its KeyError escapes.
+    {"id": "agent-tool-error-raised", "day": "3.6", "_name": "unknown-tool-keyerror",
+     "file": "agent.py", "find": "    fn = functions.get(call.name)\n",
+     "replace": "    fn = functions[call.name]\n"},
+    # The definitions are right; the arguments of a call are escaped.
+    {"id": "agent-tools-json-ascii", "day": "3.6", "_name": "arguments-escaped",
+     "file": "agent.py", "find": 'json.dumps(fn["arguments"], ensure_ascii=False)',
+     "replace": 'json.dumps(fn["arguments"])'},
+]
+AGENT_ALL_MISTAKES = AGENT_CATALOGUE + AGENT_EXTRA_MISTAKES
+
+
+@pytest.mark.parametrize("day", AGENT_DAYS)
+def test_agent_answer_key_passes(day):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass", c
+
+
+@pytest.mark.parametrize("day", AGENT_DAYS)
+def test_agent_stubs_fail_every_check(day, stub_impl):
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error"), c
+
+
+def test_agent_checks_and_pitfalls_match_the_lesson():
+    for day in AGENT_DAYS:
+        _lesson_matches(day, AGENT_CATALOGUE, None)
+
+
+@pytest.mark.parametrize("entry", AGENT_ALL_MISTAKES, ids=[_mistake_id(e) for e in AGENT_ALL_MISTAKES])
+def test_agent_mistake_is_diagnosed(entry, tmp_path, request):
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    assert diagnosed == {entry["id"]}, _statuses(result)
+
+
+def test_agent_parse_oracle_agrees_with_the_hand_labels():
+    """The parse rule the checks write out gives the labels of the hand-labelled corpus,
+    and each catalogued parser mistake changes the outcome of some broken output."""
+    from checks.week3 import day3_6
+
+    corpus = day3_6.PARSE_WELL_FORMED + day3_6.PARSE_BROKEN
+    for case, text, content, calls, errors in corpus:
+        assert day3_6.parse_oracle(text) == (content, calls, errors), case
+    for pitfall, variants in day3_6.PARSE_MISTAKES.items():
+        for v in variants:
+            assert any(day3_6.parse_oracle(t, **v) != (c, k, e)
+                       for _, t, c, k, e in day3_6.PARSE_BROKEN), (pitfall, v)
+
+
+def test_agent_measurement_is_the_answer(stub_impl):
+    """Tool messages at the step limit, measured on the answer key, equal the predict
+    question's answer; on the stubs it is no number but the reason."""
+    from tutor.checking.measuring import run_measures
+
+    q = next(q for q in load_course().lesson("3.6").concept_questions if q.is_predict)
+    [r] = run_measures("3.6", [q.measure], paths.answer_key_dir(), TIMEOUT)
+    assert r["status"] == "measured" and abs(r["value"] - q.answer) <= q.tolerance, r
+    [r] = run_measures("3.6", [q.measure], stub_impl, TIMEOUT)
+    assert r["status"] == "error" and "Not implemented" in r["reason"], r
+
+
 # --------------------------------------------------------------------------- every day
 
 # Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS, RAG_DAYS, LONG_DAYS]
+SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS, RAG_DAYS, AGENT_DAYS, LONG_DAYS]
 
 
 def test_the_sections_cover_every_day_of_the_week():
