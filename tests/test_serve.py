@@ -236,7 +236,8 @@ def test_real_qwen2_tutors_through_serve(answer_key_ext):
         backend = OpenAIBackend(LLMConfig("openai", "", srv.base_url, "", 24, 120.0))
         text = "".join(backend.stream("You are a concise tutor.",
                                       [{"role": "user", "content": "What is a KV cache?"}]))
-        assert len(text.split()) >= 3 and text.isprintable() or "\n" in text
+        assert len(text.split()) >= 3, text  # words, from a 24-token budget
+        assert "\ufffd" not in text  # multi-byte characters arrive whole
     finally:
         srv.stop()
 
