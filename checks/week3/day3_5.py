@@ -15,9 +15,11 @@ use the checks' chunks and a deterministic hashed tf-idf embedding; ``rag_answer
 checks' index, query embedding and a recording ``generate``. So each check judges one
 part. Only rag-hidden-states builds the learner's ``Qwen2ModelWeek1`` (day 1.5).
 
-Ties: the exact top-k cases use vectors whose entries are 0 or +-0.5, scaled by powers of
-two, so every norm, quotient and dot product is exact in float32 in any summation order:
-tied scores are tied bit for bit, and the row order of ties is judged exactly. On the
+Ties: the exact top-k cases use vectors whose entries are 0 or a power of two, all rows of
+one length, so every norm, quotient and dot product is exact in float32 in any summation
+order (and equal cosines stay equal under an inexact normalisation such as an epsilon
+added to the norm): tied scores are tied bit for bit, and the row order of ties is judged
+exactly. On the
 course corpus (rag-recall-at-k) a ranking is accepted when its scores are the oracle's
 top-k scores within 1e-5 (float32 against float64 may swap near-ties, not real ranks).
 
@@ -254,32 +256,31 @@ def rag_embed_batch(ctx):
 # --------------------------------------------------------------------------- task 3
 
 
-def _exact_vectors(rng, n: int, dim: int, nonzero: int = 4) -> np.ndarray:
-    """Rows with ``nonzero`` entries of +-0.5 (length 1 when nonzero is 4), scaled by 1, 2
-    or 4: norms, quotients and dot products are exact in float32."""
+def _exact_vectors(rng, n: int, dim: int, scale: float) -> np.ndarray:
+    """Rows with four entries of +-0.5 (length 1) times ``scale``, a power of two: norms,
+    quotients and dot products are exact in float32."""
     out = np.zeros((n, dim), dtype=np.float32)
     for i in range(n):
-        at = rng.choice(dim, size=nonzero, replace=False)
-        out[i, at] = rng.choice([-0.5, 0.5], size=nonzero)
-        out[i] *= rng.choice([1.0, 2.0, 4.0])
-    return out
+        at = rng.choice(dim, size=4, replace=False)
+        out[i, at] = rng.choice([-0.5, 0.5], size=4)
+    return out * np.float32(scale)
 
 
 def _topk_cases():
     rng = np.random.default_rng(355)
-    index = _exact_vectors(rng, 24, 8)
-    queries = _exact_vectors(rng, 5, 8)
-    # Exact duplicates of earlier rows, and of a query: ties at the very top.
-    index[17] = index[3] * 2.0
+    # Every row of the tied case has the same length, so a normalisation that is not
+    # exact (a small epsilon added to the norm, say) still leaves equal cosines equal.
+    index = _exact_vectors(rng, 24, 8, 2.0)
+    queries = _exact_vectors(rng, 5, 8, 4.0)
+    # Exact duplicates, one of them along a query: ties at the very top.
     index[21] = index[3]
-    index[9] = queries[0] * 4.0
-    index[14] = queries[0]
+    index[9] = index[14] = queries[0] / 2
     rand_index = rng.normal(0, 1, (40, 16)).astype(np.float32) * rng.uniform(
         0.2, 5.0, (40, 1)).astype(np.float32)
     rand_q = rng.normal(0, 1, (3, 16)).astype(np.float32)
     return [
-        ("24 rows with many tied scores (entries 0 or 0.5 in size, lengths 1 to 4), "
-         "5 queries, k=6", index, queries, 6),
+        ("24 rows of length 2 with many tied scores (entries 0 or 1), 5 queries, k=6",
+         index, queries, 6),
         ("the same rows, one query, k=30 (more than there are rows)", index, queries[:1], 30),
         ("40 random rows of lengths 0.2 to 5, 3 queries, k=5", rand_index, rand_q, 5),
     ]
