@@ -25,7 +25,8 @@ top-k scores within 1e-5 (float32 against float64 may swap near-ties, not real r
 
 Tolerances: hidden states of the learner's float16 model against mlx_lm's float32 ones,
 rtol and atol 2e-2 (as day 1.5's blocks: about ten half-precision roundings on values of
-order one); embeddings, float32 batched against float32 alone, atol 1e-4 (another matmul
+order one; correct code is off by 5e-3); pooling of float16 states, 2e-3 (a mean summed
+in half precision before the cast to float32 is not a mistake of this day); embeddings, float32 batched against float32 alone, atol 1e-4 (another matmul
 shape sums in another order). Time: about 3 s for the day on the answer key (4 s wall
 with the child's start); importing transformers for the chat-template tokenizer is a good
 part of it.
@@ -169,6 +170,9 @@ def rag_hidden_states(ctx):
 
 
 POOL_CASES = [((3, 6, 8), [6, 2, 4]), ((2, 5, 4), [1, 5])]
+# float16 states of size about 1: a mean summed in half precision before the cast is off by
+# about 1e-3; the catalogued mistakes by about 0.5
+POOL_TOL = {"rtol": 2e-3, "atol": 2e-3}
 
 
 @check("rag-pool-padding", 2,
@@ -191,7 +195,8 @@ def rag_pool_padding(ctx):
                                                             mean_over_all=True)})
             evs.append(ctx.expect_close(got, want, what="pooled vectors", case=case,
                                         dtype="float32", expect_dtype="float32",
-                                        candidates=cands, axes=("text", "hidden")))
+                                        candidates=cands, axes=("text", "hidden"),
+                                        **POOL_TOL))
     if not ctx.call(_raises_value_error, fn, mx.zeros((1, 2, 4)), mx.array([2]), "max"):
         raise CheckFailed("pool_hidden_states(..., method='max') did not raise ValueError.",
                           {"method": "max"})
