@@ -61,6 +61,17 @@ FLOAT32_ONLY_FLASH = [
 ]
 
 
+# The book's week-2 bugs (ea4769d), written into the fixture the way the book has them; each
+# must fail its day naming its pitfall. (Its loop ends once nothing waits and no slot
+# decodes, even while a prompt is still in its chunked prefill.)
+BOOK_BUGS = [
+    {"id": "book-loop-ends-while-prefilling", "day": "2.6",
+     "pitfall": "batch-loop-ends-while-prefilling", "file": "batch.py",
+     "find": "if len(waiting) == 0 and idle and pending_prefill_request is None:",
+     "replace": "if len(waiting) == 0 and idle:"},
+]
+
+
 def _problems(result) -> list:
     """Checks that neither passed nor were skipped for a reason this machine cannot help
     (no Apple GPU, weights not downloaded, timing too noisy for the perf comparison)."""
@@ -82,6 +93,15 @@ def test_book_style_solution_passes_week2(day, answer_key_ext):
     result = run_day(day, BOOK, TIMEOUT, kernels=answer_key_ext)
     assert result["status"] == "pass", _problems(result)
     assert not _problems(result)
+
+
+@pytest.mark.parametrize("entry", BOOK_BUGS, ids=[e["id"] for e in BOOK_BUGS])
+def test_book_bug_is_named(entry, answer_key_ext, tmp_path):
+    result = run_day(entry["day"], apply_mutation(BOOK, entry, tmp_path), TIMEOUT,
+                     kernels=answer_key_ext)
+    assert result["status"] != "pass"
+    named = {c.get("pitfall") for c in result["checks"] if c["status"] in ("fail", "error")}
+    assert entry["pitfall"] in named, (named, _problems(result))
 
 
 def test_book_provided_request_code_passes(answer_key_ext, tmp_path):

@@ -7,7 +7,7 @@ the single mistakes in mutants_week3.yaml (also written without seeing checks/ o
 catalogue) fail their day.
 
 The book's reference itself (skyzh/tiny-llm ea4769d, src/tiny_llm_ref) is not in the
-repository; run by hand, it passes days 3.1-3.2 once its three known bugs are fixed, and
+repository; run by hand, it passes days 3.1-3.2 once its four known bugs are fixed, and
 fails with exactly the pitfalls of BOOK_BUGS below until then. These tests hold the
 checks to that with the fixture standing in for the book's code."""
 
@@ -71,6 +71,11 @@ BOOK_BUGS = [
      "find": "                for layer_cache in self.kv_cache:\n"
              "                    layer_cache.release()\n",
      "replace": "                pass\n"},
+    # the book's loop ends when nothing waits and no slot decodes, even mid-prefill
+    {"id": "book-loop-ends-while-prefilling", "day": "3.2",
+     "pitfall": "paged-loop-ends-while-prefilling", "file": "batch.py",
+     "find": "if len(waiting) == 0 and idle and pending_prefill_request is None:",
+     "replace": "if len(waiting) == 0 and idle:"},
 ]
 
 

@@ -16,7 +16,9 @@ batching-kv-cache feeds the learner's ``BatchingKvCache`` the checks' own per-re
 The mistakes are modelled on the oracle side: every row rotated at row 0's offset
 (batch-rope-offsets-shared), the padding or an empty slot left visible in the mask
 (batch-padded-slot-unmasked), rows left-aligned (batch-left-aligned), and every prefill
-chunk placed at offset 0 (chunk-offset-restarts).
+chunk placed at offset 0 (chunk-offset-restarts). batch-generate also runs one prompt longer
+than prefill_step alone: a loop that ends while it is still prefilling returns no text for
+it, having run no decode step (batch-loop-ends-while-prefilling).
 
 Real weights (qwen2-0.5b-batch): the book's staggered batching test on Qwen2-0.5B-Instruct
 when it is in the local Hugging Face cache (skipped otherwise): the learner's model and
@@ -456,6 +458,9 @@ GEN_BATCH, GEN_PREFILL_STEP, GEN_MAX_SEQ = 3, 4, 32
 # would otherwise run past 8 positions): a request stops once its cache holds
 # max_seq_len positions.
 CUT_PROMPTS, CUT_MAX_SEQ = ["Tiny6", "x", "qwen2Go", "hello1", "Zz"], 8
+# A third run: one prompt longer than prefill_step and nothing else. While it is prefilled
+# no slot decodes and no prompt waits, which a loop that looks only at those two ends on.
+LONE_PROMPT = "MLXbatch9"
 
 
 def _tok():
@@ -485,6 +490,44 @@ STOP_MISTAKES = {"batch-stop-at-max-seq-len": [
     {"seq_shift": 1}, {"seq_shift": -1}, {"seq_shift": 10 ** 6},  # the last: never stopped
     {"seq_shift": 1, "limit_after_prefill": False},
     {"seq_shift": -1, "limit_after_prefill": False}]}
+
+
+def lone_prompt_run(ctx, fn, tok, om, want: str, pitfall: str) -> CheckFailed | None:
+    """batch_generate on LONE_PROMPT alone (``om`` records the model calls): None when it
+    returns the prompt's own text ``want``, else the failure. Named ``pitfall`` when nothing
+    came back, no decode step ran and the prefill chunks stopped short of the prompt: the
+    loop ended while the prompt was still being prefilled."""
+    import contextlib
+    import io
+
+    P = len(tok.encode(LONE_PROMPT))
+    setup = (f"one prompt of {P} tokens and nothing else, prefill_step={GEN_PREFILL_STEP}, "
+             f"batch_size={GEN_BATCH}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = ctx.call(fn, om, tok, [LONE_PROMPT], max_seq_len=GEN_MAX_SEQ,
+                               batch_size=GEN_BATCH, prefill_step=GEN_PREFILL_STEP)
+    except RunawayError as exc:
+        return CheckFailed(f"[{setup}] batch_generate did not finish: {exc.message}",
+                           {"model_calls": len(om.calls)})
+    try:
+        got = {int(i): t for i, t in results}
+    except (TypeError, ValueError):
+        return CheckFailed(f"[{setup}] batch_generate returned {type(results).__name__}; "
+                           "expected a list of (prompt_idx, text) pairs.", {})
+    if got.get(0) == want:
+        return None
+    prefill = sum(c["shape"][1] for c in om.calls if c["shape"][0] == 1)
+    decoded = any(c["shape"][0] > 1 for c in om.calls)
+    ev = {"prompt_tokens": P, "prefill_tokens_fed": prefill, "decode_steps_ran": decoded,
+          "returned": sorted(got)}
+    if 0 not in got and not decoded and 0 < prefill < P:
+        return CheckFailed(
+            f"[{setup}] batch_generate returned no text for {LONE_PROMPT!r} (alone: {want!r}): "
+            f"its prefill had fed {prefill} of the prompt's {P} tokens when the run ended.",
+            ev, pitfall=pitfall)
+    return CheckFailed(f"[{setup}] got {got.get(0)!r} for {LONE_PROMPT!r}; generated alone: "
+                       f"{want!r}.", ev)
 
 
 def _text_mistake(tok, prompts, max_seq_len, got: dict, mistakes: dict) -> str | None:
@@ -576,6 +619,12 @@ def batch_generate_check(ctx):
             f"[{len(CUT_PROMPTS)} prompts, max_seq_len={CUT_MAX_SEQ}] texts differ from "
             f"generating each prompt alone with the same max_seq_len: {cut}. A request "
             "stops once its cache holds max_seq_len positions.", ev, pitfall=cut_pitfall)
+    lone_om = _oracle_model()
+    lone_om.call_limit = CALL_LIMIT
+    lone = lone_prompt_run(ctx, fn, tok, lone_om, want[GEN_PROMPTS.index(LONE_PROMPT)],
+                           "batch-loop-ends-while-prefilling")
+    if lone is not None:
+        raise lone
     bad_shape = [c["shape"] for c in decode_calls if c["shape"] != [GEN_BATCH, 1]]
     if bad_shape or not decode_calls:
         shapes = (f"ran on batches of shape {[tuple(b) for b in bad_shape[:3]]}" if bad_shape

@@ -41,7 +41,9 @@ unused tail slots of last pages attended, logical page i read from physical page
 scale ignored; block-table padding, context lengths read before the append, empty slots
 dropped, rows taken from the wrong slot are named from the metadata itself; the int offset
 wrapped into one slice by a probe (the same calls with a list of offsets), and the
-end-of-sequence-at-prefill crash and page leak by probes (the same run without that prompt).
+end-of-sequence-at-prefill crash and page leak by probes (the same run without that prompt);
+a loop that ends while a prompt is still in its chunked prefill, from a run of one prompt
+longer than prefill_step (nothing came back, no decode step ran, the chunks stopped short).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from ..harness import (
     outside_learner,
     to_np,
 )
-from ..week2.day2_6 import GEN_PROMPTS, _references, _tok
+from ..week2.day2_6 import GEN_PROMPTS, LONE_PROMPT, _references, _tok, lone_prompt_run
 from ..week2.probes import crashed, with_probe
 from ..week2.serving_oracle import EosRule, OracleQwen2, log_softmax, tiny_model
 from ..week2.w2_oracle import tiny_w2
@@ -881,11 +883,18 @@ def paged_batch_generate(ctx):
         probes.append(("without-eos-at-prefill", "paged-eos-at-prefill-leak",
                        lambda exc: not crashed(exc) and "free of" in exc.message, note))
     try:
-        return with_probe(run, probes)
+        ev = with_probe(run, probes)
     except CheckFailed as exc:
         if exc.pitfall is None and "free of" in exc.message:
             exc.pitfall = "paged-pages-leak"
         raise
+    om = PagedOracleQwen2(tiny_model(), ctx.call(Pool, page_size=GEN_PAGE), Cache, EosRule())
+    om.call_limit = 600
+    lone = lone_prompt_run(ctx, fn, tok, om, want_all[GEN_PROMPTS.index(LONE_PROMPT)],
+                           "paged-loop-ends-while-prefilling")
+    if lone is not None:
+        raise lone
+    return ev
 
 
 # --------------------------------------------------------------------------- predict
