@@ -221,7 +221,8 @@ def calculator(expression: str) -> int | float:
     Allowed: int and float literals, parentheses, unary + and -, and the binary operators
     ``+ - * / // % **``. Anything else (names, calls, attributes, strings, comparisons...)
     raises ``ValueError``, as does a power whose exponent is above 1000 or whose base is
-    above 10**100 in absolute value (so that ``9**9**9`` cannot hang the agent). Division by zero raises
+    above 10**100 in absolute value (so that ``9**9**9`` cannot hang the agent); a negative
+    exponent is fine. Division by zero raises
     ``ZeroDivisionError``. The result is what Python's arithmetic gives for the same
     expression.
     """
@@ -248,7 +249,7 @@ def _arith(node: ast.AST) -> int | float:
         return _UNARY[type(node.op)](_arith(node.operand))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _arith(node.left), _arith(node.right)
-        if isinstance(node.op, ast.Pow) and (abs(right) > MAX_EXPONENT or abs(left) > MAX_BASE):
+        if isinstance(node.op, ast.Pow) and (right > MAX_EXPONENT or abs(left) > MAX_BASE):
             raise ValueError("the power is too large to compute")
         return _BINARY[type(node.op)](left, right)
     raise ValueError(f"not allowed in an arithmetic expression: {type(node).__name__}")

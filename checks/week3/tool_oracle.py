@@ -10,9 +10,9 @@ only in their chat templates, both written for the tutor.
 - ``plain``: the ChatML roles only. It refuses ``tools=``, tool calls and the role
   ``tool``, so a prompt built on it has had the tool format written by the learner.
 
-The vocabulary is the 256 byte symbols of byte-level BPE with no merges (one token per
-UTF-8 byte) plus the three ChatML special tokens, so any text encodes and decodes back
-exactly, and a prompt's token count is its byte count with each special token as one.
+The vocabulary is a byte-level BPE (Qwen2's kind) of 512 entries trained on the tool
+section's fixed words: the 256 byte symbols, merges, and the three ChatML special tokens,
+so any text encodes and decodes back exactly.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ TOOLS_OUTRO = (
 )
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+VOCAB = 512
 
 # The system turn always exists (the caller's first system message or the default); the
 # tool section is appended to it when tools are given. Written with explicit string
@@ -93,20 +94,31 @@ def _with_constants(template: str) -> str:
     return head + template
 
 
+# Text a byte-level BPE is trained on, so that a prompt with tools is a few hundred tokens
+# rather than one per byte (attention over a thousand positions is slow on a CPU).
+_TRAINING = [DEFAULT_SYSTEM, TOOLS_INTRO, TOOLS_OUTRO,
+             '{"type": "function", "function": {"name": "calculator", "description": '
+             '"Evaluate an arithmetic expression and return the number.", "parameters": '
+             '{"type": "object", "properties": {"expression": {"type": "string", '
+             '"description": "for example 2 * (3 + 4)"}}, "required": ["expression"]}}}',
+             '{"name": "search_lessons", "arguments": {"query": "the lessons", "k": 2}}',
+             "<tool_response>\n</tool_response>\nsystem\nuser\nassistant\n"]
+
+
 @functools.lru_cache(maxsize=None)
 def tokenizers() -> dict:
-    """``{"tools": ..., "plain": ...}``: transformers tokenizers over one byte vocabulary."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """``{"tools": ..., "plain": ...}``: transformers tokenizers over one byte-level BPE."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {s: i for i, s in enumerate(SPECIALS)}
-    vocab.update({ch: len(SPECIALS) + i for i, ch in enumerate(alphabet)})
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(_TRAINING * 4, trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=SPECIALS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     out = {}
     for name, template in (("tools", TOOLS_TEMPLATE), ("plain", PLAIN_TEMPLATE)):
-        core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        core.decoder = decoders.ByteLevel()
         tok = PreTrainedTokenizerFast(
             tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
             additional_special_tokens=["<|im_start|>"])

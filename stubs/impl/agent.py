@@ -144,7 +144,8 @@ def calculator(expression: str) -> int | float:
     Allowed: int and float literals, parentheses, unary + and -, and the binary operators
     ``+ - * / // % **``. Anything else (names, calls, attributes, strings, comparisons...)
     raises ``ValueError``, as does a power whose exponent is above 1000 or whose base is
-    above 10**100 in absolute value (so that ``9**9**9`` cannot hang the agent). Division by zero raises
+    above 10**100 in absolute value (so that ``9**9**9`` cannot hang the agent); a negative
+    exponent is fine. Division by zero raises
     ``ZeroDivisionError``. The result is what Python's arithmetic gives for the same
     expression.
     """
