@@ -3,8 +3,9 @@ positions. The book's tests_refsol (week 2 day 6) build RoPE offsets as slices w
 bounds are NumPy integers (from np.random), its models pass offsets as Python ints, lists
 or mx.arrays; a correct RoPE must give the same result for all of them.
 
-(The whole of the book's week-1/2 tests is run against the answer key outside the
-repository; this file pins the part that once failed.)"""
+(The whole of the book's week-1/2/3 tests is run against the answer key outside the
+repository; this file pins the parts that once failed: for week 3, the metadata's page
+storage, which the book's test sizes by the pages handed out.)"""
 
 from __future__ import annotations
 
@@ -136,6 +137,21 @@ def test_week3_batch_metadata_as_the_book_reads_it(key):
     assert meta.context_lens.tolist() == [4, 0, 7]
     assert meta.block_table.shape == (3, 2)
     assert meta.block_table[1].tolist() == [-1, -1]
-    # The book's pool grows its storage one page at a time and its test pins (3, 2, 4, 4);
-    # a pool that grows in larger steps holds at least the three pages in use.
-    assert meta.key_pages.shape[1:] == (2, 4, 4) and meta.key_pages.shape[0] >= 3
+    # The book's test pins (3, 2, 4, 4): one row per page handed out, whatever spare
+    # capacity the storage keeps.
+    assert meta.key_pages.shape == (3, 2, 4, 4) and meta.value_pages.shape == (3, 2, 4, 4)
+
+
+def test_week3_metadata_shows_the_minted_pages_of_storage_grown_ahead(key):
+    """Amortised growth stays (the storage doubles), but the metadata's pages are exactly
+    the ids minted so far, and they are the storage's own rows."""
+    pool = key.TinyKvPagedPool(page_size=4)
+    cache = key.TinyKvPagedCache(pool=pool)
+    for n, seed in ((3, 30), (6, 31), (8, 32)):  # 3, then 9, then 17 positions
+        meta = cache.update_and_fetch_paged(*_chunk(n, seed))
+        minted = pool.num_pages
+        assert meta.key_pages.shape == (minted, 2, 4, 4), (minted, meta.key_pages.shape)
+        assert pool.key_pages.shape[0] >= minted
+        assert mx.array_equal(meta.key_pages, pool.key_pages[:minted]).item()
+        assert mx.array_equal(meta.value_pages, pool.value_pages[:minted]).item()
+    assert minted == 5 and pool.key_pages.shape[0] == 8  # 1 -> 2 -> 4 -> 8: doubling

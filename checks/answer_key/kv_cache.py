@@ -193,9 +193,8 @@ class BatchingKvCache(TinyKvCache):
         width = max(c.num_pages for c in self.kv_caches if c is not None)
         rows = [[-1] * width if c is None else c.page_ids + [-1] * (width - c.num_pages)
                 for c in self.kv_caches]
-        return PagedKvMetadata(pool.key_pages, pool.value_pages,
-                               mx.array(rows, dtype=mx.int32), mx.array(lens, dtype=mx.int32),
-                               pool.page_size, mask)
+        return PagedKvMetadata(*pool.minted_pages(), mx.array(rows, dtype=mx.int32),
+                               mx.array(lens, dtype=mx.int32), pool.page_size, mask)
 
     def add_request(self, prefilled: TinyKvCache, id: int):
         if not 0 <= id < self.max_active_requests:

@@ -15,7 +15,7 @@ __all__ = ["PagedKvMetadata", "TinyKvPagedPool", "TinyKvPagedCache"]
 class PagedKvMetadata:
     """What a paged attention needs instead of dense K/V (day 3.2)."""
 
-    key_pages: mx.array  # (P, H, page_size, D): the pool's storage
+    key_pages: mx.array  # (P, H, page_size, D): the pool's storage, one row per page id
     value_pages: mx.array
     block_table: mx.array  # (B, max_pages) int32 page ids, -1 past a row's pages
     context_lens: mx.array  # (B,) int32 valid positions per row
@@ -30,7 +30,8 @@ class TinyKvPagedPool:
     Page ids are never renumbered: a freed id goes to the free list and is handed out
     again before a new id is minted, so the pool only grows when more pages are live at
     once than ever before. The storage grows by doubling (rarely, amortised O(1) per
-    page); every write lands inside the existing buffer.
+    page); every write lands inside the existing buffer. Metadata shows only the minted
+    pages (``minted_pages``): callers size things by it, and the spare rows are no page.
     """
 
     def __init__(self, page_size: int = 128):
@@ -105,6 +106,14 @@ class TinyKvPagedPool:
         # the cost is the n positions written, not the pool.
         self.key_pages[page_id, :, start:end, :] = key[0]
         self.value_pages[page_id, :, start:end, :] = value[0]
+
+    def minted_pages(self) -> tuple[mx.array, mx.array]:
+        """Keys and values of every page id minted so far, (num_pages, H, page_size, D):
+        the storage cut before its spare capacity. A leading-axis slice of a contiguous
+        array is a view, so handing it to a kernel copies nothing."""
+        if self.key_pages is None:
+            raise ValueError("the pool holds no pages yet")
+        return self.key_pages[: self._minted], self.value_pages[: self._minted]
 
     def read_page(self, page_id: int) -> tuple[mx.array, mx.array]:
         """The whole page (1, H, page_size, D), valid prefix and stale tail alike."""
@@ -194,11 +203,8 @@ class TinyKvPagedCache(TinyKvCache):
         max_pages: int | None = None,
         mask: mx.array | str | None = None,
     ) -> PagedKvMetadata:
-        if self.pool.key_pages is None:
-            raise ValueError("the pool holds no pages yet")
-        return PagedKvMetadata(self.pool.key_pages, self.pool.value_pages,
-                               self.block_table(max_pages), self.context_lens(),
-                               self.page_size, mask)
+        return PagedKvMetadata(*self.pool.minted_pages(), self.block_table(max_pages),
+                               self.context_lens(), self.page_size, mask)
 
     def update_and_fetch_paged(
         self,
