@@ -114,6 +114,12 @@ def prompt_candidates(want: str, messages: list[dict], tools: list[dict]) -> dic
             out.setdefault("agent-tools-json-ascii", []).append(v)
     if SEPARATE[0] in want:
         out["agent-tool-results-separate-turns"] = [want.replace(*SEPARATE)]
+    if messages and messages[0]["role"] == "system":
+        # the default system text with the tools, the caller's dropped or in a turn of its own
+        alone = tool_oracle.render(messages[1:], tools)
+        cut = alone.index("<|im_end|>\n") + len("<|im_end|>\n")
+        own = f"<|im_start|>system\n{messages[0]['content']}<|im_end|>\n"
+        out["agent-system-message-replaced"] = [alone, alone[:cut] + own + alone[cut:]]
     return out
 
 
@@ -164,7 +170,11 @@ def agent_tool_system_prompt(ctx):
         if not isinstance(got, str):
             ctx.fail(f"[{case}] tool_system_prompt returned a {type(got).__name__}, "
                      "expected a str.", {"case": case})
-        pit = "agent-tools-json-ascii" if got == _ascii_variant(want, [], tools) else None
+        pit = None
+        if got == _ascii_variant(want, [], tools):
+            pit = "agent-tools-json-ascii"
+        elif system is not None and got == _oracle_system(tools, None):
+            pit = "agent-system-message-replaced"
         ctx.fail(f"[{case}] the system text differs from the template's, at "
                  f"{_first_difference(got, want)}.", {"case": case}, pitfall=pit)
 
@@ -257,7 +267,7 @@ PARSE_BROKEN = [
 
 
 def parse_oracle(text, *, stop_at_error=False, drop_all_on_error=False,
-                 partial_as_text=False):
+                 partial_as_text=False, rest_as_text=False):
     """The parse rule written out; the flags make the catalogued parser mistakes."""
     content, calls, errors, pos = [], [], 0, 0
     while True:
@@ -278,6 +288,8 @@ def parse_oracle(text, *, stop_at_error=False, drop_all_on_error=False,
         if call is None:
             errors += 1
             if stop_at_error:
+                if rest_as_text:
+                    content.append(text[pos:])
                 break
         else:
             calls.append(call)
@@ -303,7 +315,8 @@ def _oracle_call(body):
 
 
 PARSE_MISTAKES = {
-    "agent-parse-error-drops-calls": [{"stop_at_error": True}, {"drop_all_on_error": True}],
+    "agent-parse-error-drops-calls": [{"stop_at_error": True}, {"drop_all_on_error": True},
+                                      {"stop_at_error": True, "rest_as_text": True}],
     "agent-parse-partial-as-text": [{"partial_as_text": True}],
 }
 
@@ -378,7 +391,13 @@ def agent_calculator(ctx):
     fn = ctx.symbol(CALC)
     for expr in ARITHMETIC:
         want = _python(expr)
-        got = ctx.call(fn, expr)
+        try:
+            got = ctx.call(fn, expr)
+        except LearnerError as exc:
+            if exc.message.startswith("Your code raised ValueError"):
+                exc.message = f"calculator({expr!r}) refused arithmetic: {exc.message}"
+                exc.pitfall = "agent-calculator-refuses-arithmetic"
+            raise
         if type(got) is not type(want) or got != want:
             ctx.fail(f"calculator({expr!r}) returned {got!r} ({type(got).__name__}), "
                      f"expected {want!r} ({type(want).__name__}).", {"expression": expr})
@@ -438,10 +457,13 @@ def lesson_documents() -> dict:
     return docs
 
 
-def search_oracle(query, documents, k=3, max_chars=300):
+def search_oracle(query, documents, k=3, max_chars=300, *, ties_by_id=True):
+    """The search rule written out; ``ties_by_id=False`` leaves ties in the documents'
+    own order (agent-search-ties-unordered)."""
     words = set(WORD.findall(query.lower()))
-    scored = sorted((-len(words & set(WORD.findall(t.lower()))), i)
-                    for i, t in documents.items())
+    scored = sorted(((-len(words & set(WORD.findall(t.lower()))), i)
+                     for i, t in documents.items()),
+                    key=None if ties_by_id else (lambda si: si[0]))
     return [{"id": i, "score": -s, "text": documents[i][:max_chars]}
             for s, i in scored if s < 0][:k]
 
@@ -473,17 +495,21 @@ def agent_read_only_tools(ctx):
     search = ctx.symbol(SEARCH)
     docs = lesson_documents()
     if not docs:
-        ctx.fail("the checks found no lesson texts to search (the curriculum folder is "
-                 "missing from this installation).", {}, pitfall=None)
+        raise CheckFailed("the checks found no lesson texts to search: the curriculum "
+                          "folder is missing from this installation of the tutor.", {},
+                          status="error")
     kept = copy.deepcopy(docs)
     for query, kw in SEARCHES:
         got = ctx.call(search, query, docs, **kw)
         want = search_oracle(query, kept, **kw)
         if got != want:
+            pit = None
+            if got == search_oracle(query, kept, **kw, ties_by_id=False):
+                pit = "agent-search-ties-unordered"
             ctx.fail(f"search_corpus({query!r}, <{len(docs)} lesson texts>, {kw}) returned "
                      f"{[(d.get('id'), d.get('score')) for d in got] if isinstance(got, list) and all(isinstance(d, dict) for d in got) else got!r}"
                      f" as (id, score), expected {[(d['id'], d['score']) for d in want]}"
-                     " (or the same ids with other texts).", {"query": query})
+                     " (or the same ids with other texts).", {"query": query}, pitfall=pit)
         if docs != kept:
             ctx.fail("search_corpus changed the documents it searched; a tool the model "
                      "can call must only read.", {"query": query})
@@ -541,7 +567,7 @@ def _functions(log):
 
     def search_lessons(query, k=1):
         log.append(("search_lessons", query))
-        return f"{k} lesson(s) about {query}"
+        return [{"id": f"lesson-{i + 1}", "about": query, "exact": i == 0} for i in range(k)]
 
     return {"calculator": calculator, "search_lessons": search_lessons}
 
@@ -550,9 +576,10 @@ def tc(name, arguments):
     return TC.format(json.dumps({"name": name, "arguments": arguments}))
 
 
-def loop_oracle(outputs, messages, max_steps):
+def loop_oracle(outputs, messages, max_steps, *, dump=json.dumps):
     """The expected history, the number of model calls and how the run stops; a tool
-    message is (name, exact content) or (name, ("error", required words))."""
+    message's content is exact text or ("error", words it must contain). ``dump=str``
+    makes the agent-tool-result-not-json mistake."""
     history = [dict(m) for m in messages]
     functions = _functions([])
     for step in range(1, max_steps + 1):
@@ -571,7 +598,7 @@ def loop_oracle(outputs, messages, max_steps):
             else:
                 try:
                     out = fn(**args)
-                    result = out if isinstance(out, str) else json.dumps(out)
+                    result = out if isinstance(out, str) else dump(out)
                 except ToolFailure as exc:
                     result = ("error", [str(exc)])
                 except TypeError:
@@ -751,6 +778,9 @@ def run_case(ctx, case, outputs, max_steps, *, escaped_pitfall=None):
     if problem:
         _blame_parts(ctx, case, outputs[:max(calls, 1)], want_history)
         pit = _loop_pitfall(outputs, calls, want_steps, want_stop, max_steps)
+        if pit is None and isinstance(history, list) and _compare_history(
+                history, loop_oracle(outputs, QUESTION, max_steps, dump=str)[0]) is None:
+            pit = "agent-tool-result-not-json"
         ctx.fail(f"[{case}] {problem}.", facts, pitfall=pit)
     ends = [j for j, m in enumerate(history) if m["role"] == "assistant"]
     for i, (prompt, end) in enumerate(zip(model.prompts, ends)):
@@ -850,8 +880,10 @@ def agent_end_to_end(ctx):
     history = [dict(m) for m in QUESTION]
     oracle = TinyModelGenerate(E2E_CALL)
     functions = _functions([])
+    replies = []
     for _ in range(4):
-        content, calls, errors = parse_oracle(oracle(tool_oracle.render(history, TOOLS)))
+        replies.append(oracle(tool_oracle.render(history, TOOLS)))
+        content, calls, errors = parse_oracle(replies[-1])
         turn = {"role": "assistant", "content": content}
         if calls:
             turn["tool_calls"] = [_call(n, a) for n, a in calls]
@@ -868,9 +900,11 @@ def agent_end_to_end(ctx):
     got_history = getattr(result, "messages", None)
     problem = _compare_history(got_history if isinstance(got_history, list) else [], history)
     if problem:
+        _blame_parts(ctx, case, replies, history)
         ctx.fail(f"[{case}] {problem}.", facts)
     for i, (got, want) in enumerate(zip(model.prompts, oracle.prompts)):
         if got != want:
+            _blame_parts(ctx, case, replies, history)
             ctx.fail(f"[{case}] the prompt of step {i + 1} differs from the template's, at "
                      f"{_first_difference(got, want)}.", facts)
     if log != [("calculator", "17 * 23")]:
