@@ -154,6 +154,9 @@ def build_tool_prompt(tokenizer: Any, messages: list[dict], tools: list[dict]) -
 # --------------------------------------------------------------------------- task 2
 
 
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
 def parse_tool_calls(text: str) -> ParsedOutput:
     """Split a model's output into text and tool calls, never raising.
 
@@ -186,8 +189,6 @@ def parse_tool_calls(text: str) -> ParsedOutput:
         pos = end + len(CLOSE)
     return ParsedOutput("".join(content).strip(), calls, errors)
 
-
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
 def _read_call(body: str) -> tuple[ToolCall | None, str]:
@@ -289,7 +290,7 @@ def check_results(state: dict, day: str) -> dict:
     state["days"][day]["last_result"], "failing": sorted ids of the day's checks whose
     "failing" is true}``. An unknown day raises ``KeyError``. ``state`` is not changed.
     """
-    key = day[3:] if day.startswith("day") else day
+    key = day.removeprefix("day")
     record = state["days"][key]
     failing = sorted(cid for cid, c in record.get("checks", {}).items() if c.get("failing"))
     return {"day": key, "last_result": record.get("last_result"), "failing": failing}

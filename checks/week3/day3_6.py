@@ -235,8 +235,8 @@ PARSE_WELL_FORMED = [
      '<tool_call>{"name": "calculator", "arguments": "{\\"expression\\": \\"1/3\\"}"}</tool_call>',
      "", [("calculator", {"expression": "1/3"})], 0),
     ("nested arguments, non-ASCII",
-     '<tool_call>{"name": "weather", "arguments": {"city": "Zürich", "days": [1, 2], '
-     '"opts": {"unit": "°C"}}}</tool_call> ok', "ok",
+     ('<tool_call>{"name": "weather", "arguments": {"city": "Zürich", "days": [1, 2], '
+      '"opts": {"unit": "°C"}}}</tool_call> ok'), "ok",
      [("weather", {"city": "Zürich", "days": [1, 2], "opts": {"unit": "°C"}})], 0),
 ]
 PARSE_BROKEN = [

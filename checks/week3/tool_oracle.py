@@ -97,15 +97,15 @@ def _with_constants(template: str) -> str:
 # Text a byte-level BPE is trained on, so that a prompt with tools is a few hundred tokens
 # rather than one per byte (attention over a thousand positions is slow on a CPU).
 _TRAINING = [DEFAULT_SYSTEM, TOOLS_INTRO, TOOLS_OUTRO,
-             '{"type": "function", "function": {"name": "calculator", "description": '
-             '"Evaluate an arithmetic expression and return the number.", "parameters": '
-             '{"type": "object", "properties": {"expression": {"type": "string", '
-             '"description": "for example 2 * (3 + 4)"}}, "required": ["expression"]}}}',
+             ('{"type": "function", "function": {"name": "calculator", "description": '
+              '"Evaluate an arithmetic expression and return the number.", "parameters": '
+              '{"type": "object", "properties": {"expression": {"type": "string", '
+              '"description": "for example 2 * (3 + 4)"}}, "required": ["expression"]}}}'),
              '{"name": "search_lessons", "arguments": {"query": "the lessons", "k": 2}}',
              "<tool_response>\n</tool_response>\nsystem\nuser\nassistant\n"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tokenizers() -> dict:
     """``{"tools": ..., "plain": ...}``: transformers tokenizers over one byte-level BPE."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
