@@ -7,8 +7,10 @@ the single mistakes in mutants_week3.yaml (also written without seeing checks/ o
 catalogue) fail their day.
 
 The book's reference itself (skyzh/tiny-llm ea4769d, src/tiny_llm_ref) is not in the
-repository; run by hand, it passes days 3.1-3.2 once its four known bugs are fixed, and
-fails with exactly the pitfalls of BOOK_BUGS below until then. These tests hold the
+repository; run by hand with its own C++ extension (benchmarks/book_reference_checks.py
+builds it here), it passes days 3.1-3.2 once its four known bugs are fixed, and fails with
+exactly the pitfalls of BOOK_BUGS below until then (the end-of-sequence crash comes first
+and hides the loop that ends mid-prefill). These tests hold the
 checks to that with the fixture standing in for the book's code."""
 
 from __future__ import annotations
