@@ -33,7 +33,17 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from ..harness import CheckFailed, check, import_mlx_lm, measure, merge_evidence, outside_learner
+from ..harness import (
+    TOLERANCES,
+    CheckFailed,
+    LearnerError,
+    check,
+    import_mlx_lm,
+    measure,
+    merge_evidence,
+    outside_learner,
+    to_np,
+)
 
 INV_FREQ = "long_context.yarn_inv_freq"
 MSCALE = "long_context.yarn_mscale"
@@ -108,11 +118,33 @@ def yarn_frequencies(ctx):
         got = ctx.call(fn, dims, base, factor, orig, bf, bs)
         ctx.expect_shape(got, (dims // 2,), what="speeds", case=case)
         want, _ = oracle_inv_freq(dims, base, factor, orig, bf, bs)
-        evs.append(ctx.expect_close(
-            got, want, what="speeds", case=case, dtype="float32",
-            candidates={k: (lambda k=k, a=(dims, base, factor, orig, bf, bs):
-                            mistaken_inv_freq(k, *a)) for k in FREQ_MISTAKES}))
+        try:
+            evs.append(ctx.expect_close(
+                got, want, what="speeds", case=case, dtype="float32",
+                candidates={k: (lambda k=k, a=(dims, base, factor, orig, bf, bs):
+                                mistaken_inv_freq(k, *a)) for k in FREQ_MISTAKES}))
+        except CheckFailed as exc:
+            if exc.pitfall is None and _ramp_misplaced(got, want, dims, base, factor):
+                exc.pitfall = "yarn-ramp-bounds-misplaced"
+            raise
     return merge_evidence(evs)
+
+
+def _ramp_misplaced(got, want, dims, base, factor):
+    """Whether the speeds are YaRN's blend with a ramp that starts or ends at the wrong
+    pairs: the ramp they imply (0 keeps a pair's speed, 1 divides it by the factor) is 0
+    at the first pair, past halfway at the last, never falls, stays within [0, 1], and
+    differs from the right one."""
+    plain = float(base) ** (-np.arange(0, dims, 2) / dims)
+    g = np.asarray(got, dtype=np.float64).reshape(-1)
+    if factor <= 1 or g.shape != plain.shape or not np.all(np.isfinite(g)):
+        return False
+    slowed = plain - plain / factor
+    ramp, right = (plain - g) / slowed, (plain - np.asarray(want, np.float64)) / slowed
+    slack = 1e-3  # float32 speeds, relative to a pair's whole range
+    return bool(abs(ramp[0]) < slack and ramp[-1] > 0.5
+                and np.all(ramp > -slack) and np.all(ramp < 1 + slack)
+                and np.all(np.diff(ramp) > -slack) and np.max(np.abs(ramp - right)) > 10 * slack)
 
 
 @check("yarn-temperature", 1, "yarn_mscale: the temperature YaRN applies to queries and keys",
@@ -279,21 +311,49 @@ def rope_config_qwen2_yarn(ctx):
     for name, scaling in CONFIG_CASES:
         model = _tiny_qwen2(dict(scaling))
         want = _logits(model, tokens)
-        rope = ctx.call(fn, HEAD_DIM, SEQ_LEN, TINY["rope_theta"], False, dict(scaling))
+        try:
+            rope = ctx.call(fn, HEAD_DIM, SEQ_LEN, TINY["rope_theta"], False, dict(scaling))
+        except LearnerError as exc:
+            if _refuses_one_spelling(ctx, fn, scaling, exc):
+                exc.message = (f"[{name}] rope_from_config refused a YaRN config it accepts "
+                               f"under the other spelling of the type key: {exc.message}")
+                exc.pitfall = "rope-config-type-key"
+            raise
         got = _logits(model, tokens, rope, lambda r, x, s: ctx.call(r, x, s))
         factor = scaling["factor"]
+        orig = scaling["original_max_position_embeddings"]
         betas = {k: scaling[k] for k in ("beta_fast", "beta_slow") if k in scaling}
         plain = _rope_utils().initialize_rope(HEAD_DIM, TINY["rope_theta"], False, None)
-        case = (f"{name}: factor {factor:g}, original length "
-                f"{scaling['original_max_position_embeddings']}, 150 tokens")
-        evs.append(ctx.expect_close(
-            got, want, what="logits", case=case, atol=1e-3,
-            candidates={
-                "rope-config-type-key": lambda: _logits(model, tokens, plain, _mlx_rope_call),
-                "rope-config-original-length": lambda f=factor, b=betas: _logits(
-                    model, tokens, _oracle_yarn(SEQ_LEN, f, b), _mlx_rope_call),
-            }))
+        case = f"{name}: factor {factor:g}, original length {orig}, 150 tokens"
+        cands = {
+            "rope-config-type-key": lambda: _logits(model, tokens, plain, _mlx_rope_call),
+            "rope-config-original-length": lambda f=factor, b=betas: _logits(
+                model, tokens, _oracle_yarn(SEQ_LEN, f, b), _mlx_rope_call),
+        }
+        if betas:
+            cands["rope-config-betas-ignored"] = lambda f=factor, o=orig: _logits(
+                model, tokens, _oracle_yarn(o, f), _mlx_rope_call)
+        evs.append(ctx.expect_close(got, want, what="logits", case=case, atol=1e-3,
+                                    candidates=cands))
     return merge_evidence(evs)
+
+
+def _raised_value_error(exc):
+    return exc.message.startswith("Your code raised ValueError")
+
+
+def _refuses_one_spelling(ctx, fn, scaling, exc):
+    """A ValueError for a YaRN config whose type is written under one key, when the same
+    config with the type under the other key is accepted."""
+    if not _raised_value_error(exc) or not ({"type", "rope_type"} & set(scaling)):
+        return False
+    other = {("rope_type" if k == "type" else "type" if k == "rope_type" else k): v
+             for k, v in scaling.items()}
+    try:
+        ctx.call(fn, HEAD_DIM, SEQ_LEN, TINY["rope_theta"], False, other)
+    except (LearnerError, CheckFailed):
+        return False
+    return True
 
 
 @check("rope-config-plain-and-errors", 2, "rope_from_config: no scaling gives plain RoPE, "
@@ -307,7 +367,14 @@ def rope_config_plain_and_errors(ctx):
     evs = []
     for name, scaling in (("rope_scaling None", None),
                           ("'type': 'default'", {"type": "default"})):
-        rope = ctx.call(fn, HEAD_DIM, SEQ_LEN, TINY["rope_theta"], False, scaling)
+        try:
+            rope = ctx.call(fn, HEAD_DIM, SEQ_LEN, TINY["rope_theta"], False, scaling)
+        except LearnerError as exc:
+            if scaling is not None and _raised_value_error(exc):
+                exc.message = (f"[{name}] rope_from_config refused a config that asks for "
+                               f"plain RoPE: {exc.message}")
+                exc.pitfall = "rope-config-default-refused"
+            raise
         got = _logits(model, tokens, rope, lambda r, x, s: ctx.call(r, x, s))
         evs.append(ctx.expect_close(got, want, what="logits", case=name, atol=1e-3))
     for name, scaling in (("type 'dynamic'", {"type": "dynamic", "factor": 2.0}),
@@ -412,12 +479,17 @@ def _sink_run(ctx, Cache, sink, window, chunks, seed, oracle="numpy"):
             if rot is not None:
                 rot.update_and_fetch(k, v)
             want = visible_oracle(keys, values, q, first, sink, window)
+        def widths(ws, q=q, f=first, got=got):
+            return lambda: _rows_of_widths(got, keys, values, q, f, sink, ws)
+
         cands = {
             "sink-not-kept": lambda q=q, f=first: visible_oracle(keys, values, q, f, 0, window),
-            "sink-window-off-by-one": [
-                lambda q=q, f=first: visible_oracle(keys, values, q, f, sink, window + 1),
-                lambda q=q, f=first: visible_oracle(keys, values, q, f, sink, window - 1)],
+            "sink-window-off-by-one": widths((window, window + 1, window - 1)),
         }
+        if sink >= 3:
+            # Below three sinks, a window short by the sinks is also one short.
+            cands["sink-window-counts-sinks"] = widths((window, window - sink + 1,
+                                                        window - sink))
         if L > 1:
             # A single query may see every key it is given; only a chunk needs a mask.
             cands["sink-prefill-no-mask"] = lambda q=q, kk=gk, vv=gv: _attend(q, kk, vv)
@@ -425,6 +497,24 @@ def _sink_run(ctx, Cache, sink, window, chunks, seed, oracle="numpy"):
                                     candidates=cands))
         first += L
     return cache, evs
+
+
+def _rows_of_widths(got, keys_np, values_np, q, first, sink, widths):
+    """Each query's row of the oracle with the first window width in ``widths`` (the right
+    one first) under which that row is the learner's: the learner's output when every
+    query saw a window of one of these widths (the cache can give a chunk's queries
+    different widths, e.g. a mask one wider than the keys it keeps)."""
+    g = to_np(got).astype(np.float64)
+    rtol, atol = TOLERANCES["float32"]
+    rows = [to_np(visible_oracle(keys_np, values_np, q, first, sink, max(w, 1)))
+            .astype(np.float64) for w in widths]
+    out = rows[0].copy()
+    for i in range(g.shape[2]):
+        for r in rows:
+            if np.allclose(g[:, :, i], r[:, :, i], rtol=rtol, atol=atol):
+                out[:, :, i] = r[:, :, i]
+                break
+    return out
 
 
 SINK_DECODE = [(4, 12, [5] + [1] * 40), (1, 6, [3] + [1] * 25), (2, 9, [11] + [1] * 20)]
@@ -529,9 +619,12 @@ def kvq_matches_mlx_lm(ctx):
             dname = str(dtype).split(".")[-1]
             case = (f"group_size {gs}, bits {bits}, {dname}, D {D}, chunks {lengths}: "
                     f"after chunk {step}")
-            out = ctx.call(cache.update_and_fetch, k, v, k.shape[2], None)
+            L = k.shape[2]
+            # The course's model passes "causal" for a chunk; a mask array must come back too.
+            given = None if L == 1 else "causal" if i % 2 == 0 else _causal(L, seen)
+            out = ctx.call(cache.update_and_fetch, k, v, L, given)
             try:
-                gk, gv, off, _ = out
+                gk, gv, off, gmask = out
             except (TypeError, ValueError):
                 raise CheckFailed(f"[{case}] update_and_fetch returned {type(out).__name__}; "
                                   "expected (keys, values, offset, mask).", {"case": case}) from None
@@ -545,9 +638,36 @@ def kvq_matches_mlx_lm(ctx):
                 evs.append(ctx.expect_close(g, w, what=what, case=case, expect_dtype=dname,
                                             candidates=cands))
             if not isinstance(off, (int, np.integer)) or int(off) != seen:
-                ctx.fail(f"[{case}] the returned offset is {off!r}; expected {seen}.",
-                         {"case": case, "offset": repr(off)})
+                ctx.fail(f"[{case}] the returned offset is {off!r}; expected {seen}, the "
+                         "number of positions stored so far.", {"case": case, "offset": repr(off)},
+                         pitfall="kvq-offset-not-positions" if isinstance(off, (int, np.integer))
+                         else None)
+            _expect_mask_passed_on(ctx, gmask, given, L, seen, case)
     return merge_evidence(evs)
+
+
+def _causal(L, S):
+    q = np.arange(S - L, S)[:, None]
+    return mx.array(np.where(np.arange(S)[None, :] <= q, 0.0, -np.inf).astype(np.float32))
+
+
+def _expect_mask_passed_on(ctx, got, given, L, S, case):
+    """The mask the quantized cache was given comes back (the causal mask written out as
+    an array is as good as "causal")."""
+    if given is None:
+        return
+    if isinstance(given, str) and isinstance(got, str) and got == given:
+        return
+    if hasattr(got, "shape") and got.size == L * S:
+        ctx.expect_close(got.astype(mx.float32).reshape(L, S), _causal(L, S), what="mask",
+                         case=case)
+        return
+    gave = repr(given) if isinstance(given, str) else f"a ({L}, {S}) causal array"
+    back = (f"an array of shape {tuple(got.shape)}" if hasattr(got, "shape") else repr(got))
+    ctx.fail(f"[{case}] update_and_fetch was given the mask {gave} for {L} new positions and "
+             f"returned {back}; expected the mask it was given.",
+             {"case": case, "mask": back},
+             pitfall="kvq-mask-dropped" if got is None else None)
 
 
 @check("kvq-bytes", 4, "TinyKvQuantizedCache: nbytes counts the packed integers, scales and "
