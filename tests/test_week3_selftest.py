@@ -427,6 +427,14 @@ RAG_EXTRA_MISTAKES = [
     {"id": "rag-topk-not-normalised", "day": "3.5", "_name": "index-rows-not-normalised",
      "file": "rag.py", "find": "    scores = np.array(_unit(queries) @ _unit(index).T)",
      "replace": "    scores = np.array(_unit(queries) @ index.astype(mx.float32).T)"},
+    # The index rows normalised, the query not: the order is right, the scores are not.
+    {"id": "rag-topk-not-normalised", "day": "3.5", "_name": "query-not-normalised",
+     "file": "rag.py", "find": "    scores = np.array(_unit(queries) @ _unit(index).T)",
+     "replace": "    scores = np.array(queries.astype(mx.float32) @ _unit(index).T)"},
+    # The chunks themselves where their sources belong.
+    {"id": "rag-answer-returns-texts", "day": "3.5", "_name": "returns-chunks",
+     "file": "rag.py", "find": "    return text, [c.source for c in picked]",
+     "replace": "    return text, picked"},
 ]
 RAG_ALL_MISTAKES = RAG_CATALOGUE + RAG_EXTRA_MISTAKES
 

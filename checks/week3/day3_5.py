@@ -5,7 +5,7 @@ template (``build_prompt``, ``rag_answer``).
 
 Oracles: the chunker, pooling and ranking written out in numpy/Python (``rag_oracle``);
 ``mlx_lm``'s Qwen2 for hidden states (its inner model's output, and its layers run by hand
-for the state before the final norm), and as the ``forward`` of ``embed_texts``, each text
+for the state before the final norm or without the causal mask), and as the ``forward`` of ``embed_texts``, each text
 run alone, unpadded, as the reference for the batched, padded embedding; the tokenizer's
 own ``apply_chat_template`` (a transformers tokenizer carrying a Qwen2-style template built
 here) for the prompt.
@@ -54,8 +54,10 @@ SYSTEM = ("Answer the question using only the numbered sources below. After each
 
 
 def _named(got, cands: dict) -> str | None:
-    """The one pitfall whose output equals ``got``."""
-    hits = [pit for pit, out in cands.items() if out == got]
+    """The one pitfall whose output (or one of whose variants, given as a tuple) equals
+    ``got``."""
+    hits = [pit for pit, out in cands.items()
+            if any(v == got for v in (out if isinstance(out, tuple) else (out,)))]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -97,8 +99,16 @@ def rag_chunk_overlap(ctx):
                      "rag-chunk-tail-dropped": ro.chunk_words(text, size, overlap,
                                                               keep_tail=False),
                      "rag-chunk-extra-tail": ro.chunk_words(text, size, overlap,
-                                                            stop_at_end=False)}
-            cands = {p: c for p, c in cands.items() if c != want}
+                                                            stop_at_end=False),
+                     # the right starts, each chunk a word short or long: the end moved
+                     # once (the stop rule sees it too), or only in the slice
+                     "rag-chunk-size-off-by-one": tuple(
+                         c for d in (-1, 1) for c in (
+                             ro.chunk_words(text, size + d, overlap, step=size - overlap),
+                             ro.chunk_words(text, size, overlap, width=size + d)))}
+            cands = {p: (tuple(v for v in c if v != want) if isinstance(c, tuple) else c)
+                     for p, c in cands.items()}
+            cands = {p: c for p, c in cands.items() if c != want and c != ()}
             firsts = lambda cs: [c.split()[0] + ".." + c.split()[-1] if c.strip() else c
                                  for c in cs] if isinstance(cs, list) else cs
             raise CheckFailed(
@@ -120,20 +130,21 @@ def rag_chunk_overlap(ctx):
 # --------------------------------------------------------------------------- task 2
 
 
-def _mlx_lm_hidden(model, ids: mx.array, *, final_norm: bool = True) -> mx.array:
+def _mlx_lm_hidden(model, ids: mx.array, *, final_norm: bool = True,
+                   causal: bool = True) -> mx.array:
     """mlx_lm's Qwen2: its inner model's output, or its layers run by hand without the
-    final norm."""
+    final norm or without the causal mask."""
     inner = model.model
-    if final_norm:
+    if final_norm and causal:
         return inner(ids)
     from ..harness import import_mlx_lm
 
     base = import_mlx_lm("mlx_lm.models.base")
     h = inner.embed_tokens(ids)
-    mask = base.create_attention_mask(h, None)
+    mask = base.create_attention_mask(h, None) if causal else None
     for layer in inner.layers:
         h = layer(h, mask, None)
-    return h
+    return inner.norm(h) if final_norm else h
 
 
 # half-precision hidden states against float32 ones (see the module's docstring)
@@ -165,7 +176,9 @@ def rag_hidden_states(ctx):
             got, want, what="final hidden states", case=case, dtype="float16", **HIDDEN_TOL,
             axes=("batch", "position", "hidden"),
             candidates={"rag-hidden-no-final-norm":
-                        lambda i=ids: _mlx_lm_hidden(m, i, final_norm=False)}))
+                        lambda i=ids: _mlx_lm_hidden(m, i, final_norm=False),
+                        "rag-hidden-no-causal-mask":
+                        lambda i=ids: _mlx_lm_hidden(m, i, causal=False)}))
     return merge_evidence(evs)
 
 
@@ -320,10 +333,13 @@ def rag_topk_exact(ctx):
         evs.append(ctx.expect_close(idx, want_i.astype(np.float64), what="row indices",
                                     case=case, rtol=0, atol=0, candidates=cands,
                                     axes=("query", "rank")))
+        # The ranking is right here, so an unnormalised side shows only in the scores: a
+        # query left at its length scales all its scores alike.
         evs.append(ctx.expect_close(scores, want_s, what="cosine similarities", case=case,
                                     dtype="float32", axes=("query", "rank"), candidates={
-                                        "rag-topk-not-normalised":
-                                            ro.ranked(index, queries, k, normalise=False)[1]}))
+                                        "rag-topk-not-normalised": [
+                                            ro.ranked(index, queries, k, normalise=side)[1]
+                                            for side in (False, "index", "queries")]}))
     return merge_evidence(evs)
 
 
@@ -467,6 +483,20 @@ ANSWER_QUESTIONS = [("how does the page table map positions to pages in the pool
                     ("which experts does the router pick for a token", 3)]
 
 
+def _holds_texts(sources, picked) -> bool:
+    """The retrieved chunks' texts, or the chunks themselves, where their sources belong
+    (a chunk's text is never its source in ANSWER_CHUNKS, so this is no right answer)."""
+    try:
+        got = list(sources)
+    except TypeError:
+        return False
+    texts = [t for _, t in picked]
+    as_chunks = [getattr(c, "text", None) for c in got]
+    return got == texts or (as_chunks == texts
+                            and [getattr(c, "source", None) for c in got]
+                            == [s for s, _ in picked])
+
+
 @check("rag-answer-end-to-end", 4,
        "rag_answer: retrieve, prompt with the retrieved sources in rank order, generate once",
        symbols=(ANSWER,))
@@ -503,7 +533,10 @@ def rag_answer_end_to_end(ctx):
         if text != "answer number 1" or list(sources) != [s for s, _ in picked]:
             raise CheckFailed(f"[{case}] rag_answer returned ({text!r}, {sources!r}); expected "
                               f"the generated text 'answer number 1' and the sources "
-                              f"{[s for s, _ in picked]} (the prompt's [1], [2], ...).", ev)
+                              f"{[s for s, _ in picked]} (the prompt's [1], [2], ...).", ev,
+                              pitfall=("rag-answer-returns-texts"
+                                       if text == "answer number 1"
+                                       and _holds_texts(sources, picked) else None))
         runs.append(ev)
     return {"cases": len(runs)}
 

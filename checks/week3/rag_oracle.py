@@ -68,20 +68,23 @@ def chat_tokenizer():
 
 
 def chunk_words(text: str, size: int, overlap: int, *, step: int | None = None,
-                keep_tail: bool = True, stop_at_end: bool = True) -> list[str]:
+                keep_tail: bool = True, stop_at_end: bool = True,
+                width: int | None = None) -> list[str]:
     """The reference chunker; the keyword arguments make the catalogued mistakes: another
     ``step``, the words after the last full chunk dropped (``keep_tail=False``), chunks
-    started until the text runs out (``stop_at_end=False``)."""
+    started until the text runs out (``stop_at_end=False``), chunks of ``width`` words
+    while the stop rule still counts ``size``."""
     words = text.split()
     step = size - overlap if step is None else step
+    width = size if width is None else width
     out: list[str] = []
     if not keep_tail:
         for s in range(0, max(len(words) - size + 1, 0), step):
-            out.append(" ".join(words[s:s + size]))
+            out.append(" ".join(words[s:s + width]))
         return out
     s = 0
     while s < len(words):
-        out.append(" ".join(words[s:s + size]))
+        out.append(" ".join(words[s:s + width]))
         if stop_at_end and s + size >= len(words):
             break
         s += step
@@ -117,10 +120,13 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 def ranked(index: np.ndarray, queries: np.ndarray, k: int, *, normalise=True,
            ties="row order") -> tuple[np.ndarray, np.ndarray]:
-    """Top-k by cosine similarity in float64 (``normalise=False``: raw dot products);
+    """Top-k by cosine similarity in float64 (``normalise=False``: raw dot products;
+    ``"index"`` or ``"queries"``: only that side scaled to length 1);
     ``ties="reversed"`` puts equal scores in decreasing row order."""
-    a = unit_rows(index) if normalise else np.asarray(index, np.float64)
-    q = unit_rows(queries) if normalise else np.asarray(queries, np.float64)
+    a = (unit_rows(index) if normalise in (True, "index")
+         else np.asarray(index, np.float64))
+    q = (unit_rows(queries) if normalise in (True, "queries")
+         else np.asarray(queries, np.float64))
     s = q @ a.T
     k = min(k, s.shape[1])
     if ties == "reversed":
