@@ -513,6 +513,14 @@ LONG_EXTRA_MISTAKES = [
      "file": "long_context.py",
      "find": 'kind = rope_scaling.get("type") or rope_scaling.get("rope_type") or "default"',
      "replace": 'kind = rope_scaling.get("rope_type") or "default"'},
+    # mx.quantize's default bits (4) whatever the cache was built with.
+    {"id": "kvq-ignores-bits", "day": "3.7", "_name": "mlx-default-bits", "edits": [
+        {"file": "long_context.py",
+         "find": "mx.quantize(x, group_size=self.group_size, bits=self.bits)",
+         "replace": "mx.quantize(x, group_size=self.group_size)"},
+        {"file": "long_context.py",
+         "find": "mx.dequantize(*p, group_size=self.group_size, bits=self.bits)",
+         "replace": "mx.dequantize(*p, group_size=self.group_size)"}]},
 ]
 LONG_ALL_MISTAKES = LONG_CATALOGUE + LONG_EXTRA_MISTAKES
 
