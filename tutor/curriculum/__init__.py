@@ -17,12 +17,13 @@ from typing import Any
 
 from tutor import paths
 from tutor.curriculum import references
+from tutor.curriculum.ideas import IDEAS_FILE, Idea, Ideas, load_ideas
 from tutor.dayids import book_days_label
 from tutor.curriculum.schema import (CurriculumError, Field, ListOf, OneOf, Record, Validator,
                                      compose)
 
 __all__ = ["Course", "Week", "Lesson", "Task", "Edit", "Concept", "ConceptQuestion", "Pitfall",
-           "CurriculumError", "load_course", "load_lesson"]
+           "CurriculumError", "Idea", "Ideas", "load_course", "load_lesson"]
 
 HINT_RUNGS = 4
 
@@ -236,6 +237,7 @@ class Course:
     book_plan: tuple[int, int] | None = None  # (weeks, days per week) of the book
     book_terms: tuple[tuple[str, str], ...] = ()  # (the book's, the tutor's)
     edition: str = ""  # which edition of the book the tutor follows (one line)
+    ideas: Ideas = field(default_factory=Ideas)  # curriculum/ideas.yaml: what each item tests
 
     def lesson_covering(self, book_day: str) -> Lesson | None:
         """The lesson that teaches the book's day ``book_day`` (``"2.3"`` -> lesson 2.2)."""
@@ -502,5 +504,6 @@ def load_course(root: Path | None = None) -> Course:
                     raise CurriculumError(f"{lesson.source}:1: book_days: day {d} is outside "
                                           f"the book's plan in course.yaml ({book_plan[0]} "
                                           f"weeks of {book_plan[1]} days)")
+    ideas = load_ideas(root / IDEAS_FILE, lessons, _rel(root / IDEAS_FILE))
     return Course(data["title"], data["book"], tuple(weeks), tuple(lessons), book_plan, terms,
-                  edition)
+                  edition, ideas)
