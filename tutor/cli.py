@@ -216,6 +216,9 @@ def _first_line(text: str) -> str:
 
 def _print_evidence(out, ev: dict) -> None:
     from rich.markup import escape
+    from rich.padding import Padding
+
+    from tutor.checking.diffmap_view import map_text
 
     for key in ("case", "shape", "expected_shape", "dtype", "max_abs_err", "max_rel_err",
                 "mismatched", "first_mismatch", "forbidden_calls"):
@@ -223,6 +226,9 @@ def _print_evidence(out, ev: dict) -> None:
             out.print(f"     [dim]{key}: {escape(str(ev[key]))}[/dim]")
     for frame in ev.get("traceback") or []:
         out.print(f"     [dim]{escape(frame)}[/dim]")
+    picture = map_text(ev.get("map"))
+    if picture is not None:
+        out.print(Padding(picture, (0, 0, 0, 5), expand=False))
     if ev.get("output"):
         _print_output(out, ev["output"])
 

@@ -236,7 +236,7 @@ def causal_mask_check(ctx):
                     pitfall="causal-mask-wrong-dtype")
         evs.append(ctx.expect_close(
             got, mx.array(want).astype(dtype), case=case, rtol=0.0, atol=0.0,
-            expect_dtype=dtype_str(dtype),
+            expect_dtype=dtype_str(dtype), axes=("query position", "key position"),
             candidates={"causal-mask-top-left": [mask_model(L, S, "top-left"),
                                                               mask_model(L, S, "flipped")],
                         "causal-mask-diagonal-masked": mask_model(L, S, "strict"),

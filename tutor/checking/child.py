@@ -315,7 +315,10 @@ def _why_not_measured(harness, impl_dir: Path, exc: BaseException) -> tuple[str,
 
 
 def run_one(harness, impl, impl_dir: Path, spec) -> dict:
+    from tutor.checking import diffmap
+
     ctx = harness.Ctx(impl=impl, impl_dir=impl_dir, spec=spec)
+    diffmap.watch(ctx, harness)
     try:
         evidence = spec.fn(ctx) or {}
         return {"status": "pass", "message": "", "evidence": evidence, "pitfall": None}

@@ -15,6 +15,7 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 
+from tutor.checking.diffmap_view import map_text
 from tutor.checking.results import ICONS
 from tutor.records import fmt_duration
 
@@ -308,6 +309,9 @@ def check_text(check: dict):
         lines = evidence_lines(ev)
         if lines:
             body.append(Text("\n".join(lines), style="dim"))
+        picture = map_text(ev.get("map"))
+        if picture is not None:
+            body.append(picture)
     icon = Text(ICONS.get(status, "?"), style=f"bold {style}")
     if icon.cell_len < 2:
         icon.append(" ")
