@@ -110,7 +110,8 @@ def test_check_v_draws_the_top_left_mask_s_triangle(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1, r.stderr
     out = r.stdout
-    assert "where it differs: rows = query position, columns = key position" in out
+    assert "where it differs (rows: query position)" in out
+    assert "columns: key position" in out
     # L=3, S=5: query r hides keys r+1 .. r+2; two characters per cell
     rows = [line.rstrip() for line in out.splitlines()]
     i = rows.index("     0 ··████····")

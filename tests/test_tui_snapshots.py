@@ -166,3 +166,41 @@ def test_a_predict_card_with_the_measurement_at_80x24(snap_compare, tmp_path, mo
         assert snap_compare(app_for(session), terminal_size=(80, 24), run_before=run_before)
     finally:
         session.close()
+
+
+def _top_left_mask_result(lesson) -> dict:
+    """Day 1.3 with the top-left causal mask: the mask check fails, diagnosed, with the map
+    the check child builds for it (L=3, S=5, exact tolerance)."""
+    import numpy as np
+
+    from tui_support import _check
+    from tutor.checking.diffmap import build
+    from tutor.checking.results import day_result, with_questions
+
+    rows, cols = np.arange(3)[:, None], np.arange(5)[None, :]
+    got = np.where(cols <= rows, 0.0, -np.inf)
+    want = np.where(cols <= rows + 2, 0.0, -np.inf)
+    ev = {"case": "L=3, S=5, float32", "dtype": "float32", "shape": [3, 5],
+          "expected_shape": [3, 5], "max_abs_err": 0.0, "max_rel_err": 0.0,
+          "mismatched": 6, "of": 15,
+          "first_mismatch": {"index": [0, 1], "got": float("-inf"), "expected": 0.0},
+          "map": build(got, want, 0.0, 0.0, axes=("query position", "key position"))}
+    checks = [_check(lesson, cid, "pass") for cid in ("gqa", "gqa-scale-mask")]
+    checks.append(_check(
+        lesson, "causal-mask", "fail",
+        "[L=3, S=5, float32] output differs from the reference: 6 of 15 values outside "
+        "tolerance (first at index (0, 1): got -inf, expected 0).", ev,
+        pitfall="causal-mask-top-left"))
+    return with_questions(day_result(lesson.id, "/impl", checks, 1.0), lesson.pitfall_questions)
+
+
+def test_a_failed_check_s_difference_map_at_80x24(snap_compare, ws, opened, monkeypatch):
+    monkeypatch.setattr("tutor.checking.runner.run_day", FakeRunner(_top_left_mask_result))
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+
+    assert snap_compare(app_for(opened(ws, "1.3")), terminal_size=(80, 24),
+                        run_before=run_before)

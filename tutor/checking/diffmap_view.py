@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.text import Text
 
 SHADES = "·░▒▓█"
-LEGEND = ("within tolerance", "≤10×", "≤100×", "≤1000×", "more/inf/NaN")
+LEGEND = ("within tolerance", "≤10×", "≤100×", "≤1000×", "more")
 STYLES = ("dim", "yellow", "dark_orange", "red", "bold red")
 
 
@@ -29,7 +29,7 @@ def map_text(m: dict | None) -> Text | None:
     wide = 2 if max(len(r) for r in rows) <= 16 else 1
     label_w = max(len(str(s)) for s in m["row_starts"])
     t = Text()
-    t.append(f"where it differs: rows = {m.get('rows')}, columns = {m.get('cols')}\n")
+    t.append(f"where it differs (rows: {m.get('rows')})\n")
     notes = []
     if m.get("at"):
         notes.append(f"slice [{', '.join(map(str, m['at']))}, :, :] of shape "
@@ -41,7 +41,7 @@ def map_text(m: dict | None) -> Text | None:
     ncols = len(rows[0]) * wide
     last = f"{int(size[1]) - 1}" if size else ""
     ruler = "0" + last.rjust(max(ncols - 1, len(last)))
-    t.append(" " * (label_w + 1) + ruler + f"  {m.get('cols')}\n", "dim")
+    t.append(" " * (label_w + 1) + ruler + f"  columns: {m.get('cols')}\n", "dim")
     for start, row in zip(m["row_starts"], rows):
         t.append(str(start).rjust(label_w) + " ", "dim")
         for ch in row:
@@ -50,6 +50,8 @@ def map_text(m: dict | None) -> Text | None:
         t.append("\n")
     for lv, (shade, words) in enumerate(zip(SHADES, LEGEND)):
         t.append(shade, STYLES[lv])
-        t.append(f" {words}" + ("  " if lv < len(SHADES) - 1 else ""), "dim")
-    t.append("\n(how far off, in tolerances)", "dim")
+        # no space after a shade that a bound follows, so the legend fits 50 columns
+        gap = " " if words[0].isalpha() else ""
+        t.append(f"{gap}{words}" + ("  " if lv < len(SHADES) - 1 else ""), "dim")
+    t.append("\n(× the tolerance; inf or NaN for a finite value is █)", "dim")
     return t

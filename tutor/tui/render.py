@@ -306,12 +306,13 @@ def check_text(check: dict):
             ev.pop("case")
         if ev.get("first_mismatch") and "first at" in msg:
             ev.pop("first_mismatch")
-        lines = evidence_lines(ev)
-        if lines:
-            body.append(Text("\n".join(lines), style="dim"))
+        # The picture first: at 80x24 it is what fits under the question.
         picture = map_text(ev.get("map"))
         if picture is not None:
             body.append(picture)
+        lines = evidence_lines(ev)
+        if lines:
+            body.append(Text("\n".join(lines), style="dim"))
     icon = Text(ICONS.get(status, "?"), style=f"bold {style}")
     if icon.cell_len < 2:
         icon.append(" ")
