@@ -84,3 +84,17 @@ def test_an_idea_defined_twice_is_refused(course, tmp_path):
 
 def test_a_course_without_a_vocabulary_has_no_ideas(course, tmp_path):
     assert load_ideas(tmp_path / "ideas.yaml", course.lessons, "ideas.yaml").ideas == ()
+
+
+def test_each_question_passes_the_guardrail_where_it_is_asked(course):
+    """The offline coach asks an idea's question on every day that tests it: nothing in it
+    may be code the solution-leak filter would cut for that day's tasks."""
+    from tutor.coach.guardrail import filter_reply
+
+    for lesson in course.lessons:
+        for idea in course.ideas.of_lesson(lesson):
+            text = idea.question_for(lesson.id)
+            assert text.endswith("?"), (idea.id, lesson.id)
+            for task in lesson.tasks:
+                assert filter_reply(text, lesson=lesson, task=task).removed == 0, (idea.id,
+                                                                                  lesson.id)

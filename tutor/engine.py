@@ -157,6 +157,24 @@ class TutorSession:
             day = day or self.lesson.id
             return assess(self.store.day_record(day), self.course.lesson(day))
 
+    def misconceptions(self) -> list:
+        """Every idea behind a mistake a check diagnosed, with the day it was made on
+        (:class:`tutor.coach.recall.Misconception`), in course order."""
+        from tutor.coach import recall
+
+        with self.lock:
+            return recall.misconceptions(self.course, self.store.state.get("days"))
+
+    def recalls(self, day: str | None = None) -> list[tuple[object, str]]:
+        """The earlier mistakes that ``day`` (default: the current one) tests again, each
+        with the offline coach's question that brings it back before the learner codes."""
+        from tutor.coach import recall
+
+        lesson = self.course.lesson(day) if day else self.lesson
+        with self.lock:
+            raised = recall.to_raise(self.course, self.store.state.get("days"), lesson)
+        return [(m, recall.recall_text(lesson, m)) for m in raised]
+
     def latest_result(self) -> dict | None:
         with self.lock:
             return self.latest.get(self.lesson.id)

@@ -22,6 +22,9 @@ class CoachContext:
     learner_code: str
     rung: int  # highest hint rung seen for the task (0 = none)
     history: list[dict] = field(default_factory=list)  # [{"role", "content"}]
+    # tutor.coach.recall.Misconception: every one on record, and those this day tests again
+    misconceptions: list = field(default_factory=list)
+    recalls: list = field(default_factory=list)
 
     @property
     def ladder_exhausted(self) -> bool:
@@ -94,4 +97,12 @@ def build_context(session, task=None, history: list[dict] | None = None) -> Coac
         lesson=session.lesson, task=task, day_record=rec,
         latest_result=session.latest_result(),
         learner_code=learner_code(session.impl, task),
-        rung=ladder.rungs_seen(rec, task.id), history=list(history or []))
+        rung=ladder.rungs_seen(rec, task.id), history=list(history or []),
+        misconceptions=_ask(session, "misconceptions"),
+        recalls=[m for m, _ in _ask(session, "recalls")])
+
+
+def _ask(session, what: str) -> list:
+    """The session's record of earlier mistakes; none from a stand-in session without it."""
+    query = getattr(session, what, None)
+    return list(query()) if callable(query) else []

@@ -2,14 +2,16 @@
 
 Built from CLAUDE.md (the tutor's rules), the lesson (objectives, concepts, pitfalls), the
 task, the latest check results and diagnosis (messages and evidence, never the checks'
-source), the learner's code for the task (bounded) and the hint rung reached with what
-that rung allows. Only hints the learner has already seen are included, and the answer
+source), the learner's misconceptions from earlier days (by idea, with the day), the
+learner's code for the task (bounded) and the hint rung reached with what that rung
+allows. Only hints the learner has already seen are included, and the answer
 key is never read here.
 """
 
 from __future__ import annotations
 
 from tutor.coach.context import CODE_LIMIT, CoachContext
+from tutor.coach.recall import prompt_lines
 
 CLAUDE_MD_LIMIT = 12000
 CONCEPT_LIMIT = 900
@@ -133,6 +135,11 @@ def _checks_section(ctx: CoachContext) -> str:
     return "\n".join(out)
 
 
+def _misconceptions_section(ctx: CoachContext) -> str:
+    lines = prompt_lines(ctx.lesson, ctx.misconceptions, ctx.recalls)
+    return "## What this learner got wrong before\n" + "\n".join(lines) if lines else ""
+
+
 def _code_section(ctx: CoachContext) -> str:
     code = ctx.learner_code or ""
     if len(code) > CODE_LIMIT:
@@ -155,6 +162,7 @@ def build_system_prompt(ctx: CoachContext, claude_md: str, *, allow_solution: bo
         _lesson_section(ctx.lesson),
         _task_section(ctx),
         _checks_section(ctx),
+        _misconceptions_section(ctx),
         _code_section(ctx),
         "## Hint level and what it allows\n"
         f"Rung reached: {ctx.rung} of {rungs}. {rung_rule(ctx, allow_solution)}",

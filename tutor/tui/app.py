@@ -146,6 +146,7 @@ class TutorApp(App[int]):
         self._q(ChatLog).add_notice(
             "Ask the coach anything about today's lesson below, or press h to climb the "
             "hint ladder one rung.")
+        self._raise_recalls()
         self.set_interval(self.autosave_s, self._autosave)
         self._watch_timer = self.set_interval(self.poll_s, self._watch_tick, pause=True)
         if self.session.notice:
@@ -215,6 +216,7 @@ class TutorApp(App[int]):
         self.questions_ready = False
         if getattr(self, "_shown_day", None) not in (None, lesson.id):
             self._q(ChatLog).add_notice(f"— Day {lesson.id}: {lesson.title} —")
+            self._raise_recalls()
         self._shown_day = lesson.id
         self._cancelled = None
         self._q("#lesson-md", Static).update(lesson_renderable(lesson))
@@ -230,6 +232,14 @@ class TutorApp(App[int]):
         else:
             await self._show_questions()
 
+    def _raise_recalls(self) -> None:
+        """An earlier day's diagnosed mistake that this day tests again: the coach asks
+        about it before the learner codes (misconception memory, tutor.coach.recall)."""
+        with self.session.lock:
+            recalls = self.session.recalls()
+        for _mistake, question in recalls:
+            self._q(ChatLog).add_reply(question, classes="reply coach-note")
+
     async def _show_questions(self) -> None:
         async with self._cards_lock:  # a key during the first frame must not mount twice
             if not self.questions_ready:  # else an early `a` has mounted them already
@@ -242,11 +252,13 @@ class TutorApp(App[int]):
         concepts = rec.get("concepts") or {}
         title = self._q("#before-title", Static)
         box = self._q("#before-questions", Vertical)
+        recalls = [Static(Text("↺ " + question), classes="recall")
+                   for _mistake, question in self.session.recalls()]
         await box.remove_children()
-        if before:
+        if before or recalls:
             title.update(Text("Before you code: check your understanding", style="bold"))
             title.display = True
-            await box.mount_all([self._card(q, concepts) for q in before])
+            await box.mount_all(recalls + [self._card(q, concepts) for q in before])
         else:
             title.display = False
         await self.render_after_questions()
