@@ -138,6 +138,36 @@ def test_progress_json_and_table(ws):
     assert r.returncode == 0 and "1.1" in r.stdout and "📖" in r.stdout
 
 
+def test_progress_json_carries_per_idea_mastery_and_the_review_queue(ws):
+    from tutor.records.state import StateStore
+
+    with StateStore(ws, course=load_course()) as store:  # a diagnosed mistake, a right answer
+        store.record_check("1.1", {"status": "fail", "summary": {}, "checks": [
+            {"id": "sdpa-simple", "status": "fail",
+             "diagnosis": {"pitfall": "attn-softmax-wrong-axis"}}]})
+        store.record_concept_answer("1.1", "scale-value", "x", True)
+    r = tutor("progress", "--json", cwd=ws)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["review_queue"] == []  # nothing scheduled in these records
+    ideas = {i["id"]: i for i in data["ideas"]}
+    assert ideas["softmax-axis"]["level"] == "shaky"
+    assert ideas["softmax-axis"]["mistakes"] == [
+        {"pitfall": "attn-softmax-wrong-axis", "day": "1.1", "count": 1}]
+    # a right answer without a passing check is not mastery
+    assert ideas["attention-scale"]["level"] == "learning"
+    assert ideas["attention-scale"]["right"] == ["1.1/scale-value"]
+    assert {i["level"] for i in data["ideas"]} <= {"due", "shaky", "mastered", "learning"}
+    assert data["frequent_mistakes"][0]["pitfall"] == "attn-softmax-wrong-axis"
+    r = tutor("progress", cwd=ws)
+    assert r.returncode == 0
+    assert "❗ Shaky" in r.stdout and "softmax-axis" in r.stdout
+    assert "Most frequent mistakes" in r.stdout and "attn-softmax-wrong-axis ×1 (day 1.1)" in r.stdout
+    assert "Review queue: nothing due." in r.stdout
+    tracker = (ws / "progress" / "tiny-llm-tracker.md").read_text()
+    assert "## Ideas" in tracker and "## Review queue" in tracker
+
+
 def test_corrupt_state_is_moved_aside_and_reported(ws):
     (ws / "progress" / "state.json").write_text("{not json")
     r = tutor("check", "1.1", cwd=ws)

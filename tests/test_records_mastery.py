@@ -147,3 +147,86 @@ def test_rules_are_documented_in_both_places():
                    f"{COMPETENT_MAX_HINTS}", f"{COMPETENT_MAX_FAILED_RUNS}", "5 minutes"):
         assert needle in text, needle
         assert needle in doc, needle
+
+
+# --------------------------------------------------------------------------- ideas
+
+from tutor.records.mastery import IdeaLevel, assess_ideas, frequent_mistakes, hint_heavy  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def course():
+    from tutor.curriculum import load_course
+
+    return load_course()
+
+
+def idea(course, state, idea_id, queue=()):
+    return next((i for i in assess_ideas(course, state, queue) if i["id"] == idea_id), None)
+
+
+def test_an_idea_is_mastered_only_with_a_passed_check_and_right_concept_answers(course):
+    right = answers(**{"softmax-axis": (True, True), "score-shape": (True, True)})
+    # checks pass, no answers: not mastered
+    assert idea(course, {"days": {"1.1": day()}}, "softmax-axis")["level"] == "learning"
+    # one of the two tagged questions answered: not yet
+    one = answers(**{"softmax-axis": (True, True)})
+    assert idea(course, {"days": {"1.1": day(concepts=one)}}, "softmax-axis")["level"] == "learning"
+    # every answer right, but the checks fail now: not mastered
+    failing = day(concepts=right, last_result="fail")
+    assert idea(course, {"days": {"1.1": failing}}, "softmax-axis")["level"] == "learning"
+    got = idea(course, {"days": {"1.1": day(concepts=right)}}, "softmax-axis")
+    assert got["level"] == IdeaLevel.MASTERED.value and got["label"] == "⭐ Mastered"
+    assert got["passing_days"] == ["1.1"] and sorted(got["right"]) == ["1.1/score-shape",
+                                                                      "1.1/softmax-axis"]
+    # a started day of the idea that does not pass takes mastery away again
+    state = {"days": {"1.1": day(concepts=right), "2.4": day(last_result="fail")}}
+    assert idea(course, state, "softmax-axis")["level"] == "learning"
+
+
+def test_an_idea_without_a_concept_question_is_never_mastered(course):
+    got = idea(course, {"days": {"1.1": day()}}, "mask-application")
+    assert got["questions"] == [] and got["level"] == "learning"
+
+
+def test_a_hint_heavy_pass_is_shown_and_makes_the_idea_shaky(course):
+    right = answers(**{"softmax-axis": (True, True), "score-shape": (True, True)})
+    for heavy in (day(concepts=right, final_hint=True),
+                  day(concepts=right, hints_seen=[f"t:{i}" for i in range(COMPETENT_MAX_HINTS + 1)])):
+        assert hint_heavy(heavy)
+        got = idea(course, {"days": {"1.1": heavy}}, "softmax-axis")
+        assert got["level"] == "shaky" and got["hint_heavy_days"] == ["1.1"]
+    assert not hint_heavy(day(hints_seen=["t:1"])) and not hint_heavy(day(final_hint=True, last_result="fail"))
+
+
+def test_a_diagnosed_mistake_or_a_wrong_answer_makes_the_idea_shaky(course):
+    right = answers(**{"softmax-axis": (True, True), "score-shape": (True, True)})
+    state = {"days": {"1.1": day(concepts=right, pitfalls={"attn-softmax-wrong-axis": 2})}}
+    got = idea(course, state, "softmax-axis")
+    assert got["level"] == "shaky"
+    assert got["mistakes"] == [{"pitfall": "attn-softmax-wrong-axis", "day": "1.1", "count": 2}]
+    wrong_first = answers(**{"softmax-axis": (False, True), "score-shape": (True, True)})
+    got = idea(course, {"days": {"1.1": day(concepts=wrong_first)}}, "softmax-axis")
+    assert got["level"] == "shaky" and got["wrong_answers"] == ["1.1/softmax-axis"]
+    # a diagnosis alone makes the idea met, even on a day that is not its own
+    state = {"days": {"9.9": day(pitfalls={"attn-softmax-wrong-axis": 1})}}
+    assert idea(course, state, "softmax-axis")["level"] == "shaky"
+
+
+def test_due_for_review_comes_from_the_queue(course):
+    state = {"days": {"1.1": day()}}
+    assert idea(course, state, "softmax-axis", [{"idea": "softmax-axis"}])["level"] == "due"
+    assert idea(course, state, "softmax-axis", [{"id": "q:1.1/score-shape"}])["due"]
+    assert idea(course, state, "softmax-axis", [{"idea": "attention-scale"}])["level"] == "learning"
+
+
+def test_ideas_not_met_are_left_out_and_mistakes_are_ranked(course):
+    assert assess_ideas(course, {"days": {}}) == []
+    state = {"days": {"1.1": day(pitfalls={"attn-missing-scale": 1, "attn-softmax-wrong-axis": 3}),
+                      "2.4": day(pitfalls={"flash-no-rescale": 1, "attn-softmax-wrong-axis": 1})}}
+    top = frequent_mistakes(course, state)
+    assert [(m["pitfall"], m["count"], m["days"]) for m in top] == [
+        ("attn-softmax-wrong-axis", 4, ["1.1", "2.4"]), ("attn-missing-scale", 1, ["1.1"]),
+        ("flash-no-rescale", 1, ["2.4"])]
+    assert "softmax-axis" in top[0]["ideas"]
+    assert len(frequent_mistakes(course, state, limit=1)) == 1

@@ -125,3 +125,39 @@ def test_knowledge_gaps_and_recent_limit(tmp_path):
     events = recent_activity(store.state, limit=3)
     assert len(events) == 3 and events[0][0] <= events[1][0] <= events[2][0]
     assert events[-1][1] == "⏹️ session ended after 1h 12m"  # the latest three, oldest first
+
+
+def test_tracker_carries_the_ideas_the_mistakes_and_the_review_queue(tmp_path):
+    from tutor.curriculum import load_course
+
+    course = load_course()
+    l1 = course.lesson("1.1")
+    fail = {**result(False, "attn-softmax-wrong-axis"), "day": "1.1"}
+    with StateStore(tmp_path, course=course) as store:
+        store.record_check("1.1", fail, now=at(1))
+        store.record_check("1.1", fail, now=at(2))
+        store.record_check("1.1", {**result(True), "day": "1.1"}, now=at(3))
+        store.record_concept_answer("1.1", "scale-value", "x", True, now=at(4))
+        store.record_concept_answer("1.1", "softmax-axis", "x", True, now=at(5))
+        text = render_tracker(store, course)
+    assert l1.pitfall("attn-softmax-wrong-axis") is not None
+    ideas = text[text.index("## Ideas"):text.index("## Most frequent mistakes")]
+    assert "⭐ 1 mastered · ❗ 1 shaky" in ideas
+    shaky = next(x for x in ideas.splitlines() if "(`softmax-axis`)" in x)
+    assert shaky.startswith("| ❗ Shaky |") and "attn-softmax-wrong-axis diagnosed on 1.1 ×2" in shaky
+    mastered = next(x for x in ideas.splitlines() if "(`attention-scale`)" in x)
+    assert mastered.startswith("| ⭐ Mastered |") and "1 concept answer right" in mastered
+    # what needs a look comes first
+    assert ideas.index("❗ Shaky") < ideas.index("⭐ Mastered") < ideas.index("📖 Learning")
+    mistakes = text[text.index("## Most frequent mistakes"):text.index("## Review queue")]
+    assert "- attn-softmax-wrong-axis ×2 (day 1.1)" in mistakes
+    assert "_Nothing due for review._" in text[text.index("## Review queue"):text.index("## Recent activity")]
+
+
+def test_a_hint_heavy_pass_is_shown_in_the_day_row(tmp_path):
+    store = StateStore(tmp_path, course=COURSE).open()
+    store.record_hint("1.1", 1, 4, now=at(1))  # the last rung
+    store.record_check("1.1", result(True), now=at(2))
+    row = next(x for x in render_tracker(store, COURSE).splitlines() if "| 1.1 |" in x)
+    store.close()
+    assert "hint-heavy pass" in row

@@ -285,8 +285,48 @@ def cmd_progress(args) -> int:
                           str(d["attempts"]), str(d["hints"]), d["mastery"],
                           ", ".join(d["gaps"]) or "-")
         out.print(table)
+    _print_mastery_picture(out, summary)
     out.print(f"[dim]Tracker: {summary['tracker']}[/dim]")
     return EXIT_OK
+
+
+def _print_mastery_picture(out, summary: dict) -> None:
+    """The ideas met (what needs attention first), the most frequent mistakes and the
+    review queue, under the week tables."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tutor.records.picture import by_level, idea_evidence, mistake_text
+
+    ideas = by_level(summary.get("ideas") or [])
+    if ideas:
+        counts = {lvl: sum(1 for i in ideas if i["level"] == lvl)
+                  for lvl in ("mastered", "shaky", "due", "learning")}
+        table = Table(title=(f"Ideas met: {len(ideas)} · ⭐ {counts['mastered']} mastered · "
+                             f"❗ {counts['shaky']} shaky · 🔁 {counts['due']} due · "
+                             f"📖 {counts['learning']} learning"),
+                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("Level", no_wrap=True)
+        table.add_column("Idea", no_wrap=True)
+        table.add_column("Why")
+        for i in ideas:
+            table.add_row(i["label"], i["id"], escape(idea_evidence(i)) or "-")
+        out.print(table)
+    else:
+        out.print("[dim]Ideas: none met yet (start a day).[/dim]")
+    mistakes = summary.get("frequent_mistakes") or []
+    if mistakes:
+        out.print("[bold]Most frequent mistakes[/bold]")
+        for m in mistakes:
+            out.print(f"  {escape(mistake_text(m))}")
+    queue = summary.get("review_queue") or []
+    if queue:
+        out.print(f"[bold]Due for review ({len(queue)})[/bold]")
+        for q in queue:
+            out.print(f"  {escape(str(q.get('prompt') or q.get('id') or q))}")
+    else:
+        out.print("[dim]Review queue: nothing due.[/dim]")
 
 
 def cmd_lessons(args) -> int:

@@ -41,6 +41,26 @@ Active time
 The gaps between consecutive activity events (check runs, hints, questions, answers,
 insights, file saves) are added up and credited to the later event's day; a gap over
 5 minutes (ACTIVITY_GAP_S) is a break and counts nothing.
+
+Ideas (the vocabulary of ``curriculum/ideas.yaml``)
+---------------------------------------------------
+An idea's days are the lessons whose pitfalls or concept questions are tagged with it. The
+learner has *met* an idea once one of its days is started or one of its pitfalls was
+diagnosed (on any day). Each met idea gets one level, the first that holds:
+
+- 🔁 Due for review -- the spaced-review queue holds it (the idea, or one of its tagged
+  concept questions) and it is due now.
+- ❗ Shaky          -- a check diagnosed one of its pitfalls, a concept question tagged with
+  it was ever answered wrong (first or latest answer), or one of its days passed
+  hint-heavy (the last, pseudo-code rung used, or more than COMPETENT_MAX_HINTS hints).
+- ⭐ Mastered       -- every started day of the idea passes its checks (latest run), at least
+  one does, and every concept question tagged with it on those days is answered with the
+  latest answer right, at least one. A passed check alone, or right answers alone, are
+  never mastery: an idea with no tagged question on the days met stays Learning.
+- 📖 Learning       -- met, none of the above yet.
+
+The learner's most frequent mistakes are the diagnosed pitfalls summed over the days,
+most often first, each with the days it was diagnosed on and the ideas it belongs to.
 """
 
 from __future__ import annotations
@@ -59,6 +79,11 @@ __all__ = [
     "COMPETENT_MAX_FAILED_RUNS",
     "DEFAULT_LADDER_RUNGS",
     "ACTIVITY_GAP_S",
+    "IdeaLevel",
+    "hint_heavy",
+    "assess_ideas",
+    "frequent_mistakes",
+    "idea_rules_text",
 ]
 
 COMPETENT_MAX_HINTS = 3
@@ -264,3 +289,149 @@ def rules_text() -> str:
             f"  file saves) are added up; a gap over {ACTIVITY_GAP_S // 60} minutes is a break and counts nothing.",
         ]
     )
+
+
+# --------------------------------------------------------------------------- ideas
+
+
+class IdeaLevel(str, Enum):
+    DUE = "due"
+    SHAKY = "shaky"
+    MASTERED = "mastered"
+    LEARNING = "learning"
+
+    @property
+    def icon(self) -> str:
+        return {"due": "🔁", "shaky": "❗", "mastered": "⭐", "learning": "📖"}[self.value]
+
+    @property
+    def label(self) -> str:
+        return {"due": "Due for review", "shaky": "Shaky", "mastered": "Mastered",
+                "learning": "Learning"}[self.value]
+
+    def __str__(self) -> str:
+        return f"{self.icon} {self.label}"
+
+
+def hint_heavy(rec: dict | None) -> bool:
+    """The day passed, but leaning on hints: the last rung, or more than
+    COMPETENT_MAX_HINTS distinct hints (the Competent conditions 1-2, seen from the idea)."""
+    if not rec or rec.get("last_result") != "pass":
+        return False
+    return bool(rec.get("final_hint")) or len(rec.get("hints_seen") or []) > COMPETENT_MAX_HINTS
+
+
+def _pitfall_counts(days: dict) -> dict[str, list[tuple[str, int]]]:
+    """pitfall -> [(day, count)] of its diagnoses, in the records' day order."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for day, rec in days.items():
+        for pid, n in ((rec or {}).get("pitfalls") or {}).items():
+            if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0:
+                out.setdefault(str(pid), []).append((str(day), int(n)))
+    return out
+
+
+def _queued(entry: Any) -> tuple[str | None, str | None]:
+    """(idea id, "<day>/<question id>") a review-queue entry is about, either may be None.
+    Entries are dicts; an ``id`` such as ``idea:<id>`` or ``q:<day>/<qid>`` is read too."""
+    if not isinstance(entry, dict):
+        return None, None
+    idea = entry.get("idea")
+    question = None
+    if entry.get("day") and entry.get("qid"):
+        question = f"{entry['day']}/{entry['qid']}"
+    ident = str(entry.get("id") or "")
+    kind, _, rest = ident.partition(":")
+    if not idea and kind == "idea" and rest:
+        idea = rest
+    if question is None and kind in ("q", "question", "concept") and "/" in rest:
+        question = rest
+    return (str(idea) if idea else None), question
+
+
+def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = ()) -> list[dict]:
+    """Every idea the learner has met, in the vocabulary's order, with its level and the
+    evidence behind it (see "Ideas" in the module docstring). ``queue`` holds the review
+    entries due now (none when the records keep no schedule)."""
+    ideas = getattr(getattr(course, "ideas", None), "ideas", None) or ()
+    days: dict = (state or {}).get("days") or {}
+    lessons = list(getattr(course, "lessons", None) or [])
+    diagnosed = _pitfall_counts(days)
+    due_ideas, due_questions = set(), set()
+    for entry in queue or ():
+        idea, question = _queued(entry)
+        if idea:
+            due_ideas.add(idea)
+        if question:
+            due_questions.add(question)
+    out = []
+    for idea in ideas:
+        own_days = [l.id for l in lessons
+                    if {p.id for p in l.pitfalls}.intersection(idea.pitfalls)
+                    or {f"{l.id}/{q.id}" for q in l.concept_questions}.intersection(idea.questions)]
+        started = [d for d in own_days if _started(days.get(d))]
+        mistakes = [{"pitfall": pid, "day": d, "count": n}
+                    for pid in idea.pitfalls for d, n in diagnosed.get(pid, [])]
+        if not started and not mistakes:
+            continue
+        passing = [d for d in started if (days.get(d) or {}).get("last_result") == "pass"]
+        heavy = [d for d in started if hint_heavy(days.get(d))]
+        asked, right, wrong = [], [], []
+        for key in idea.questions:
+            d, _, qid = key.partition("/")
+            if d not in started:
+                continue
+            asked.append(key)
+            c = ((days.get(d) or {}).get("concepts") or {}).get(qid)
+            if not c:
+                continue
+            if c.get("last_correct"):
+                right.append(key)
+            if not c.get("first_correct") or not c.get("last_correct"):
+                wrong.append(key)
+        due = idea.id in due_ideas or bool(due_questions.intersection(idea.questions))
+        if due:
+            level = IdeaLevel.DUE
+        elif mistakes or wrong or heavy:
+            level = IdeaLevel.SHAKY
+        elif (started and len(passing) == len(started) and asked
+              and len(right) == len(asked)):
+            level = IdeaLevel.MASTERED
+        else:
+            level = IdeaLevel.LEARNING
+        out.append({
+            "id": idea.id, "name": idea.name, "level": level.value,
+            "label": str(level), "days": own_days, "started_days": started,
+            "passing_days": passing, "questions": asked, "right": right,
+            "wrong_answers": wrong, "mistakes": mistakes, "hint_heavy_days": heavy,
+            "due": due,
+        })
+    return out
+
+
+def frequent_mistakes(course: Any, state: dict | None, limit: int = 5) -> list[dict]:
+    """The diagnosed pitfalls by how many check runs carried them (ties by id), each with
+    its days and ideas; at most ``limit``."""
+    vocab = getattr(course, "ideas", None)
+    rows = []
+    for pid, where in _pitfall_counts((state or {}).get("days") or {}).items():
+        ideas = [i.id for i in vocab.of_pitfall(pid)] if vocab is not None else []
+        rows.append({"pitfall": pid, "count": sum(n for _, n in where),
+                     "days": [d for d, _ in where], "ideas": ideas})
+    rows.sort(key=lambda r: (-r["count"], r["pitfall"]))
+    return rows[:limit] if limit > 0 else rows
+
+
+def idea_rules_text() -> str:
+    """The idea levels as plain text, beside :func:`rules_text`."""
+    L = {lvl: str(lvl) for lvl in IdeaLevel}
+    return "\n".join([
+        "Ideas (curriculum/ideas.yaml), first level that holds",
+        f"  {L[IdeaLevel.DUE]:<18} spaced review holds it and it is due now.",
+        f"  {L[IdeaLevel.SHAKY]:<18} a check diagnosed one of its pitfalls, one of its concept",
+        "                     questions was answered wrong, or one of its days passed",
+        f"                     hint-heavy (last rung, or more than {COMPETENT_MAX_HINTS} hints).",
+        f"  {L[IdeaLevel.MASTERED]:<18} every started day of it passes its checks AND every",
+        "                     concept question tagged with it is answered right (at least one).",
+        f"  {L[IdeaLevel.LEARNING]:<18} met, none of the above yet.",
+    ])

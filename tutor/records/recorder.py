@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tutor.records._util import parse_iso
-from tutor.records.mastery import assess
+from tutor.records.mastery import assess, hint_heavy
+from tutor.records.picture import mastery_picture
 from tutor.records.sessions import write_session_doc
 from tutor.records.state import StateStore, read_state
 from tutor.records.tracker import knowledge_gaps, tracker_path, write_tracker
@@ -93,7 +94,9 @@ def progress_rows(course, state: dict) -> list[dict]:
                 "active_seconds": (rec or {}).get("active_seconds", 0),
                 "attempts": (rec or {}).get("attempts_total", 0),
                 "hints": len((rec or {}).get("hints_seen", [])),
-                "gaps": [p for p, _ in pitfalls] + [f"concept:{q}" for q in missed],
+                "hint_heavy": hint_heavy(rec),
+                "gaps": ([p for p, _ in pitfalls] + [f"concept:{q}" for q in missed]
+                         + (["hint-heavy pass"] if hint_heavy(rec) else [])),
             })
         weeks.append({"number": week.number, "title": week.title, "days": rows})
     return weeks
@@ -114,7 +117,8 @@ def progress_summary(workspace: Path, course) -> tuple[dict, str | None]:
         notice += " The tracker was left as it was."
     return ({"workspace": str(workspace), "current_day": state.get("current_day"),
              "tracker": str(tracker_path(workspace)),
-             "weeks": progress_rows(course, state)}, notice)
+             "weeks": progress_rows(course, state),
+             **mastery_picture(course, state)}, notice)
 
 
 def day_icons(workspace: Path, course) -> dict[str, str]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from tutor.records._util import day_sort_key, fmt_duration, fmt_time, md_cell, md_safe, parse_iso
 from tutor.records.atomic import atomic_write_text
-from tutor.records.mastery import Status, assess
+from tutor.records.mastery import Status, assess, hint_heavy
+from tutor.records.picture import by_level, idea_evidence, mastery_picture, mistake_text
 
 __all__ = ["render_tracker", "write_tracker", "tracker_path", "knowledge_gaps", "recent_activity"]
 
@@ -62,6 +63,8 @@ def _gaps_cell(rec: dict | None) -> str:
         parts.append("pitfalls: " + ", ".join(f"{p} ×{n}" for p, n in pitfalls))
     if missed:
         parts.append("missed questions: " + ", ".join(missed))
+    if hint_heavy(rec):
+        parts.append("hint-heavy pass")
     return md_cell("; ".join(parts), 400) if parts else "—"
 
 
@@ -134,6 +137,39 @@ _HEADER = (
 )
 
 
+def _picture_lines(st: dict, course: Any) -> list[str]:
+    """The ideas met, the most frequent mistakes and the review queue (the rules:
+    tutor.records.mastery)."""
+    if course is None:
+        return []
+    picture = mastery_picture(course, st)
+    ideas = by_level(picture["ideas"])
+    out = ["", "## Ideas", ""]
+    if ideas:
+        n = {lvl: sum(1 for i in ideas if i["level"] == lvl)
+             for lvl in ("mastered", "shaky", "due", "learning")}
+        out += [f"{len(ideas)} ideas met: ⭐ {n['mastered']} mastered · ❗ {n['shaky']} shaky · "
+                f"🔁 {n['due']} due for review · 📖 {n['learning']} learning. Mastered needs "
+                "every started day of the idea passing its checks and every concept question "
+                "on it answered right; a diagnosed mistake, a wrong answer or a hint-heavy "
+                "pass makes it shaky.", "",
+                "| Level | Idea | Days met | Why |", "|---|---|---|---|"]
+        for i in ideas:
+            out.append(f"| {i['label']} | {md_cell(i['name'], 120)} (`{i['id']}`) | "
+                       f"{md_cell(', '.join(i['started_days']) or '—')} | "
+                       f"{md_cell(idea_evidence(i), 300) or '—'} |")
+    else:
+        out.append("_No idea met yet._")
+    out += ["", "## Most frequent mistakes", ""]
+    mistakes = picture["frequent_mistakes"]
+    out += [f"- {md_safe(mistake_text(m), 200)}" for m in mistakes] or ["_None diagnosed._"]
+    out += ["", "## Review queue", ""]
+    queue = picture["review_queue"]
+    out += ([f"- {md_safe(str(q.get('prompt') or q.get('id') or q), 200)}" for q in queue]
+            or ["_Nothing due for review._"])
+    return out
+
+
 def render_tracker(state: Any, course: Any) -> str:
     """The tracker markdown for ``state`` (dict or StateStore) and ``course``."""
     st = _state_dict(state)
@@ -192,6 +228,8 @@ def render_tracker(state: Any, course: Any) -> str:
         out += ["", "## Other recorded days", "", _HEADER]
         for d in extra:
             out.append(_row(d, "(not in the current course)", None, days.get(d), None))
+
+    out += _picture_lines(st, course)
 
     out += ["", "## Recent activity", ""]
     recent = recent_activity(st)
