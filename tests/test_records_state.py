@@ -504,7 +504,8 @@ def test_empty_state_shape():
     st = empty_state(at(0))
     assert st["created"] == st["updated"] == "2025-03-01T09:00:00Z"
     assert set(st) == {"schema", "schema_version", "created", "updated", "current_day",
-                       "last_activity", "sessions", "days"}
+                       "last_activity", "sessions", "days", "review"}
+    assert st["review"] == {"items": {}, "done": {}}  # the spaced-review schedule
 
 
 def test_records_import_no_ui_or_heavy_modules():

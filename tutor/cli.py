@@ -713,6 +713,82 @@ def cmd_ask(args) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- review
+
+
+def _review_date(when) -> str:
+    return when.strftime("%A %d %B %Y") if when else ""
+
+
+def cmd_review(args) -> int:
+    """Spaced review (tutor.records.review): the due items asked in the terminal, graded as
+    concept answers are, and rescheduled; ``--json`` lists the queue without asking."""
+    from tutor.records import review
+    from tutor.records._util import parse_iso
+    from tutor.records.state import read_state
+    from tutor.tui.render import question_prompt  # plain text, no Textual
+
+    limit = review.SESSION_LIMIT if args.limit is None else args.limit
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit takes a number of items, 1 or more.")
+    course = _course()
+    if args.json:  # read-only, so it works while the app holds the records
+        ws = _workspace()
+        state, notice = read_state(ws)
+        if notice:
+            _console(stderr=True).print(f"[yellow]{_escape(notice)}[/yellow]")
+        review.sync(state, course)
+        due = review.due_items(state, course, limit=limit)
+        nxt = review.next_due(state, course)
+        print(json.dumps({"due": [it.to_json() for it in due],
+                          "scheduled": len(review.items(state, course)),
+                          "next_due": nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None,
+                          "rule": review.RULE}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    session = _open_session(None, "review")
+    out = _console()
+    try:
+        due = session.review_queue(limit)
+        if not due:
+            nxt = session.next_review()
+            out.print("Nothing to review today." + (
+                f" The next item is due on {_review_date(nxt)}." if nxt else
+                " Nothing is scheduled: wrong concept answers and diagnosed mistakes come "
+                "back here on later days."))
+            return EXIT_OK
+        out.print(f"{len(due)} item{'s' if len(due) != 1 else ''} to review.")
+        for n, item in enumerate(due, 1):
+            where = (f"from day {item.source_day}" if item.idea is None else
+                     f"idea: {item.idea.name}, from a mistake on day {item.source_day}")
+            out.print(f"\n[bold]{n}/{len(due)}[/bold] ({_escape(where)})")
+            if item.question is not None:
+                out.print(_escape(question_prompt(item.question)), soft_wrap=True)
+                try:
+                    text = input("your answer> ")
+                except EOFError:
+                    out.print("\nStopped; the rest stay due.")
+                    break
+                g, res = session.review_answer(item, text)
+                out.print(("[green]" if g.correct else "[yellow]") + _escape(g.feedback)
+                          + ("[/green]" if g.correct else "[/yellow]"), soft_wrap=True)
+            else:
+                out.print(_escape(item.prompt), soft_wrap=True)
+                try:
+                    input("think it through, then press Enter> ")
+                    said = input("did you get it right? [y/n]> ").strip().lower()
+                except EOFError:
+                    out.print("\nStopped; the rest stay due.")
+                    break
+                g, res = session.review_answer(item, correct=said.startswith("y"))
+            if res["left"]:
+                out.print("It has stuck: it leaves your review schedule.")
+            else:
+                out.print(f"Next review: {_review_date(parse_iso(res['due']))}.")
+    finally:
+        _close(session, session.workspace)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- measure
 
 
@@ -896,6 +972,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--timeout", type=_seconds, help="seconds in all (default: the lesson's)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_measure)
+
+    rv = sub.add_parser("review", help="spaced review: your earlier wrong answers and "
+                                        "mistakes that are due today")
+    rv.add_argument("--json", action="store_true", help="list the due items without asking")
+    rv.add_argument("--limit", type=int, help="at most this many items (default 3)")
+    rv.set_defaults(func=cmd_review)
 
     r = sub.add_parser("reset", help="put a day's code back to the stubs (after a backup)")
     r.add_argument("day", help=f"{_DAY_HELP} (one day, not a week)")

@@ -175,6 +175,41 @@ class TutorSession:
             raised = recall.to_raise(self.course, self.store.state.get("days"), lesson)
         return [(m, recall.recall_text(lesson, m)) for m in raised]
 
+    # ------------------------------------------------------------------ spaced review
+
+    def review_queue(self, limit: int | None = None, now=None) -> list:
+        """The review items due today (:mod:`tutor.records.review`), the most overdue
+        first, at most ``limit`` (default: the few asked at a session's start; None is
+        not "all" here -- pass a number). New mistakes are scheduled first."""
+        from tutor.records import review
+
+        with self.lock:
+            self.store.sync_review(now)
+            return review.due_items(self.store.state, self.course, now,
+                                    review.SESSION_LIMIT if limit is None else limit)
+
+    def next_review(self, now=None):
+        """When the next item not due today is due (None: nothing scheduled)."""
+        from tutor.records import review
+
+        with self.lock:
+            return review.next_due(self.store.state, self.course, now)
+
+    def review_answer(self, item, text: str | None = None, correct: bool | None = None,
+                      now=None) -> tuple[Grade | None, dict]:
+        """Grade a review item's answer as a concept answer is graded (``text``), or take
+        the learner's own verdict (``correct``) for an idea asked without a gradable
+        question, and reschedule it. Returns ``(grade or None, reschedule result)``."""
+        g = None
+        if item.question is not None:
+            g = grade(item.question, text or "")
+            correct = g.correct
+        elif correct is None:
+            raise ValueError(f"review item {item.id} has no question to grade: say whether "
+                             "the learner got it right")
+        with self.lock:
+            return g, self.store.record_review(item.id, bool(correct), now)
+
     def latest_result(self) -> dict | None:
         with self.lock:
             return self.latest.get(self.lesson.id)
@@ -233,13 +268,13 @@ class TutorSession:
         return [q for q in self.lesson.concept_questions
                 if (when is None or q.when == when) and not (unanswered and q.id in answered)]
 
-    def answer(self, qid: str, text: str) -> Grade:
+    def answer(self, qid: str, text: str, now=None) -> Grade:
         q = next(q for q in self.lesson.concept_questions if q.id == qid)
         g = grade(q, text)
         with self.lock:
-            self.store.record_concept_answer(self.lesson.id, qid, text, g.correct)
+            self.store.record_concept_answer(self.lesson.id, qid, text, g.correct, now)
             if q.kind == "predict":  # kept beside the measurement that follows
-                self.store.record_prediction(self.lesson.id, qid, read_number(text, q.unit))
+                self.store.record_prediction(self.lesson.id, qid, read_number(text, q.unit), now)
         return g
 
     def predict_questions(self, day: str | None = None) -> list:

@@ -9,7 +9,8 @@ Layout (schema_version 1)::
      "created": ISO, "updated": ISO, "current_day": "1.3" | null,
      "last_activity": ISO | null,           # latest activity event, any day
      "sessions": [{"start": ISO, "end": ISO | null, "days": ["1.1"], "implicit_end"?: true}],
-     "days": {"1.1": DAY, ...}}
+     "days": {"1.1": DAY, ...},
+     "review": {"items": {item_id: {"card": FSRS card, ...}}, "done": {item_id: ISO}}}
 
     DAY = {"status": "in_progress", "mastery": "learning",   # derived, refreshed on write
            "first_activity": ISO, "last_activity": ISO, "active_seconds": int,
@@ -33,6 +34,10 @@ Layout (schema_version 1)::
            "files_changed": {path: ISO},
            "coach": {"asked": [question id]}}   # the offline coach's questions asked, in order
 
+``review`` is the spaced-review schedule (:mod:`tutor.records.review`, where its rule for
+leaving is written); a file from before it loads with an empty schedule, and a malformed
+entry is dropped with a note (the schedule rebuilds it from the mistake it came from).
+
 ``predictions`` (predict-then-measure questions: the learner's latest prediction and the
 latest measurement of their engine) came after version 1 was first written; an older
 file without it loads as it is, the key filled in empty.
@@ -52,6 +57,7 @@ from typing import Any
 from tutor.records._util import to_iso, utc_now
 from tutor.records.mastery import Status
 from tutor.records.repair import repair_fields
+from tutor.records.review import empty_review, repair_review
 
 SCHEMA = "tiny-llm-tutor/state"
 SCHEMA_VERSION = 1
@@ -92,6 +98,7 @@ def empty_state(now: datetime | None = None) -> dict:
         "last_activity": None,
         "sessions": [],
         "days": {},
+        "review": empty_review(),
     }
 
 
@@ -145,7 +152,7 @@ def validate_state(data: Any, repairs: list[str] | None = None) -> dict:
     if version < 1:
         raise CorruptState(f"schema_version {version} is not a known version")
     # (future) migrations from older versions go here, one step at a time.
-    notes = repair_fields(data, DAY_TEMPLATE)
+    notes = repair_fields(data, DAY_TEMPLATE) + repair_review(data)
     if repairs is not None:
         repairs.extend(notes)
     data["schema_version"] = SCHEMA_VERSION

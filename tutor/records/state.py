@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator
 
 from tutor.records._util import day_id, parse_iso, to_iso, utc_now
 from tutor.records.atomic import atomic_write_bytes, atomic_write_text, temp_files_for
+from tutor.records import review
 from tutor.records.lock import StateLocked, release_lock, take_lock
 from tutor.records.mastery import (
     ACTIVITY_GAP_S,
@@ -628,6 +629,24 @@ class StateStore:
         session["end"] = to_iso(now)
         self._changed(None, now)
         return session
+
+    def sync_review(self, now: datetime | None = None) -> list[str]:
+        """Schedule for spaced review every wrong answer and diagnosis not yet scheduled
+        (:func:`tutor.records.review.sync`); saved only when something was added."""
+        self._require_open()
+        now = utc_now(now)
+        added = review.sync(self.state, self.course, now) if self.course is not None else []
+        if added:
+            self._changed(None, now)
+        return added
+
+    def record_review(self, item_id: str, correct: bool, now: datetime | None = None) -> dict:
+        """Reschedule a reviewed item (:func:`tutor.records.review.record_review`)."""
+        self._require_open()
+        now = utc_now(now)
+        out = review.record_review(self.state, item_id, correct, now)
+        self._changed(None, now)
+        return out
 
     # -- queries ------------------------------------------------------------------------
     @property
