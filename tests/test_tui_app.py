@@ -501,6 +501,9 @@ async def test_progress_screen_shows_the_table_and_the_active_time_chart(ws, ses
         assert "Active" in table and "Mastery" in table and "Gaps" in table
         chart = plain(app.screen.query_one("#chart", Static).content)
         assert "1.1" in chart and "1.7" in chart
+        assert "active time" in chart and "check runs" in chart
+        ideas = plain(app.screen.query_one("#ideas", Static).content)
+        assert "No idea met yet" in ideas and "Review queue (0 due)" in ideas
         await pilot.press("c")  # app keys other than q do nothing over this screen
         assert isinstance(app.screen, ProgressScreen) and app.check_runs == 0
         await pilot.press("escape")
@@ -511,6 +514,9 @@ async def test_progress_screen_shows_the_table_and_the_active_time_chart(ws, ses
         table = plain(app.screen.query_one("#progress-table", Static).content)
         row = next(x for x in table.splitlines() if "  1.1  " in x)
         assert row.split()[-4] == "1"  # …, Runs, Hints, Mastery icon and label, Gaps
+        ideas = plain(app.screen.query_one("#ideas", Static).content)  # day 1.1 started
+        assert "met ·" in ideas and "📖 Learning:" in ideas and "softmax-axis" in ideas
+        assert "Most frequent mistakes" in ideas and "none diagnosed" in ideas
 
 
 # --------------------------------------------------------------------------- saving / quitting

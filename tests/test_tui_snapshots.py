@@ -143,6 +143,31 @@ def test_progress_screen(snap_compare, ws, opened):
     assert snap_compare(app_for(opened(ws)), terminal_size=SIZE, run_before=run_before)
 
 
+def test_progress_screen_ideas_and_chart_at_80x24(snap_compare, ws, opened):
+    """The mastery picture under the table: a mastered idea (1.1 passes, its two concept
+    questions answered right), a shaky one (the diagnosed missing scale), the rest in one
+    line; the most frequent mistakes, the review queue and the time/runs chart."""
+    from datetime import datetime, timezone
+
+    from tutor.curriculum import load_course
+    from tutor.records.state import StateStore
+
+    seed_history(ws)
+    t = datetime(2025, 3, 1, 10, 30, tzinfo=timezone.utc)
+    with StateStore(ws, course=load_course()) as st:
+        st.record_concept_answer("1.1", "softmax-axis", "each query's row", True, now=t)
+        st.record_concept_answer("1.1", "score-shape", "L by S", True, now=t)
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        pilot.app.screen.query_one("#ideas-title").scroll_visible(top=True, animate=False)
+        await pilot.pause()
+
+    assert snap_compare(app_for(opened(ws)), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_a_predict_card_with_the_measurement_at_80x24(snap_compare, tmp_path, monkeypatch):
     """A prediction beside the learner's engine (a test course whose checks module has a
     measurement, and a learner package that is one page off: tests/predict_support.py)."""

@@ -140,6 +140,39 @@ def test_active_time_chart_scales_bars_to_the_busiest_day():
     assert rows[2].startswith("  1.3 ") and rows[2].endswith(" -") and "█" not in rows[2]
 
 
+def test_day_chart_shows_time_and_check_runs_each_scaled_to_its_busiest_day():
+    chart = render.day_chart([{"id": "1.1", "active_seconds": 720, "attempts": 2},
+                              {"id": "1.2", "active_seconds": 180, "attempts": 4},
+                              {"id": "1.3", "active_seconds": 0, "attempts": 0}],
+                             time_width=20, runs_width=8).plain.splitlines()
+    assert "active time" in chart[0] and "check runs" in chart[0]
+    assert chart[1] == "  1.1 " + "█" * 20 + "    12m  " + "█" * 4 + " " * 4 + " 2"
+    assert chart[2].startswith("  1.2 " + "█" * 5 + " ") and chart[2].endswith("█" * 8 + " 4")
+    assert "█" not in chart[3] and chart[3].endswith(" -")
+    assert max(len(x) for x in chart) <= 80
+
+
+def test_mastery_text_lists_what_needs_a_look_and_the_rest_in_one_line():
+    from rich.console import Console
+
+    picture = {"ideas": [
+        {"id": "rope-layout", "level": "learning", "label": "📖 Learning", "started_days": ["1.2"],
+         "passing_days": [], "questions": [], "right": []},
+        {"id": "softmax-axis", "level": "shaky", "label": "❗ Shaky", "mistakes": [
+            {"pitfall": "attn-softmax-wrong-axis", "day": "1.1", "count": 2}],
+         "started_days": ["1.1"], "passing_days": ["1.1"], "questions": [], "right": []}],
+        "frequent_mistakes": [{"pitfall": "attn-softmax-wrong-axis", "count": 2, "days": ["1.1"],
+                               "ideas": ["softmax-axis"]}],
+        "review_queue": []}
+    console = Console(width=80, record=True, color_system=None, file=open(os.devnull, "w"))
+    console.print(render.mastery_text(picture))
+    text = console.export_text()
+    assert "2 met · ⭐ 0 mastered · ❗ 1 shaky" in text
+    assert "attn-softmax-wrong-axis diagnosed on 1.1 ×2" in text
+    assert "📖 Learning: rope-layout" in text
+    assert "attn-softmax-wrong-axis ×2 (day 1.1)" in text and "nothing due" in text
+
+
 def test_bar_uses_eighth_blocks():
     assert render.bar(2.5, 4) == "██▌ "
     assert render.bar(0, 3) == "   "

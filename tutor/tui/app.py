@@ -728,15 +728,17 @@ class TutorApp(App[int]):
         self._q(TabbedContent).active = "lesson-tab"
 
     def action_progress(self) -> None:
+        from tutor.records.picture import mastery_picture
         from tutor.records.recorder import progress_rows
         from tutor.tui.screens import ProgressScreen
 
         with self.session.lock:  # from the records in memory: no disk on a key press
             weeks = progress_rows(self.session.course, self.session.store.state)
+            picture = mastery_picture(self.session.course, self.session.store.state)
         if not self.is_screen_installed("progress"):
-            self.install_screen(ProgressScreen(weeks), "progress")
+            self.install_screen(ProgressScreen(weeks, picture), "progress")
         else:
-            self.get_screen("progress").show(weeks)
+            self.get_screen("progress").show(weeks, picture)
         self.push_screen("progress")
 
     # ------------------------------------------------------------------ editor

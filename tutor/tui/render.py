@@ -439,6 +439,74 @@ def active_time_chart(rows: list[dict], width: int = 40) -> str:
     return "\n".join(lines)
 
 
+def day_chart(rows: list[dict], time_width: int = 24, runs_width: int = 12) -> Text:
+    """Active time and check runs per day, two bar columns side by side (about 60
+    columns: readable at 80x24). Each column is scaled to its own busiest day."""
+    peak_t = max((r.get("active_seconds") or 0 for r in rows), default=0)
+    peak_n = max((r.get("attempts") or 0 for r in rows), default=0)
+    out = Text()
+    out.append(f"{'day':>5} {'active time':<{time_width}} {'':>6}  {'check runs':<{runs_width}}\n",
+               style="dim")
+    for i, r in enumerate(rows):
+        sec, runs = r.get("active_seconds") or 0, r.get("attempts") or 0
+        if i:
+            out.append("\n")
+        out.append(f"{r['id']:>5} ")
+        out.append(bar(0.0 if peak_t <= 0 else time_width * sec / peak_t, time_width), style="cyan")
+        out.append(f" {duration(sec):>6}  ")
+        out.append(bar(0.0 if peak_n <= 0 else runs_width * runs / peak_n, runs_width),
+                   style="magenta")
+        out.append(f" {runs}" if runs else " -")
+    return out
+
+
+_LEVEL_STYLE = {"due": "bold cyan", "shaky": "bold yellow", "mastered": "bold green",
+                "learning": ""}
+
+
+def mastery_text(picture: dict):
+    """The ideas met (what needs attention first, the reasons wrapping in their own
+    column), the most frequent mistakes and the review queue (``mastery_picture``)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from tutor.records.picture import by_level, idea_evidence, mistake_text
+
+    ideas = by_level(picture.get("ideas") or [])
+    parts: list = []
+    if not ideas:
+        parts.append(Text("No idea met yet: start a day.", style="dim"))
+    else:
+        n = {lvl: sum(1 for i in ideas if i["level"] == lvl)
+             for lvl in ("mastered", "shaky", "due", "learning")}
+        parts.append(Text(f"{len(ideas)} met · ⭐ {n['mastered']} mastered · ❗ {n['shaky']} "
+                          f"shaky · 🔁 {n['due']} due · 📖 {n['learning']} learning",
+                          style="bold"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, max_width=24)
+        grid.add_column(ratio=1)
+        # the ideas still being learnt in one line: the rows are for what needs a look
+        learning = [i["id"] for i in ideas if i["level"] == "learning"]
+        for i in ideas:
+            if i["level"] != "learning":
+                grid.add_row(Text(i["label"], style=_LEVEL_STYLE[i["level"]]), i["id"],
+                             Text(idea_evidence(i) or "-", style="dim"))
+        if grid.row_count:
+            parts.append(grid)
+        if learning:
+            parts.append(Text("📖 Learning: " + ", ".join(learning), style="dim"))
+    mistakes = picture.get("frequent_mistakes") or []
+    parts.append(Text("\nMost frequent mistakes", style="bold"))
+    parts.append(Text("\n".join("  " + mistake_text(m) for m in mistakes)) if mistakes
+                 else Text("  none diagnosed", style="dim"))
+    queue = picture.get("review_queue") or []
+    parts.append(Text(f"\nReview queue ({len(queue)} due)", style="bold"))
+    parts.append(Text("\n".join("  " + str(q.get("prompt") or q.get("id") or q) for q in queue))
+                 if queue else Text("  nothing due", style="dim"))
+    return Group(*parts)
+
+
 # --------------------------------------------------------------------------- editor
 
 

@@ -9,7 +9,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
-from tutor.tui.render import active_time_chart, progress_table
+from tutor.tui.render import day_chart, mastery_text, progress_table
 
 
 class InsightScreen(ModalScreen[str | None]):
@@ -56,15 +56,17 @@ class InsightScreen(ModalScreen[str | None]):
 
 
 class ProgressScreen(Screen):
-    """The tracker's table and a chart of active time per day. Built once and shown again
-    with fresh numbers (a new screen costs a compose and a full style pass)."""
+    """The tracker's table, the ideas met (mastery picture) and a chart of active time
+    and check runs per day. Built once and shown again with fresh numbers (a new screen
+    costs a compose and a full style pass)."""
 
     BINDINGS = [Binding("escape,t", "close", "Back", key_display="esc")]
     AUTO_FOCUS = "#progress"
 
-    def __init__(self, weeks: list[dict]) -> None:
+    def __init__(self, weeks: list[dict], picture: dict | None = None) -> None:
         super().__init__()
         self.weeks = weeks
+        self.picture = picture or {}
 
     def compose(self) -> ComposeResult:
         from tutor.tui.widgets import KeyBar
@@ -73,18 +75,23 @@ class ProgressScreen(Screen):
         with VerticalScroll(id="progress"):
             yield Static(Text("Progress", style="bold"), id="progress-title")
             yield Static(progress_table(self.weeks), id="progress-table")
-            yield Static(Text("Active time per day", style="bold"), id="chart-title")
-            yield Static(Text(active_time_chart(rows, 40)), id="chart")
+            yield Static(Text("Ideas", style="bold"), id="ideas-title")
+            yield Static(mastery_text(self.picture), id="ideas")
+            yield Static(Text("Active time and check runs per day", style="bold"),
+                         id="chart-title")
+            yield Static(day_chart(rows), id="chart")
             yield Static(Text("The tracker: progress/tiny-llm-tracker.md", style="dim"),
                          id="tracker-path")
         yield KeyBar(id="progress-keys")
 
-    def show(self, weeks: list[dict]) -> None:
+    def show(self, weeks: list[dict], picture: dict | None = None) -> None:
         """Fresh numbers for the next time the screen is shown."""
         self.weeks = weeks
+        self.picture = picture or {}
         rows = [d for w in weeks for d in w["days"]]
         self.query_one("#progress-table", Static).update(progress_table(weeks))
-        self.query_one("#chart", Static).update(Text(active_time_chart(rows, 40)))
+        self.query_one("#ideas", Static).update(mastery_text(self.picture))
+        self.query_one("#chart", Static).update(day_chart(rows))
 
     def action_close(self) -> None:
         self.app.pop_screen()
