@@ -57,6 +57,9 @@ class TutorApp(App[int]):
         Binding("n", "next", "Next"),
         Binding("p", "prev", "Prev"),
         Binding("t", "progress", "Progress"),
+        # Hidden from the key bar (it stays one line at 80 columns): the Coach tab says
+        # so at the start when items are due.
+        Binding("r", "review", "Review", show=False),
         # Priority: the active tab scrolls whatever has focus (the tree, an answer box);
         # check_action hands j, k, Home and End back to an input being typed in.
         Binding("pagedown", "scroll_tab('page_down')", "Scroll", key_display=SCROLL_KEYS,
@@ -111,6 +114,7 @@ class TutorApp(App[int]):
         self._ask_job: Worker | None = None
         self.errors: list[str] = []  # worker errors shown to the learner
         self.measurements = 0  # measurements shown on predict cards (tests wait on it)
+        self.reviews_done = 0  # review items answered in the review screen (tests)
         self._measure_jobs: dict[Worker, tuple[str, str]] = {}  # worker -> (day, qid)
         self._measure_cancel = threading.Event()  # set on quit: no child outlives the app
 
@@ -153,6 +157,7 @@ class TutorApp(App[int]):
             self.notify(self.session.notice, severity="warning", timeout=10)
         if self.session.route_note:  # `start day2.3`: which lesson covers the book's day
             self.notify(self.session.route_note, timeout=10)
+        self._announce_review()
         pending = self.session.insight_to_ask()  # e.g. the day passed with `check` meanwhile
         if pending:
             self.call_after_refresh(self.ask_insight, pending)
@@ -740,6 +745,39 @@ class TutorApp(App[int]):
         else:
             self.get_screen("progress").show(weeks, picture)
         self.push_screen("progress")
+
+    # ------------------------------------------------------------------ spaced review
+
+    def _announce_review(self) -> None:
+        """At the session's start: how many earlier mistakes are due for review today."""
+        try:
+            n = len(self.session.review_queue())
+        except Exception as exc:  # noqa: BLE001 - a review problem never stops the tutor
+            self.notify(f"Spaced review is unavailable: {exc}", severity="warning")
+            return
+        if n:  # a note in the coach's log, beside the recalls, not a toast over the lesson
+            self._q(ChatLog).add_notice(
+                f"{n} earlier mistake{'s' if n != 1 else ''} (spaced review) "
+                f"{'are' if n != 1 else 'is'} due today: press r to review.")
+
+    def action_review(self) -> None:
+        from tutor.tui.review_screen import ReviewScreen
+
+        items = self.session.review_queue()
+        if not items:
+            nxt = self.session.next_review()
+            self.notify("Nothing to review today." + (
+                f" The next item is due on {nxt:%a %d %b %Y}." if nxt else
+                " Wrong concept answers and diagnosed mistakes come back here on later days."))
+            return
+        self.push_screen(ReviewScreen(self.session, items, blink=self.blink),
+                         callback=self._reviewed)
+
+    def _reviewed(self, answered: int | None) -> None:
+        self.reviews_done += answered or 0
+        left = len(self.session.review_queue())
+        self.notify(f"Reviewed {answered or 0}." + (f" {left} more due today: press r again."
+                                                    if left else ""))
 
     # ------------------------------------------------------------------ editor
 
