@@ -230,3 +230,21 @@ def test_ideas_not_met_are_left_out_and_mistakes_are_ranked(course):
         ("flash-no-rescale", 1, ["2.4"])]
     assert "softmax-axis" in top[0]["ideas"]
     assert len(frequent_mistakes(course, state, limit=1)) == 1
+
+
+def test_a_mistake_spaced_review_retired_no_longer_makes_the_idea_shaky(course):
+    right = answers(**{"softmax-axis": (False, True), "score-shape": (True, True)})
+    rec = day(concepts=right, pitfalls={"attn-softmax-wrong-axis": 1})
+    assert idea(course, {"days": {"1.1": rec}}, "softmax-axis")["level"] == "shaky"
+    done = {"idea:softmax-axis", "q:1.1/softmax-axis"}
+    got = next(i for i in assess_ideas(course, {"days": {"1.1": rec}}, (), done)
+               if i["id"] == "softmax-axis")
+    assert got["level"] == "mastered" and got["reviewed"] == sorted(done)
+    assert got["mistakes"] and got["wrong_answers"]  # still listed
+    only_idea = next(i for i in assess_ideas(course, {"days": {"1.1": rec}}, (), {"idea:softmax-axis"})
+                     if i["id"] == "softmax-axis")
+    assert only_idea["level"] == "shaky"  # the wrong answer's own item is still open
+    heavy = day(concepts=answers(**{"softmax-axis": (True, True), "score-shape": (True, True)}),
+                final_hint=True)
+    assert next(i for i in assess_ideas(course, {"days": {"1.1": heavy}}, (), done)
+                if i["id"] == "softmax-axis")["level"] == "shaky"

@@ -139,7 +139,9 @@ def test_tracker_carries_the_ideas_the_mistakes_and_the_review_queue(tmp_path):
         store.record_check("1.1", {**result(True), "day": "1.1"}, now=at(3))
         store.record_concept_answer("1.1", "scale-value", "x", True, now=at(4))
         store.record_concept_answer("1.1", "softmax-axis", "x", True, now=at(5))
-        text = render_tracker(store, course)
+        text = render_tracker(store, course, now=at(6))  # the diagnosis's review is tomorrow
+        later = render_tracker(store, course, now=at(60 * 24 * 3))
+        assert store.state["review"]["items"] == {}  # the picture schedules on a copy
     assert l1.pitfall("attn-softmax-wrong-axis") is not None
     ideas = text[text.index("## Ideas"):text.index("## Most frequent mistakes")]
     assert "⭐ 1 mastered · ❗ 1 shaky" in ideas
@@ -152,6 +154,11 @@ def test_tracker_carries_the_ideas_the_mistakes_and_the_review_queue(tmp_path):
     mistakes = text[text.index("## Most frequent mistakes"):text.index("## Review queue")]
     assert "- attn-softmax-wrong-axis ×2 (day 1.1)" in mistakes
     assert "_Nothing due for review._" in text[text.index("## Review queue"):text.index("## Recent activity")]
+    # days later the idea behind the diagnosis is due for review (tutor.records.review)
+    due = next(x for x in later.splitlines() if "(`softmax-axis`)" in x)
+    assert due.startswith("| 🔁 Due for review |") and "due for review" in due
+    queue = later[later.index("## Review queue"):later.index("## Recent activity")]
+    assert "- idea softmax-axis (from day 1.1, due 2025-03-02)" in queue
 
 
 def test_a_hint_heavy_pass_is_shown_in_the_day_row(tmp_path):

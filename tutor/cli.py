@@ -297,7 +297,7 @@ def _print_mastery_picture(out, summary: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from tutor.records.picture import by_level, idea_evidence, mistake_text
+    from tutor.records.picture import by_level, idea_evidence, mistake_text, queue_text
 
     ideas = by_level(summary.get("ideas") or [])
     if ideas:
@@ -324,7 +324,8 @@ def _print_mastery_picture(out, summary: dict) -> None:
     if queue:
         out.print(f"[bold]Due for review ({len(queue)})[/bold]")
         for q in queue:
-            out.print(f"  {escape(str(q.get('prompt') or q.get('id') or q))}")
+            out.print(f"  {escape(queue_text(q))}")
+        out.print("  [dim]`tiny-llm-tutor review` asks them.[/dim]")
     else:
         out.print("[dim]Review queue: nothing due.[/dim]")
 

@@ -53,6 +53,9 @@ diagnosed (on any day). Each met idea gets one level, the first that holds:
 - ❗ Shaky          -- a check diagnosed one of its pitfalls, a concept question tagged with
   it was ever answered wrong (first or latest answer), or one of its days passed
   hint-heavy (the last, pseudo-code rung used, or more than COMPETENT_MAX_HINTS hints).
+  A diagnosis or wrong answer stops counting once spaced review has retired its item
+  (``idea:<id>`` or ``q:<day>/<question>`` left the schedule, tutor.records.review); it
+  stays listed as reviewed. A hint-heavy pass is never retired.
 - ⭐ Mastered       -- every started day of the idea passes its checks (latest run), at least
   one does, and every concept question tagged with it on those days is answered with the
   latest answer right, at least one. A passed check alone, or right answers alone, are
@@ -349,10 +352,13 @@ def _queued(entry: Any) -> tuple[str | None, str | None]:
     return (str(idea) if idea else None), question
 
 
-def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = ()) -> list[dict]:
+def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
+                 retired: Iterable[str] = ()) -> list[dict]:
     """Every idea the learner has met, in the vocabulary's order, with its level and the
     evidence behind it (see "Ideas" in the module docstring). ``queue`` holds the review
-    entries due now (none when the records keep no schedule)."""
+    entries due now, ``retired`` the review items that left the schedule (none when the
+    records keep no schedule)."""
+    retired = set(retired)
     ideas = getattr(getattr(course, "ideas", None), "ideas", None) or ()
     days: dict = (state or {}).get("days") or {}
     lessons = list(getattr(course, "lessons", None) or [])
@@ -390,9 +396,12 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = ()) ->
             if not c.get("first_correct") or not c.get("last_correct"):
                 wrong.append(key)
         due = idea.id in due_ideas or bool(due_questions.intersection(idea.questions))
+        # what spaced review has retired no longer makes the idea shaky (it stays listed)
+        open_mistakes = [] if f"idea:{idea.id}" in retired else mistakes
+        open_wrong = [k for k in wrong if f"q:{k}" not in retired]
         if due:
             level = IdeaLevel.DUE
-        elif mistakes or wrong or heavy:
+        elif open_mistakes or open_wrong or heavy:
             level = IdeaLevel.SHAKY
         elif (started and len(passing) == len(started) and asked
               and len(right) == len(asked)):
@@ -404,7 +413,9 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = ()) ->
             "label": str(level), "days": own_days, "started_days": started,
             "passing_days": passing, "questions": asked, "right": right,
             "wrong_answers": wrong, "mistakes": mistakes, "hint_heavy_days": heavy,
-            "due": due,
+            "due": due, "reviewed": sorted(
+                ([f"idea:{idea.id}"] if mistakes and f"idea:{idea.id}" in retired else [])
+                + [f"q:{k}" for k in wrong if f"q:{k}" in retired]),
         })
     return out
 
@@ -430,7 +441,8 @@ def idea_rules_text() -> str:
         f"  {L[IdeaLevel.DUE]:<18} spaced review holds it and it is due now.",
         f"  {L[IdeaLevel.SHAKY]:<18} a check diagnosed one of its pitfalls, one of its concept",
         "                     questions was answered wrong, or one of its days passed",
-        f"                     hint-heavy (last rung, or more than {COMPETENT_MAX_HINTS} hints).",
+        f"                     hint-heavy (last rung, or more than {COMPETENT_MAX_HINTS} hints);",
+        "                     a mistake spaced review has retired no longer counts.",
         f"  {L[IdeaLevel.MASTERED]:<18} every started day of it passes its checks AND every",
         "                     concept question tagged with it is answered right (at least one).",
         f"  {L[IdeaLevel.LEARNING]:<18} met, none of the above yet.",

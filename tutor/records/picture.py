@@ -4,27 +4,49 @@ queue, from the records (the rules are :mod:`tutor.records.mastery`'s). One func
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 
 from tutor.records.mastery import assess_ideas, frequent_mistakes
 
-__all__ = ["mastery_picture", "review_queue", "by_level", "idea_evidence", "mistake_text"]
+__all__ = ["mastery_picture", "review_queue", "retired", "queue_text", "by_level", "idea_evidence", "mistake_text"]
 
 
 def review_queue(course, state: dict | None, now: datetime | None = None) -> list[dict]:
-    """The spaced-review items due now, from the schedule the records keep: [] while they
-    keep none (records written before spaced review, or a learner with nothing to
-    review)."""
-    return []
+    """The spaced-review items due today (:mod:`tutor.records.review`), the most overdue
+    first, as the next session would find them: the schedule is brought up to date with
+    the records on a copy, so a read-only view (``progress``) changes nothing."""
+    if course is None or not isinstance(state, dict):
+        return []
+    from tutor.records import review
+
+    scheduled = copy.deepcopy(state)
+    review.sync(scheduled, course, now)
+    return [it.to_json() for it in review.due_items(scheduled, course, now, limit=None)]
 
 
 def mastery_picture(course, state: dict | None, now: datetime | None = None) -> dict:
     """Per-idea mastery, the most frequent mistakes and the review queue (the rules:
     :mod:`tutor.records.mastery`); pure, like :func:`progress_rows`."""
     queue = review_queue(course, state, now)
-    return {"ideas": assess_ideas(course, state, queue),
+    return {"ideas": assess_ideas(course, state, queue, retired(state)),
             "frequent_mistakes": frequent_mistakes(course, state),
             "review_queue": queue}
+
+
+def retired(state: dict | None) -> set[str]:
+    """Review items that left the schedule and have not come back (``idea:<id>``,
+    ``q:<day>/<question id>``)."""
+    rv = (state or {}).get("review")
+    if not isinstance(rv, dict):
+        return set()
+    return set(rv.get("done") or {}) - set(rv.get("items") or {})
+
+
+def queue_text(item: dict) -> str:
+    """One review item in a line: what it is about and where it came from."""
+    what = f"idea {item['idea']}" if item.get("idea") else f"question {item.get('day')}/{item.get('question')}"
+    return f"{what} (from day {item.get('source_day')}, due {str(item.get('due') or '')[:10]})"
 
 
 LEVEL_ORDER = ("due", "shaky", "mastered", "learning")
@@ -40,11 +62,14 @@ def idea_evidence(idea: dict) -> str:
     parts = []
     if idea.get("due"):
         parts.append("due for review")
+    reviewed = set(idea.get("reviewed") or [])
     for m in idea.get("mistakes") or []:
         n = m["count"]
-        parts.append(f"{m['pitfall']} diagnosed on {m['day']}" + (f" ×{n}" if n > 1 else ""))
+        parts.append(f"{m['pitfall']} diagnosed on {m['day']}" + (f" ×{n}" if n > 1 else "")
+                     + (" (reviewed since)" if f"idea:{idea['id']}" in reviewed else ""))
     if idea.get("wrong_answers"):
-        parts.append("answered wrong: " + ", ".join(idea["wrong_answers"]))
+        parts.append("answered wrong: " + ", ".join(
+            k + (" (reviewed since)" if f"q:{k}" in reviewed else "") for k in idea["wrong_answers"]))
     if idea.get("hint_heavy_days"):
         parts.append("hint-heavy pass on " + ", ".join(idea["hint_heavy_days"]))
     if parts or idea["level"] == "mastered":

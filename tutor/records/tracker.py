@@ -10,13 +10,14 @@ session), so it carries no learner-editable blocks: notes belong in the session 
 from __future__ import annotations
 
 from bisect import bisect_right
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tutor.records._util import day_sort_key, fmt_duration, fmt_time, md_cell, md_safe, parse_iso
 from tutor.records.atomic import atomic_write_text
 from tutor.records.mastery import Status, assess, hint_heavy
-from tutor.records.picture import by_level, idea_evidence, mastery_picture, mistake_text
+from tutor.records.picture import by_level, idea_evidence, mastery_picture, mistake_text, queue_text
 
 __all__ = ["render_tracker", "write_tracker", "tracker_path", "knowledge_gaps", "recent_activity"]
 
@@ -137,12 +138,12 @@ _HEADER = (
 )
 
 
-def _picture_lines(st: dict, course: Any) -> list[str]:
+def _picture_lines(st: dict, course: Any, now: datetime | None = None) -> list[str]:
     """The ideas met, the most frequent mistakes and the review queue (the rules:
     tutor.records.mastery)."""
     if course is None:
         return []
-    picture = mastery_picture(course, st)
+    picture = mastery_picture(course, st, now)
     ideas = by_level(picture["ideas"])
     out = ["", "## Ideas", ""]
     if ideas:
@@ -165,13 +166,14 @@ def _picture_lines(st: dict, course: Any) -> list[str]:
     out += [f"- {md_safe(mistake_text(m), 200)}" for m in mistakes] or ["_None diagnosed._"]
     out += ["", "## Review queue", ""]
     queue = picture["review_queue"]
-    out += ([f"- {md_safe(str(q.get('prompt') or q.get('id') or q), 200)}" for q in queue]
+    out += ([f"- {md_safe(queue_text(q), 200)}" for q in queue]
             or ["_Nothing due for review._"])
     return out
 
 
-def render_tracker(state: Any, course: Any) -> str:
-    """The tracker markdown for ``state`` (dict or StateStore) and ``course``."""
+def render_tracker(state: Any, course: Any, now: datetime | None = None) -> str:
+    """The tracker markdown for ``state`` (dict or StateStore) and ``course``; ``now``
+    (default: the clock) decides which review items are due."""
     st = _state_dict(state)
     days: dict = st.get("days") or {}
     lessons_by_id: dict[str, Any] = {}
@@ -229,7 +231,7 @@ def render_tracker(state: Any, course: Any) -> str:
         for d in extra:
             out.append(_row(d, "(not in the current course)", None, days.get(d), None))
 
-    out += _picture_lines(st, course)
+    out += _picture_lines(st, course, now)
 
     out += ["", "## Recent activity", ""]
     recent = recent_activity(st)

@@ -470,7 +470,7 @@ def mastery_text(picture: dict):
     from rich.console import Group
     from rich.table import Table
 
-    from tutor.records.picture import by_level, idea_evidence, mistake_text
+    from tutor.records.picture import by_level, idea_evidence, mistake_text, queue_text
 
     ideas = by_level(picture.get("ideas") or [])
     parts: list = []
@@ -502,7 +502,7 @@ def mastery_text(picture: dict):
                  else Text("  none diagnosed", style="dim"))
     queue = picture.get("review_queue") or []
     parts.append(Text(f"\nReview queue ({len(queue)} due)", style="bold"))
-    parts.append(Text("\n".join("  " + str(q.get("prompt") or q.get("id") or q) for q in queue))
+    parts.append(Text("\n".join("  " + queue_text(q) for q in queue) + "\n  r reviews them")
                  if queue else Text("  nothing due", style="dim"))
     return Group(*parts)
 
