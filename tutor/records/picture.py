@@ -45,7 +45,8 @@ def retired(state: dict | None) -> set[str]:
 
 def queue_text(item: dict) -> str:
     """One review item in a line: what it is about and where it came from."""
-    what = f"idea {item['idea']}" if item.get("idea") else f"question {item.get('day')}/{item.get('question')}"
+    what = (f"idea {item['idea']}" if item.get("idea")
+            else f"question {item.get('day')}/{item.get('question')}")
     return f"{what} (from day {item.get('source_day')}, due {str(item.get('due') or '')[:10]})"
 
 
