@@ -3,8 +3,6 @@ as concept answers are and rescheduled by the engine (tutor.records.review)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,15 +10,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tutor.records._util import parse_iso
 from tutor.tui.render import question_prompt
 
 SELF_GRADED = ("y", "yes", "n", "no")
 
 
 def _date(iso: str | None) -> str:
-    if not iso:
-        return ""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%a %d %b %Y")
+    when = parse_iso(iso)
+    return when.strftime("%a %d %b %Y") if when else ""
 
 
 class ReviewScreen(ModalScreen[int]):
