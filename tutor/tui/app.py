@@ -57,9 +57,8 @@ class TutorApp(App[int]):
         Binding("n", "next", "Next"),
         Binding("p", "prev", "Prev"),
         Binding("t", "progress", "Progress"),
-        # Hidden from the key bar (it stays one line at 80 columns): the Coach tab says
-        # so at the start when items are due.
-        Binding("r", "review", "Review", show=False),
+        # Spaced review: on the key bar, so a learner finds it without the README.
+        Binding("r", "review", "Review"),
         # Priority: the active tab scrolls whatever has focus (the tree, an answer box);
         # check_action hands j, k, Home and End back to an input being typed in.
         Binding("pagedown", "scroll_tab('page_down')", "Scroll", key_display=SCROLL_KEYS,
