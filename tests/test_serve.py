@@ -227,6 +227,7 @@ def _real_snapshot():
     return None
 
 
+@pytest.mark.real_weights
 @pytest.mark.skipif(_real_snapshot() is None,
                     reason="Qwen2-0.5B/1.5B-Instruct are not in the local Hugging Face cache: "
                            "`hf download Qwen/Qwen2-0.5B-Instruct-MLX` gets the smaller one")
