@@ -357,15 +357,9 @@ def serve(argv: list[str] | None, *, add_args: Callable, setup: Callable,
         _emit(fd, {"event": "done"})
         return 0
 
-    ext: dict = {}
-    if args.kernels:
-        from tutor.checking.child import load_extension
+    from tutor.checking.child import load_extension_for_run
 
-        class _Holder:
-            EXTENSION = ext
-
-        load_extension(Path(args.kernels), _Holder)
-    ext_error = ext.get("error") if args.kernels else "no kernels folder"
+    ext, ext_error = load_extension_for_run(args.kernels)
     device = "gpu" if mx.default_device() == mx.gpu else "cpu"
     _emit(fd, {"event": "setup", **fields, "device": device,
                "extension": "loaded" if ext.get("module") is not None else ext_error})

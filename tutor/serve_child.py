@@ -365,15 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             f"cannot load the model at {args.model}: {type(exc).__name__}: {exc}", 300)})
         return 0
 
-    ext: dict = {}
-    if args.kernels:
-        from tutor.checking.child import load_extension
+    from tutor.checking.child import load_extension_for_run
 
-        class _Holder:
-            EXTENSION = ext
-
-        load_extension(Path(args.kernels), _Holder)
-    ext_error = ext.get("error") if args.kernels else "no kernels folder"
+    ext, ext_error = load_extension_for_run(args.kernels)
 
     try:
         from tutor.checking.child import describe_import_error, import_impl

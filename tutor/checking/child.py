@@ -93,6 +93,21 @@ def import_impl(impl_dir: Path):
     return mod
 
 
+def load_extension_for_run(kernels: Path | None) -> tuple[dict, str | None]:
+    """For the bench and serve children, which have no harness: load the learner's build
+    as :func:`load_extension` does and return its record (``module`` or ``error``) with
+    the reason it is not there (None when it loaded)."""
+    ext: dict = {}
+    if not kernels:
+        return ext, "no kernels folder"
+
+    class _Holder:
+        EXTENSION = ext
+
+    load_extension(Path(kernels), _Holder)
+    return ext, ext.get("error")
+
+
 def load_extension(kernels: Path, harness) -> None:
     """Import the built C++ extension from ``kernels`` before the package under test, so
     ``from tiny_llm_ext import ...`` (and the book's ``from extensions import
