@@ -118,3 +118,11 @@ def test_check_v_draws_the_top_left_mask_s_triangle(tmp_path):
     assert rows[i + 1:i + 3] == ["     1 ····████··", "     2 ······████"]
     assert "· within tolerance" in out
     assert max(len(line) for line in rows) <= 80
+    # and the attention check's first case (values = the identity, so the output is the
+    # weights; L=8, S=10) fills the lower-left triangle up to the shifted diagonal
+    j = rows.index(next(r for r in rows if "columns: key (its weight)" in r))
+    tri = rows[j + 1:j + 9]
+    cells = [line.split()[1] for line in tri]
+    assert [int(line.split()[0]) for line in tri] == list(range(8))
+    assert [len(c) - c.count("·") for c in cells] == [2 * (r + 3) for r in range(8)]
+    assert all(c.endswith("·" * (len(c) - 2 * (r + 3))) for r, c in enumerate(cells))

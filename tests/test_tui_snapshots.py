@@ -15,6 +15,7 @@ import pytest
 
 from tui_support import (FakeRunner, failing_result, make_workspace, open_session,
                          passing_result, scripted, seed_history, settle, wait_until)
+from tutor.checking.runner import run_day as _real_run_day  # before any test patches it
 from tutor.tui.app import TutorApp
 from tutor.tui.coachlink import CoachLink
 
@@ -193,30 +194,32 @@ def test_a_predict_card_with_the_measurement_at_80x24(snap_compare, tmp_path, mo
         session.close()
 
 
+_REAL_TOP_LEFT: dict = {}
+
+
 def _top_left_mask_result(lesson) -> dict:
-    """Day 1.3 with the top-left causal mask: the mask check fails, diagnosed, with the map
-    the check child builds for it (L=3, S=5, exact tolerance)."""
-    import numpy as np
+    """Day 1.3 with the catalogued top-left causal mask, from a real run of the hidden
+    checks on the mutated answer key (once per session); only the durations are pinned so
+    the screen does not depend on the machine's speed."""
+    import copy
+    from pathlib import Path
+    from tempfile import mkdtemp
 
-    from tui_support import _check
-    from tutor.checking.diffmap import build
-    from tutor.checking.results import day_result, with_questions
+    from mutation import apply_mutation, load_mutations
 
-    rows, cols = np.arange(3)[:, None], np.arange(5)[None, :]
-    got = np.where(cols <= rows, 0.0, -np.inf)
-    want = np.where(cols <= rows + 2, 0.0, -np.inf)
-    ev = {"case": "L=3, S=5, float32", "dtype": "float32", "shape": [3, 5],
-          "expected_shape": [3, 5], "max_abs_err": 0.0, "max_rel_err": 0.0,
-          "mismatched": 6, "of": 15,
-          "first_mismatch": {"index": [0, 1], "got": float("-inf"), "expected": 0.0},
-          "map": build(got, want, 0.0, 0.0, axes=("query position", "key position"))}
-    checks = [_check(lesson, cid, "pass") for cid in ("gqa", "gqa-scale-mask")]
-    checks.append(_check(
-        lesson, "causal-mask", "fail",
-        "[L=3, S=5, float32] output differs from the reference: 6 of 15 values outside "
-        "tolerance (first at index (0, 1): got -inf, expected 0).", ev,
-        pitfall="causal-mask-top-left"))
-    return with_questions(day_result(lesson.id, "/impl", checks, 1.0), lesson.pitfall_questions)
+    from tutor import paths
+
+    if "result" not in _REAL_TOP_LEFT:
+        entry = next(e for e in load_mutations(paths.checks_dir() / "mistakes" / "day1_3.yaml")
+                     if e["id"] == "causal-mask-top-left")
+        impl = apply_mutation(paths.answer_key_dir(), entry, Path(mkdtemp()))
+        result = _real_run_day(lesson.id, impl, 120)
+        result["duration_s"] = 1.0
+        result["impl"] = "/impl"
+        for c in result["checks"]:
+            c["duration_s"] = 0.1
+        _REAL_TOP_LEFT["result"] = result
+    return copy.deepcopy(_REAL_TOP_LEFT["result"])
 
 
 def test_a_failed_check_s_difference_map_at_80x24(snap_compare, ws, opened, monkeypatch):
@@ -225,6 +228,24 @@ def test_a_failed_check_s_difference_map_at_80x24(snap_compare, ws, opened, monk
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("c")
+        await settle(pilot)
+
+    assert snap_compare(app_for(opened(ws, "1.3")), terminal_size=(80, 24),
+                        run_before=run_before)
+
+
+def test_the_top_left_mask_s_triangle_in_the_checks_tab_at_80x24(snap_compare, ws, opened,
+                                                                  monkeypatch):
+    """The attention check's map (values = the identity: the weights) scrolled into view."""
+    monkeypatch.setattr("tutor.checking.runner.run_day", FakeRunner(_top_left_mask_result))
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("end")
+        for _ in range(4):
+            await pilot.press("k")
         await settle(pilot)
 
     assert snap_compare(app_for(opened(ws, "1.3")), terminal_size=(80, 24),

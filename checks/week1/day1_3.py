@@ -252,6 +252,26 @@ def gqa_causal(ctx):
     fn = ctx.symbol("scaled_dot_product_attention_grouped")
     mx.random.seed(303)
     evs = []
+    # First, values = the identity (D = S): the output is then the attention weights
+    # themselves, so a wrong mask's difference map is drawn over (query, key) positions.
+    L, S = 8, 10
+    q, k, _ = _qkv((), 2, 1, L, S, S, F32)
+    v = mx.broadcast_to(mx.eye(S, dtype=F32), (1, S, S))
+    evs.append(ctx.expect_close(
+        ctx.call(fn, q, k, v, mask="causal"), _oracle_gqa(q, k, v, None, "causal"),
+        case=_case((), 2, 1, L, S, S, F32, ', mask "causal", values = identity (the output '
+                   "is the attention weights)"),
+        candidates={
+            "causal-mask-top-left": [lambda c=c: gqa_model(q, k, v, None, "causal", causal=c)
+                                     for c in ("top-left", "flipped")],
+            "causal-mask-diagonal-masked": lambda: gqa_model(q, k, v, None, "causal",
+                                                             causal="strict"),
+            "causal-mask-inverted": lambda: [gqa_model(q, k, v, None, "causal", causal=kd)
+                                             for kd in INVERTED],
+            "gqa-scale-wrong": lambda: [gqa_model(q, k, v, f, "causal") for f in wrong_scales(
+                1.0 / math.sqrt(S), (S, L, S, 2, 1), given=None)],
+            "gqa-mask-misapplied": lambda: gqa_model(q, k, v, None, None),
+        }, axes=("query head", "query position", "key (its weight)")))
     cases = [((2,), 6, 2, 3, 7, 5, F32, None), ((2, 3), 4, 1, 2, 6, 8, F16, 0.5),
              ((), 4, 2, 5, 5, 8, F32, None)]
     for batch, Hq, H, L, S, D, dtype, scale in cases:

@@ -53,5 +53,5 @@ def map_text(m: dict | None) -> Text | None:
         # no space after a shade that a bound follows, so the legend fits 50 columns
         gap = " " if words[0].isalpha() else ""
         t.append(f"{gap}{words}" + ("  " if lv < len(SHADES) - 1 else ""), "dim")
-    t.append("\n(× the tolerance; inf or NaN for a finite value is █)", "dim")
+    t.append("\n(× the tolerance; inf/NaN for a finite value: █)", "dim")
     return t
