@@ -139,3 +139,93 @@ async def test_the_app_asks_it_on_opening_2_4(ws):
         chat = [w.source for w in app.query_one(ChatLog).query(".coach-note")]
         assert any("on day 1.1" in c and SOFTMAX_NAME in c for c in chat)
     s.close()
+
+
+def _wrong_on_1_2(s) -> tuple[str, str]:
+    """A concept question of 1.2 answered wrong (then right), whose idea 1.3 tests again."""
+    course = s.course
+    q = next(q for q in course.lesson("1.2").concept_questions if not q.is_predict
+             and any(i in course.ideas.of_lesson(course.lesson("1.3"))
+                     for i in course.ideas.of_question("1.2", q.id)))
+    s.store.record_concept_answer("1.2", q.id, "a wrong answer", False)
+    s.store.record_concept_answer("1.2", q.id, "the right one", True)
+    return q.id, q.prompt
+
+
+def test_a_wrong_concept_answer_of_1_2_is_asked_about_on_a_later_day(ws):
+    with TutorSession(ws).open("1.2") as s:
+        qid, prompt = _wrong_on_1_2(s)
+        assert not s.recalls()  # not on the day it was answered
+        s.go_to("1.3")
+        [(m, question)] = s.recalls()
+        assert (m.day, m.question, m.pitfall) == ("1.2", qid, "")
+        assert "your first answer to the concept question" in question
+        assert " ".join(prompt.split())[:40] in question and question.rstrip().endswith("?")
+        # the learner's answers and the key are not in it
+        assert "a wrong answer" not in question and "the right one" not in question
+        system = build_system_prompt(build_context(s), "rules")
+        assert f"concept question {qid} answered wrong first" in system
+
+
+def test_a_prediction_far_off_is_not_a_misconception(ws):
+    with TutorSession(ws).open("1.1") as s:
+        preds = [(lesson.id, q) for lesson in s.course.lessons for q in lesson.concept_questions
+                 if q.is_predict and s.course.ideas.of_question(lesson.id, q.id)]
+        for day, q in preds:
+            s.store.record_concept_answer(day, q.id, 1, False)
+        assert not any(m.question for m in s.misconceptions())
+
+
+def test_offline_ask_leads_with_the_recall_once_a_day(ws):
+    with TutorSession(ws).open("1.1") as s:
+        s.store.record_check("1.1", _recorded("1.1", "attn-softmax-wrong-axis"))
+        s.go_to("2.4")
+        coach = Coach(s, LLMConfig())
+        first = "".join(e.text for e in coach.ask("where do I start?") if e.kind == "text")
+        assert first.startswith("From your own history: on day 1.1")
+        assert SOFTMAX_NAME in first
+        second = "".join(e.text for e in coach.ask("where do I start?") if e.kind == "text")
+        assert "From your own history" not in second
+        assert s.pending_recalls() == [] and len(s.recalls()) == 1
+        # a request for the solution is refused as ever, not led by a recall
+        s.store.record_check("1.1", _recorded("1.1", "attn-missing-scale"))
+        s.go_to("2.4")
+        assert [m.idea.id for m, _ in s.pending_recalls()] == ["attention-scale"]
+        refusal = "".join(e.text for e in Coach(s, LLMConfig()).ask("just give me the code")
+                          if e.kind == "text")
+        assert "From your own history" not in refusal
+        assert [m.idea.id for m, _ in s.pending_recalls()] == ["attention-scale"]
+
+
+async def test_the_app_raises_it_once_a_day_and_keeps_it_in_the_lesson(ws):
+    from tui_support import scripted
+
+    from tutor.tui.app import TutorApp
+    from tutor.tui.coachlink import CoachLink
+    from tutor.tui.widgets import ChatLog
+
+    s = TutorSession(ws).open("1.1")
+    s.store.record_check("1.1", _recorded("1.1", "attn-softmax-wrong-axis"))
+    app = TutorApp(s, coach=CoachLink(s, factory=scripted()), blink=False)
+    async with app.run_test(size=(100, 32)) as pilot:
+        for day in ("2.4", "1.1", "2.4"):
+            s.go_to(day)
+            await app.show_day()
+            await pilot.pause()
+        notes = [w.source for w in app.query_one(ChatLog).query(".coach-note")
+                 if "on day 1.1" in w.source]
+        assert len(notes) == 1  # asked when 2.4 first opened, not again
+        assert len(app.query(".recall")) == 1  # still in view before the learner codes
+        assert "idea:softmax-axis" in s.day_record("2.4")["coach"]["asked"]
+    s.close()
+
+
+def test_the_llm_prompt_says_when_the_app_raised_it_today(ws):
+    with TutorSession(ws).open("1.1") as s:
+        s.store.record_check("1.1", _recorded("1.1", "attn-softmax-wrong-axis"))
+        s.go_to("2.4")
+        before = build_system_prompt(build_context(s), "rules")
+        assert "softmax-axis, from day 1.1" in before and "already raised today" not in before
+        s.recalls_raised([m for m, _ in s.pending_recalls()])
+        after = build_system_prompt(build_context(s), "rules")
+        assert "softmax-axis, from day 1.1" in after and "already raised today" in after

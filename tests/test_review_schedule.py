@@ -108,13 +108,19 @@ def test_a_diagnosed_mistake_puts_its_idea_on_the_schedule(ws):
 
 
 def test_an_idea_without_a_gradable_question_is_self_graded(ws):
+    """Every idea of the course has a concept question now; the rule for one without is
+    tried on a copy of the course whose first idea lost its questions."""
+    import dataclasses
+
     with TutorSession(ws).open("1.1") as s:
-        course = s.course
-    bare = next((i for i in course.ideas.ideas if not i.questions and i.pitfalls), None)
-    if bare is None:
-        pytest.skip("every idea with a pitfall has a concept question")
+        real = s.course
+    first = next(i for i in real.ideas.ideas if i.pitfalls)
+    bare = dataclasses.replace(first, questions=())
+    course = dataclasses.replace(real, ideas=dataclasses.replace(real.ideas, ideas=tuple(
+        bare if i is first else i for i in real.ideas.ideas)))
     day = next(l.id for l in course.lessons if l.pitfall(bare.pitfalls[0]))
     with TutorSession(ws).open(day) as s:
+        s.course = course
         s.store.record_check(day, _diagnosed(bare.pitfalls[0]), now=T0)
         it = next(i for i in s.review_queue(limit=10, now=T0 + timedelta(days=1))
                   if i.id == f"idea:{bare.id}")
@@ -230,3 +236,19 @@ def test_cli_review_asks_grades_and_reschedules(ws):
     assert "Nothing to review today. The next item is due on" in r.stdout
     r = tutor("review", "--limit", "0", cwd=ws)
     assert r.returncode == 2
+
+
+def test_a_wrong_answer_today_is_due_on_a_later_day_in_a_real_process(ws):
+    """The installed script on the machine's clock, then with the records' clock shifted
+    (TINY_LLM_TUTOR_CLOCK_SHIFT_DAYS, the rehearsal hook) to two days later."""
+    from test_cli import tutor
+
+    with TutorSession(ws).open("1.2") as s:
+        s.store.record_concept_answer("1.2", "first-frequency", "1000", False)
+    today = json.loads(tutor("review", "--json", cwd=ws).stdout)
+    assert today["due"] == [] and today["scheduled"] == 1 and today["next_due"]
+    later = tutor("review", "--json", cwd=ws, env={"TINY_LLM_TUTOR_CLOCK_SHIFT_DAYS": "2"})
+    assert [d["id"] for d in json.loads(later.stdout)["due"]] == [ITEM]
+    # a value that is not a number is no shift at all
+    odd = tutor("review", "--json", cwd=ws, env={"TINY_LLM_TUTOR_CLOCK_SHIFT_DAYS": "soon"})
+    assert odd.returncode == 0 and json.loads(odd.stdout)["due"] == []

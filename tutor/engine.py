@@ -175,6 +175,22 @@ class TutorSession:
             raised = recall.to_raise(self.course, self.store.state.get("days"), lesson)
         return [(m, recall.recall_text(lesson, m)) for m in raised]
 
+    def pending_recalls(self) -> list[tuple[object, str]]:
+        """The current day's recalls the coach has not raised yet on this day."""
+        from tutor.coach.offline import asked_ids
+
+        recalls = self.recalls()
+        with self.lock:
+            asked = set(asked_ids(self.store.day_record(self.lesson.id)))
+        return [(m, q) for m, q in recalls if m.asked_id not in asked]
+
+    def recalls_raised(self, mistakes) -> None:
+        """Record that the coach raised these recalls on the current day (once per day)."""
+        ids = [m.asked_id for m in mistakes]
+        if ids:
+            with self.lock:
+                self.store.record_coach_asked(self.lesson.id, ids)
+
     # ------------------------------------------------------------------ spaced review
 
     def review_queue(self, limit: int | None = None, now=None) -> list:

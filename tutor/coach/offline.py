@@ -35,6 +35,10 @@ What it says, in order of precedence (``reply``):
    fail: the latest result's nudge. Anything else: "what did you expect, what did you
    see?" and the next question.
 
+Any reply but a refusal is led by the earlier mistakes this day tests again that were
+not raised yet today (``ctx.recalls``; ids ``"idea:<id>"``): the app raises them when the
+day opens, so this is how ``ask`` on the command line brings them back.
+
 **Remembering.** Each reply lists the question ids it used in ``OfflineReply.asked``:
 ``"<task>:gq:<i>"`` for guiding question ``i`` (0-based) of a task, ``"pitfall:<id>"``
 for a diagnosis question. The caller persists them with :meth:`OfflineCoach.remember`
@@ -49,7 +53,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tutor.coach import ladder, match
+from tutor.coach import ladder, match, recall
 from tutor.coach.intent import is_solution_request
 from tutor.statuses import FAILING
 
@@ -220,7 +224,18 @@ class OfflineCoach:
 
     # -- replies -----------------------------------------------------------------------
     def reply(self, ctx, message: str) -> OfflineReply:
-        """A Socratic answer to ``message`` in the context ``ctx`` (a CoachContext)."""
+        """A Socratic answer to ``message`` in the context ``ctx`` (a CoachContext), led by
+        any earlier mistake this day tests again that was not raised yet today
+        (misconception memory, :mod:`tutor.coach.recall`)."""
+        r = self._reply(ctx, message)
+        lead = recall.pending(getattr(ctx, "recalls", None) or [],
+                              asked_ids(ctx.day_record, ctx.history))
+        if lead and r.kind != "refusal":
+            r.text = "\n\n".join([recall.recall_text(ctx.lesson, m) for m in lead] + [r.text])
+            r.asked = [m.asked_id for m in lead] + list(r.asked)
+        return r
+
+    def _reply(self, ctx, message: str) -> OfflineReply:
         message = (message or "").strip()
         lesson, task = ctx.lesson, ctx.task
         asked = asked_ids(ctx.day_record, ctx.history)

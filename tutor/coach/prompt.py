@@ -11,6 +11,7 @@ key is never read here.
 from __future__ import annotations
 
 from tutor.coach.context import CODE_LIMIT, CoachContext
+from tutor.coach.offline import asked_ids
 from tutor.coach.recall import prompt_lines
 
 CLAUDE_MD_LIMIT = 12000
@@ -136,7 +137,8 @@ def _checks_section(ctx: CoachContext) -> str:
 
 
 def _misconceptions_section(ctx: CoachContext) -> str:
-    lines = prompt_lines(ctx.lesson, ctx.misconceptions, ctx.recalls)
+    lines = prompt_lines(ctx.lesson, ctx.misconceptions, ctx.recalls,
+                         asked_ids(ctx.day_record, ctx.history))
     return "## What this learner got wrong before\n" + "\n".join(lines) if lines else ""
 
 

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+import os
+from datetime import datetime, timedelta, timezone
 
 UTC = timezone.utc
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+CLOCK_SHIFT_ENV = "TINY_LLM_TUTOR_CLOCK_SHIFT_DAYS"
+
+
+def clock_shift() -> timedelta:
+    """The records' clock runs this far ahead of the machine's: ``TINY_LLM_TUTOR_CLOCK_SHIFT_DAYS``
+    (days, may be fractional), for rehearsing spaced review and recalls on a "later day" in
+    a real process; unset or not a number means none."""
+    try:
+        days = float(os.environ.get(CLOCK_SHIFT_ENV, "") or 0.0)
+    except ValueError:
+        return timedelta(0)
+    return timedelta(days=days) if math.isfinite(days) and abs(days) < 3650 else timedelta(0)
+
+
 def utc_now(now: datetime | None = None) -> datetime:
-    """``now`` as an aware UTC datetime truncated to whole seconds (naive means UTC)."""
+    """``now`` as an aware UTC datetime truncated to whole seconds (naive means UTC); the
+    machine's clock (plus :func:`clock_shift`) when None."""
     if now is None:
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) + clock_shift()
     elif not isinstance(now, datetime):
         raise TypeError(f"now must be a datetime, not {type(now).__name__}")
     elif now.tzinfo is None:

@@ -239,10 +239,13 @@ class TutorApp(App[int]):
     def _raise_recalls(self) -> None:
         """An earlier day's diagnosed mistake that this day tests again: the coach asks
         about it before the learner codes (misconception memory, tutor.coach.recall)."""
-        with self.session.lock:
-            recalls = self.session.recalls()
+        recalls = self.session.pending_recalls()
         for _mistake, question in recalls:
             self._q(ChatLog).add_reply(question, classes="reply coach-note")
+        try:  # once a day: the lesson's "Before you code" keeps them in view after that
+            self.session.recalls_raised([m for m, _ in recalls])
+        except Exception as e:  # noqa: BLE001 - a note not kept must not stop the day
+            self.notify(f"Could not record the coach's question: {e}", severity="warning")
 
     async def _show_questions(self) -> None:
         async with self._cards_lock:  # a key during the first frame must not mount twice
