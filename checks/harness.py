@@ -587,12 +587,15 @@ class Ctx:
                      atol: float | None = None,
                      candidates: dict[str, Any] | None = None,
                      expect_dtype: str | None = None,
-                     axes: tuple[str, ...] | None = None) -> dict:
+                     axes: tuple[str, ...] | None = None,
+                     map_axes: tuple[int, int] | None = None) -> dict:
         """Compare with the oracle. On a mismatch, the candidates (pitfall id -> output of
         that mistake, or a zero-argument function computing it; a list/tuple of outputs for
         several variants of one mistake) name the mistake whose output the learner's
         matches; when none does, the message says how the output differs (``axes`` names
-        the output's axes for that). Returns the evidence of a pass (max errors)."""
+        the output's axes for that). ``map_axes`` picks the two axes the difference map
+        draws (default: the last two); the comparison ignores it. Returns the evidence of a
+        pass (max errors)."""
         if not hasattr(got, "shape"):
             raise CheckFailed(f"{_case(case)}{what} is a {type(got).__name__}, expected an mx.array.",
                               {"what": what, "type": type(got).__name__, "case": case})

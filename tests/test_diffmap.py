@@ -56,6 +56,22 @@ def test_a_top_left_mask_s_weights_differ_in_a_triangle():
     assert len(m["at"]) == 2 and m["shape"] == [2, 3, L, S]
 
 
+def test_a_rope_output_is_drawn_position_by_feature():
+    # (batch, position, head, feature); head 2 of batch 1 rotates every position but the
+    # first wrongly in the features past the first pair
+    want = np.zeros((2, 5, 3, 8))
+    got = want.copy()
+    got[1, 1:, 2, 2:] = 1.0
+    names = ("batch", "position", "head", "feature")
+    m = diffmap.build(got, want, **TOL, axes=names, plane=(1, 3))
+    assert (m["rows"], m["cols"], m["at"], m["at_names"]) == ("position", "feature", [1, 2],
+                                                              ["batch", "head"])
+    assert differs(m) == ["........"] + ["..######"] * 4 and m["shape"] == [2, 5, 3, 8]
+    assert "at batch 1, head 2 of shape (2, 5, 3, 8)" in map_text(m).plain
+    # the default plane is the last two axes
+    assert diffmap.build(got, want, **TOL, axes=names)["rows"] == "head"
+
+
 def test_a_wrong_softmax_axis_shows_columns():
     # each row of scores alike: normalising over the queries gives 1/L everywhere, which
     # is right only in the columns whose weight is exactly 1/L
@@ -90,8 +106,8 @@ def test_the_map_holds_only_levels_never_the_reference_s_values():
     got = want.copy()
     got[2] += 1.0
     m = diffmap.build(got, want, **TOL)
-    assert set(m) == {"rows", "cols", "size", "at", "shape", "cell", "row_starts",
-                      "col_starts", "levels"}
+    assert set(m) == {"rows", "cols", "size", "at", "at_names", "shape", "cell",
+                      "row_starts", "col_starts", "levels"}
     assert all(set(r) <= set("01234") for r in m["levels"])
     assert differs(m) == ["......."] * 2 + ["#######"] + ["......."] * 2
     text = map_text(m).plain

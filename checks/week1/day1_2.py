@@ -138,7 +138,8 @@ def _run(ctx, traditional: bool, cases, seed: int):
         if p:
             cands["rope-offset-ignored"] = lambda: rope_model(x, D, traditional, base, 0)
         evs.append(ctx.expect_close(got, want, case=case, candidates=cands,
-                                    axes=("batch", "position", "head", "feature")))
+                                    axes=("batch", "position", "head", "feature"),
+                                    map_axes=(1, 3)))  # the map: position by feature
     return {"cases": len(evs), "max_abs_err": max(e["max_abs_err"] for e in evs)}
 
 

@@ -6,8 +6,8 @@ checks pay nothing. It carries how far off each cell is relative to the toleranc
 a value of the oracle: a hidden reference stays hidden.
 
 Map (JSON): ``rows``/``cols`` name the slice's two axes, ``size`` is the slice's full
-(rows, cols), ``at`` the indices of the leading axes that pick the slice (``[]`` for a
-2-D output), ``shape`` the whole output's, ``cell`` how many values one cell covers at
+(rows, cols), ``at`` the indices of the other axes that pick the slice (``[]`` for a
+2-D output) and ``at_names`` their names, ``shape`` the whole output's, ``cell`` how many values one cell covers at
 most, and ``levels`` one string per row of cells, one digit per cell (see ``LEVELS``).
 """
 
@@ -56,15 +56,27 @@ def _blocks(n: int, most: int) -> np.ndarray:
     return np.array([i * n // k for i in range(k)], dtype=int)
 
 
-def build(g, w, rtol: float, atol: float, axes=None) -> dict | None:
+def build(g, w, rtol: float, atol: float, axes=None, plane=None) -> dict | None:
     """The map of where ``g`` (learner) differs from ``w`` (oracle), or None when there is
     nothing 2-D to draw (fewer than two axes, shapes that differ, nothing outside tolerance).
-    The slice is the last two axes at the leading index with the most values off (so a
-    mistake in one head is not hidden behind a right first head)."""
+    The slice is the two axes ``plane`` (default: the last two; e.g. position and feature of
+    a (batch, position, head, feature) output) at the index of the other axes with the most
+    values off (so a mistake in one head is not hidden behind a right first head)."""
     g = np.asarray(g, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     if g.shape != w.shape or g.ndim < 2 or g.size == 0:
         return None
+    full_shape = [int(n) for n in g.shape]
+    if plane is not None:
+        try:
+            i, j = (int(a) % g.ndim for a in plane)
+        except (TypeError, ValueError):
+            i, j = g.ndim - 2, g.ndim - 1
+        if i != j and (i, j) != (g.ndim - 2, g.ndim - 1):
+            g, w = (np.moveaxis(x, (i, j), (-2, -1)) for x in (g, w))
+            if axes and len(axes) == g.ndim:
+                rest = [a for k, a in enumerate(axes) if k not in (i, j)]
+                axes = (*rest, axes[i], axes[j])
     ratio = off_by(g, w, rtol, atol)
     R, C = g.shape[-2:]
     flat = ratio.reshape(-1, R, C)
@@ -79,7 +91,8 @@ def build(g, w, rtol: float, atol: float, axes=None) -> dict | None:
     lv = _level(cells)
     return {
         "rows": _axis(axes, g.ndim - 2, g.ndim), "cols": _axis(axes, g.ndim - 1, g.ndim),
-        "size": [int(R), int(C)], "at": at, "shape": [int(n) for n in g.shape],
+        "size": [int(R), int(C)], "at": at, "shape": full_shape,
+        "at_names": [_axis(axes, i, g.ndim) for i in range(g.ndim - 2)],
         "cell": [math.ceil(R / len(rs)), math.ceil(C / len(cs))],
         "row_starts": [int(r) for r in rs], "col_starts": [int(c) for c in cs],
         "levels": ["".join(str(int(v)) for v in row) for row in lv],
@@ -101,7 +114,7 @@ def watch(ctx, harness) -> None:
                     tol = ev.get("tolerance") or {}
                     m = build(harness.to_np(got), harness.to_np(want),
                               float(tol.get("rtol", 0.0)), float(tol.get("atol", 0.0)),
-                              kw.get("axes"))
+                              kw.get("axes"), kw.get("map_axes"))
                 except Exception:  # noqa: BLE001 - a picture never costs the verdict
                     m = None
                 if m:

@@ -32,8 +32,13 @@ def map_text(m: dict | None) -> Text | None:
     t.append(f"where it differs (rows: {m.get('rows')})\n")
     notes = []
     if m.get("at"):
-        notes.append(f"slice [{', '.join(map(str, m['at']))}, :, :] of shape "
-                     f"{tuple(m.get('shape') or [])}")
+        names = m.get("at_names")
+        if isinstance(names, list) and len(names) == len(m["at"]):
+            where = ", ".join(f"{n} {i}" for n, i in zip(names, m["at"]))
+            notes.append(f"at {where} of shape {tuple(m.get('shape') or [])}")
+        else:  # a map recorded before the names were kept
+            notes.append(f"slice [{', '.join(map(str, m['at']))}, :, :] of shape "
+                         f"{tuple(m.get('shape') or [])}")
     if list(cell) != [1, 1]:
         notes.append(f"one cell = up to {cell[0]}×{cell[1]} values, the worst shown")
     if notes:
