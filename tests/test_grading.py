@@ -180,6 +180,34 @@ def test_rescale_factor_is_graded_at_three_significant_digits():
         assert not grade(q, typed).correct, typed
 
 
+# --------------------------------------------------------------------------- ideas that had none
+
+# The concept questions that made four ideas masterable (mask-application,
+# used-where-it-counts, request-lifecycle, routing-weights): a right answer in the forms a
+# learner types, and the answers each catalogued mistake leads to, which must stay wrong.
+IDEA_QUESTIONS = [
+    ("1.1", "masked-weight", ["0.119", "0.1192", ".119"], ["0.090", "0.0900", "0.5", "0.12", "0"]),
+    ("1.5", "mask-lost-in-last-block", ["b", "B)", "Only position 4, the last one"],
+     ["a", "c", "d", "None of them: every position is off"]),
+    ("2.4", "is-the-kernel-used", ["c", "c."], ["a", "b", "d"]),
+    ("2.6", "done-at-prefill", ["b", "b)"], ["a", "c", "d"]),
+    ("3.3", "mixed-output", ["3", "3.0", "3.00"], ["12", "2", "1", "4.29", "30/7"]),
+]
+
+
+@pytest.mark.parametrize("day,qid,right,wrong", IDEA_QUESTIONS,
+                         ids=[f"{d}-{q}" for d, q, _, _ in IDEA_QUESTIONS])
+def test_the_questions_of_the_ideas_that_had_none(day, qid, right, wrong):
+    lesson = load_course().lesson(day)
+    q = next(x for x in lesson.concept_questions if x.id == qid)
+    for typed in right:
+        g = grade(q, typed)
+        assert g.correct and g.feedback.startswith("Right."), typed
+    for typed in wrong:
+        g = grade(q, typed)
+        assert not g.correct and g.feedback.startswith("Not quite"), typed
+
+
 # --------------------------------------------------------------------------- every question
 
 

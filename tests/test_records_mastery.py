@@ -185,8 +185,24 @@ def test_an_idea_is_mastered_only_with_a_passed_check_and_right_concept_answers(
 
 
 def test_an_idea_without_a_concept_question_is_never_mastered(course):
-    got = idea(course, {"days": {"1.1": day()}}, "mask-application")
+    # day 2.1 tests mask-application through a pitfall only; its questions are on 1.1 and 1.5
+    got = idea(course, {"days": {"2.1": day()}}, "mask-application")
     assert got["questions"] == [] and got["level"] == "learning"
+
+
+def test_every_idea_can_be_mastered(course):
+    """Every idea of the vocabulary has a concept question, so passing the days that carry
+    its questions and answering them right masters it (four ideas once had none)."""
+    for each in course.ideas.ideas:
+        assert each.questions, f"{each.id} has no concept question: it can never be mastered"
+        qdays: dict[str, dict] = {}
+        for key in each.questions:
+            d, _, qid = key.partition("/")
+            qdays.setdefault(d, {})[qid] = (True, True)
+        state = {"days": {d: day(concepts=answers(**qs)) for d, qs in qdays.items()}}
+        got = idea(course, state, each.id)
+        assert got["level"] == "mastered", (each.id, got)
+        assert sorted(got["right"]) == sorted(each.questions)
 
 
 def test_a_hint_heavy_pass_is_shown_and_makes_the_idea_shaky(course):

@@ -84,7 +84,7 @@ async def test_start_week1_opens_the_first_unfinished_day(session):
         assert "Attention and Multi-Head Attention" in md and "impl/attention.py" in md
         assert "skyzh/tiny-llm/blob/ea4769d/book/src/week1-01-attention.md" in md
         cards = list(app.query("#before-questions QuestionCard").results(QuestionCard))
-        assert [c.question.id for c in cards] == ["scale-value", "score-shape"]
+        assert [c.question.id for c in cards] == ["scale-value", "score-shape", "masked-weight"]
         assert app.theme == "textual-dark"
 
 
