@@ -370,11 +370,13 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             due_ideas.add(idea)
         if question:
             due_questions.add(question)
+    # each lesson's pitfalls and questions once, not once per idea (a series calls this per date)
+    tagged = [(l.id, {p.id for p in l.pitfalls}, {f"{l.id}/{q.id}" for q in l.concept_questions})
+              for l in lessons]
     out = []
     for idea in ideas:
-        own_days = [l.id for l in lessons
-                    if {p.id for p in l.pitfalls}.intersection(idea.pitfalls)
-                    or {f"{l.id}/{q.id}" for q in l.concept_questions}.intersection(idea.questions)]
+        own_days = [d for d, pids, qids in tagged
+                    if pids.intersection(idea.pitfalls) or qids.intersection(idea.questions)]
         started = [d for d in own_days if _started(days.get(d))]
         mistakes = [{"pitfall": pid, "day": d, "count": n}
                     for pid in idea.pitfalls for d, n in diagnosed.get(pid, [])]

@@ -1,6 +1,7 @@
-"""The mastery picture: per-idea levels, the most frequent mistakes and the spaced-review
-queue, from the records (the rules are :mod:`tutor.records.mastery`'s). One function, so
-``progress``, ``progress --json``, the tracker and the app's progress screen agree."""
+"""The mastery picture: per-idea levels, the most frequent mistakes, the spaced-review
+queue and the ideas over time, from the records (the rules are :mod:`tutor.records.mastery`'s).
+One function, so ``progress``, ``progress --json``, the tracker and the app's progress
+screen agree."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import copy
 from datetime import datetime
 
 from tutor.records.mastery import assess_ideas, frequent_mistakes
+from tutor.records.timeline import ideas_over_time
 
 __all__ = ["mastery_picture", "review_queue", "retired", "queue_text", "by_level", "idea_evidence", "mistake_text"]
 
@@ -25,13 +27,19 @@ def review_queue(course, state: dict | None, now: datetime | None = None) -> lis
     return [it.to_json() for it in review.due_items(scheduled, course, now, limit=None)]
 
 
-def mastery_picture(course, state: dict | None, now: datetime | None = None) -> dict:
-    """Per-idea mastery, the most frequent mistakes and the review queue (the rules:
-    :mod:`tutor.records.mastery`); pure, like :func:`progress_rows`."""
+def mastery_picture(course, state: dict | None, now: datetime | None = None, *,
+                    history: bool = True) -> dict:
+    """Per-idea mastery, the most frequent mistakes, the review queue (the rules:
+    :mod:`tutor.records.mastery`) and, with ``history``, the ideas over time (one point per
+    date worked, :func:`tutor.records.timeline.ideas_over_time`); pure, like
+    :func:`progress_rows`."""
     queue = review_queue(course, state, now)
-    return {"ideas": assess_ideas(course, state, queue, retired(state)),
-            "frequent_mistakes": frequent_mistakes(course, state),
-            "review_queue": queue}
+    out = {"ideas": assess_ideas(course, state, queue, retired(state)),
+           "frequent_mistakes": frequent_mistakes(course, state),
+           "review_queue": queue}
+    if history:
+        out["ideas_over_time"] = ideas_over_time(course, state)
+    return out
 
 
 def retired(state: dict | None) -> set[str]:

@@ -144,7 +144,7 @@ def _picture_lines(st: dict, course: Any, now: datetime | None = None) -> list[s
     tutor.records.mastery)."""
     if course is None:
         return []
-    picture = mastery_picture(course, st, now)
+    picture = mastery_picture(course, st, now, history=False)  # the app and --json draw it
     ideas = by_level(picture["ideas"])
     out = ["", "## Ideas", ""]
     if ideas:

@@ -460,6 +460,66 @@ def day_chart(rows: list[dict], time_width: int = 24, runs_width: int = 12) -> T
     return out
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# mastered, shaky, learning: a glyph each, so the bar reads without colour too
+_IDEA_CELLS = (("mastered", "█", "green"), ("shaky", "▓", "yellow"), ("learning", "░", "cyan"))
+
+
+def _short_date(iso: str) -> str:
+    """'Mar 01' from '2025-03-01' (no locale: the month names are the app's own)."""
+    try:
+        return f"{_MONTHS[int(iso[5:7]) - 1]} {iso[8:10]}"
+    except (ValueError, IndexError):
+        return iso[:6]
+
+
+def _segments(counts: list[int], scale: float) -> list[int]:
+    """Cells for each stacked segment: the boundaries rounded, so the segments add up to
+    the whole bar and a non-empty one never vanishes."""
+    out, cum, drawn = [], 0, 0
+    for n in counts:
+        cum += n
+        end = max(drawn + (1 if n else 0), round(cum * scale))
+        out.append(end - drawn)
+        drawn = end
+    return out
+
+
+def ideas_chart(series: list[dict], total: int, width: int = 30, max_rows: int = 12) -> Text:
+    """Ideas over time (``tutor.records.timeline.ideas_over_time``): one row per date
+    worked, a stacked bar of the ideas met by then -- mastered █, shaky ▓, learning ░ --
+    and the counts. One cell per idea while at most ``width`` are met (scaled beyond);
+    the last ``max_rows`` dates. At most about 48 columns: readable at 80x24."""
+    if not series:
+        return Text("Nothing recorded yet: the ideas you meet will show here, date by date.",
+                    style="dim")
+    rows = series[-max_rows:]
+    peak = max(r.get("met") or 0 for r in rows)
+    scale = 1.0 if peak <= width else width / peak
+    label = f"ideas met (of {total})" if total else "ideas met"
+    bar_w = max(len(label), round(peak * scale))
+    out = Text()
+    head = f"{'date':<6} {label:<{bar_w}}  met  ⭐  ❗"
+    out.append(head.rstrip() + "\n", style="dim")
+    if len(series) > len(rows):
+        out.append(f"… {len(series) - len(rows)} earlier date"
+                   f"{'s' if len(series) - len(rows) != 1 else ''}\n", style="dim")
+    for r in rows:
+        out.append(f"{_short_date(str(r.get('date') or '')):<6} ")
+        cells = _segments([r.get(lvl) or 0 for lvl, _, _ in _IDEA_CELLS], scale)
+        for (_, glyph, style), n in zip(_IDEA_CELLS, cells):
+            out.append(glyph * n, style=style)
+        out.append(" " * max(0, bar_w - sum(cells)))
+        out.append(f"  {r.get('met') or 0:>3} {r.get('mastered') or 0:>3} "
+                   f"{r.get('shaky') or 0:>3}\n")
+    for i, (lvl, glyph, style) in enumerate(_IDEA_CELLS):
+        out.append("       " if i == 0 else "  ")
+        out.append(glyph, style=style)
+        out.append(f" {lvl}", style="dim")
+    out.append("\n       🔁 due for review is not tracked over time", style="dim")
+    return out
+
+
 _LEVEL_STYLE = {"due": "bold cyan", "shaky": "bold yellow", "mastered": "bold green",
                 "learning": ""}
 

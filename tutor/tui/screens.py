@@ -9,7 +9,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
-from tutor.tui.render import day_chart, mastery_text, progress_table
+from tutor.tui.render import day_chart, ideas_chart, mastery_text, progress_table
 
 
 class InsightScreen(ModalScreen[str | None]):
@@ -56,9 +56,9 @@ class InsightScreen(ModalScreen[str | None]):
 
 
 class ProgressScreen(Screen):
-    """The tracker's table, the ideas met (mastery picture) and a chart of active time
-    and check runs per day. Built once and shown again with fresh numbers (a new screen
-    costs a compose and a full style pass)."""
+    """The tracker's table, the ideas met (mastery picture), a chart of active time and
+    check runs per day and one of the ideas met, date by date. Built once and shown again
+    with fresh numbers (a new screen costs a compose and a full style pass)."""
 
     BINDINGS = [Binding("escape,t", "close", "Back", key_display="esc")]
     AUTO_FOCUS = "#progress"
@@ -80,6 +80,8 @@ class ProgressScreen(Screen):
             yield Static(Text("Active time and check runs per day", style="bold"),
                          id="chart-title")
             yield Static(day_chart(rows), id="chart")
+            yield Static(Text("Ideas over time", style="bold"), id="ideas-time-title")
+            yield Static(self._ideas_chart(), id="ideas-time")
             yield Static(Text("The tracker: progress/tiny-llm-tracker.md", style="dim"),
                          id="tracker-path")
         yield KeyBar(id="progress-keys")
@@ -92,6 +94,13 @@ class ProgressScreen(Screen):
         self.query_one("#progress-table", Static).update(progress_table(weeks))
         self.query_one("#ideas", Static).update(mastery_text(self.picture))
         self.query_one("#chart", Static).update(day_chart(rows))
+        self.query_one("#ideas-time", Static).update(self._ideas_chart())
+
+    def _ideas_chart(self) -> Text:
+        """The ideas met date by date, out of the course's vocabulary (the app's course)."""
+        course = getattr(getattr(self.app, "session", None), "course", None)
+        total = len(getattr(getattr(course, "ideas", None), "ideas", None) or ())
+        return ideas_chart(self.picture.get("ideas_over_time") or [], total)
 
     def action_close(self) -> None:
         self.app.pop_screen()
