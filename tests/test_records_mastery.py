@@ -152,6 +152,7 @@ def test_rules_are_documented_in_both_places():
 # --------------------------------------------------------------------------- ideas
 
 from tutor.records.mastery import IdeaLevel, assess_ideas, frequent_mistakes, hint_heavy  # noqa: E402
+from tutor.records.picture import idea_evidence  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +180,17 @@ def test_an_idea_is_mastered_only_with_a_passed_check_and_right_concept_answers(
     assert got["level"] == IdeaLevel.MASTERED.value and got["label"] == "⭐ Mastered"
     assert got["passing_days"] == ["1.1"] and sorted(got["right"]) == ["1.1/score-shape",
                                                                       "1.1/softmax-axis"]
-    # a started day of the idea that does not pass takes mastery away again
+    # starting another day of the idea (failing so far, its questions not answered yet)
+    # does not take mastery away; once that day passes, its questions are owed too
     state = {"days": {"1.1": day(concepts=right), "2.4": day(last_result="fail")}}
-    assert idea(course, state, "softmax-axis")["level"] == "learning"
+    assert idea(course, state, "softmax-axis")["level"] == "mastered"
+    state = {"days": {"1.1": day(concepts=right), "2.4": day()}}
+    later = idea(course, state, "softmax-axis")
+    assert later["level"] == "learning" and later["passing_days"] == ["1.1", "2.4"]
+    assert "concept questions to answer: 2.4/" in idea_evidence(later)
+    # a wrong latest answer anywhere is Shaky, not Mastered
+    wrong = answers(**{"softmax-axis": (True, False), "score-shape": (True, True)})
+    assert idea(course, {"days": {"1.1": day(concepts=wrong)}}, "softmax-axis")["level"] == "shaky"
 
 
 def test_an_idea_without_a_concept_question_is_never_mastered(course):

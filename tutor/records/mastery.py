@@ -56,10 +56,13 @@ diagnosed (on any day). Each met idea gets one level, the first that holds:
   A diagnosis or wrong answer stops counting once spaced review has retired its item
   (``idea:<id>`` or ``q:<day>/<question>`` left the schedule, tutor.records.review); it
   stays listed as reviewed. A hint-heavy pass is never retired.
-- ⭐ Mastered       -- every started day of the idea passes its checks (latest run), at least
-  one does, and every concept question tagged with it on those days is answered with the
-  latest answer right, at least one. A passed check alone, or right answers alone, are
-  never mastery: an idea with no tagged question on the days met stays Learning.
+- ⭐ Mastered       -- at least one day of the idea passes its checks (latest run), every
+  concept question tagged with it on the passing days is answered with the latest answer
+  right, at least one question of it is, and no answered one has its latest answer wrong
+  (unless spaced review retired it). A passed check alone, or right answers alone, are
+  never mastery: an idea with no tagged question answered stays Learning. Starting another
+  day of the idea does not take mastery away until that day passes too (a mistake
+  diagnosed there makes it Shaky, above).
 - 📖 Learning       -- met, none of the above yet.
 
 The learner's most frequent mistakes are the diagnosed pitfalls summed over the days,
@@ -384,10 +387,11 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             continue
         passing = [d for d in started if (days.get(d) or {}).get("last_result") == "pass"]
         heavy = [d for d in started if hint_heavy(days.get(d))]
-        asked, right, wrong = [], [], []
+        asked, right, wrong, later, latest_wrong = [], [], [], [], []
         for key in idea.questions:
             d, _, qid = key.partition("/")
             if d not in started:
+                later.append(key)
                 continue
             asked.append(key)
             c = ((days.get(d) or {}).get("concepts") or {}).get(qid)
@@ -395,6 +399,8 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
                 continue
             if c.get("last_correct"):
                 right.append(key)
+            else:
+                latest_wrong.append(key)
             if not c.get("first_correct") or not c.get("last_correct"):
                 wrong.append(key)
         due = idea.id in due_ideas or bool(due_questions.intersection(idea.questions))
@@ -405,15 +411,16 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             level = IdeaLevel.DUE
         elif open_mistakes or open_wrong or heavy:
             level = IdeaLevel.SHAKY
-        elif (started and len(passing) == len(started) and asked
-              and len(right) == len(asked)):
+        elif (passing and right and not [k for k in latest_wrong if f"q:{k}" not in retired]
+              and all(k in right for k in asked if k.partition("/")[0] in passing)):
             level = IdeaLevel.MASTERED
         else:
             level = IdeaLevel.LEARNING
         out.append({
             "id": idea.id, "name": idea.name, "level": level.value,
             "label": str(level), "days": own_days, "started_days": started,
-            "passing_days": passing, "questions": asked, "right": right,
+            "passing_days": passing, "questions": asked, "later_questions": later,
+            "right": right,
             "wrong_answers": wrong, "mistakes": mistakes, "hint_heavy_days": heavy,
             "due": due, "reviewed": sorted(
                 ([f"idea:{idea.id}"] if mistakes and f"idea:{idea.id}" in retired else [])
@@ -445,7 +452,8 @@ def idea_rules_text() -> str:
         "                     questions was answered wrong, or one of its days passed",
         f"                     hint-heavy (last rung, or more than {COMPETENT_MAX_HINTS} hints);",
         "                     a mistake spaced review has retired no longer counts.",
-        f"  {L[IdeaLevel.MASTERED]:<18} every started day of it passes its checks AND every",
-        "                     concept question tagged with it is answered right (at least one).",
+        f"  {L[IdeaLevel.MASTERED]:<18} a day of it passes its checks AND its concept questions",
+        "                     on the passing days are answered right (at least one, none",
+        "                     wrong); starting another of its days does not take it away.",
         f"  {L[IdeaLevel.LEARNING]:<18} met, none of the above yet.",
     ])

@@ -87,14 +87,23 @@ def idea_evidence(idea: dict) -> str:
                          f"{len(idea['right'])} concept answer{'s' if len(idea['right']) != 1 else ''} right")
         return "; ".join(parts)
     todo = []
-    failing = [d for d in idea.get("started_days") or [] if d not in (idea.get("passing_days") or [])]
-    if failing:
-        todo.append("checks not passing on " + ", ".join(failing))
-    unanswered = [q for q in idea.get("questions") or [] if q not in (idea.get("right") or [])]
-    if unanswered:
-        todo.append("concept questions to answer: " + ", ".join(unanswered))
-    elif not idea.get("questions"):
-        todo.append("no concept question on it yet")
+    if not idea.get("passing_days"):
+        todo.append("checks not passing yet on " + ", ".join(idea.get("started_days") or []))
+    passing = idea.get("passing_days") or []
+    owed = [q for q in idea.get("questions") or []
+            if q.partition("/")[0] in passing and q not in (idea.get("right") or [])]
+    if owed:
+        todo.append("concept questions to answer: " + ", ".join(owed))
+    elif not idea.get("right"):
+        open_now = [q for q in idea.get("questions") or []]
+        if open_now:
+            todo.append("concept questions to answer: " + ", ".join(open_now))
+        elif idea.get("later_questions"):
+            days = sorted({q.partition("/")[0] for q in idea["later_questions"]},
+                          key=lambda d: tuple(int(x) for x in d.split(".") if x.isdigit()))
+            todo.append("its concept questions come on day " + ", ".join(days))
+        else:
+            todo.append("no concept question on it")
     return "; ".join(todo)
 
 

@@ -152,9 +152,9 @@ def _picture_lines(st: dict, course: Any, now: datetime | None = None) -> list[s
              for lvl in ("mastered", "shaky", "due", "learning")}
         out += [(f"{len(ideas)} ideas met: ⭐ {n['mastered']} mastered · ❗ {n['shaky']} shaky · "
                  f"🔁 {n['due']} due for review · 📖 {n['learning']} learning. Mastered needs "
-                 "every started day of the idea passing its checks and every concept question "
-                 "on it answered right; a diagnosed mistake, a wrong answer or a hint-heavy "
-                 "pass makes it shaky."), "",
+                 "a day of the idea passing its checks and the concept questions on it of the "
+                 "passing days answered right; a diagnosed mistake, a wrong answer or a "
+                 "hint-heavy pass makes it shaky."), "",
                 "| Level | Idea | Days met | Why |", "|---|---|---|---|"]
         for i in ideas:
             out.append(f"| {i['label']} | {md_cell(i['name'], 120)} (`{i['id']}`) | "
