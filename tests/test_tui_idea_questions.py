@@ -73,19 +73,14 @@ async def test_the_question_is_shown_on_its_day_and_graded(tmp_path, day, qid, w
             shown = _plain(card.query_one(".prompt", Static).content)
             assert shown == question_prompt(q) and q.prompt.strip() in shown
             box = app.query_one(f"#answer-{qid}", Input)
-            box.focus()
-            await pilot.pause()
-            await pilot.press(*wrong, "enter")
-            await pilot.pause()
-            feedback = _plain(card.query_one(".feedback", Static).content)
-            assert feedback.startswith("✗ Not quite"), feedback
-            box.value = ""
-            box.focus()
-            await pilot.pause()
-            await pilot.press(*right, "enter")
-            await pilot.pause()
-            feedback = _plain(card.query_one(".feedback", Static).content)
-            assert feedback.startswith("✓ Right."), feedback
+            for keys, verdict in ((wrong, "✗ Not quite"), (right, "✓ Right.")):
+                box.value = ""
+                box.focus()
+                await pilot.pause()
+                await pilot.press(*keys, "enter")
+                await pilot.pause()
+                feedback = _plain(card.query_one(".feedback", Static).content)
+                assert feedback.startswith(verdict), feedback
             await pilot.press("q")
         got = session.day_record(day)["concepts"][qid]
         assert got["tries"] == 2 and got["first_correct"] is False and got["last_correct"] is True

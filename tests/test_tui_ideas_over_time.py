@@ -76,16 +76,21 @@ def test_progress_screen_ideas_over_time_at_80x24(snap_compare, tmp_path):
         app.session.close()
 
 
-async def test_the_chart_on_screen_reads_date_by_date(tmp_path):
-    ws = make_workspace(tmp_path)
-    seed_dates(ws)
+async def chart_text(ws) -> str:
+    """The progress screen's text at 80x24, scrolled to the chart."""
     app = app_for(ws)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             await show_the_chart(pilot)
-            text = screen_text(app)
+            return screen_text(app)
     finally:
         app.session.close()
+
+
+async def test_the_chart_on_screen_reads_date_by_date(tmp_path):
+    ws = make_workspace(tmp_path)
+    seed_dates(ws)
+    text = await chart_text(ws)
     assert "Ideas over time" in text
     rows = [line[:50].split() for line in text.splitlines() if line[:5] == " Mar "]
     assert [r[:2] + r[-3:] for r in rows] == [
@@ -99,12 +104,5 @@ async def test_the_chart_on_screen_reads_date_by_date(tmp_path):
 
 
 async def test_no_history_says_so(tmp_path):
-    ws = make_workspace(tmp_path)
-    app = app_for(ws)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await show_the_chart(pilot)
-            text = screen_text(app)
-    finally:
-        app.session.close()
+    text = await chart_text(make_workspace(tmp_path))
     assert "Nothing recorded yet: the ideas you meet will show here" in text
