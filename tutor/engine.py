@@ -158,8 +158,9 @@ class TutorSession:
             return assess(self.store.day_record(day), self.course.lesson(day))
 
     def misconceptions(self) -> list:
-        """Every idea behind a mistake a check diagnosed, with the day it was made on
-        (:class:`tutor.coach.recall.Misconception`), in course order."""
+        """Every idea behind a mistake a check diagnosed or a concept question first
+        answered wrong, with its day (:class:`tutor.coach.recall.Misconception`), in
+        course order."""
         from tutor.coach import recall
 
         with self.lock:

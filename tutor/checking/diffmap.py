@@ -68,10 +68,7 @@ def build(g, w, rtol: float, atol: float, axes=None, plane=None) -> dict | None:
         return None
     full_shape = [int(n) for n in g.shape]
     if plane is not None:
-        try:
-            i, j = (int(a) % g.ndim for a in plane)
-        except (TypeError, ValueError):
-            i, j = g.ndim - 2, g.ndim - 1
+        i, j = (int(a) % g.ndim for a in plane)
         if i != j and (i, j) != (g.ndim - 2, g.ndim - 1):
             g, w = (np.moveaxis(x, (i, j), (-2, -1)) for x in (g, w))
             if axes and len(axes) == g.ndim:

@@ -228,7 +228,7 @@ class OfflineCoach:
         any earlier mistake this day tests again that was not raised yet today
         (misconception memory, :mod:`tutor.coach.recall`)."""
         r = self._reply(ctx, message)
-        lead = recall.pending(getattr(ctx, "recalls", None) or [],
+        lead = recall.pending(ctx.recalls,
                               asked_ids(ctx.day_record, ctx.history))
         if lead and r.kind != "refusal":
             r.text = "\n\n".join([recall.recall_text(ctx.lesson, m) for m in lead] + [r.text])

@@ -37,11 +37,6 @@ class Misconception:
     question: str = ""  # the concept question's id, for a wrong answer
 
     @property
-    def source(self) -> str:
-        """What went wrong, as an id: the pitfall, or the concept question."""
-        return self.pitfall or f"concept question {self.question}"
-
-    @property
     def asked_id(self) -> str:
         """The coach's record of having raised it on a day (``record_coach_asked``)."""
         return f"idea:{self.idea.id}"
