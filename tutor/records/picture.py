@@ -22,7 +22,8 @@ def review_queue(course, state: dict | None, now: datetime | None = None) -> lis
         return []
     from tutor.records import review
 
-    scheduled = copy.deepcopy(state)
+    # sync writes only the schedule: copy that, and read the days where they are
+    scheduled = {**state, "review": copy.deepcopy(state.get("review"))}
     review.sync(scheduled, course, now)
     return [it.to_json() for it in review.due_items(scheduled, course, now, limit=None)]
 
