@@ -9,7 +9,7 @@ import copy
 from datetime import datetime
 
 from tutor.records.mastery import assess_ideas, frequent_mistakes
-from tutor.records.timeline import ideas_over_time
+from tutor.records.timeline import ideas_over_time, retired_at
 
 __all__ = ["mastery_picture", "review_queue", "retired", "queue_text", "by_level", "idea_evidence", "mistake_text"]
 
@@ -44,12 +44,9 @@ def mastery_picture(course, state: dict | None, now: datetime | None = None, *,
 
 
 def retired(state: dict | None) -> set[str]:
-    """Review items that left the schedule and have not come back (``idea:<id>``,
-    ``q:<day>/<question id>``)."""
-    rv = (state or {}).get("review")
-    if not isinstance(rv, dict):
-        return set()
-    return set(rv.get("done") or {}) - set(rv.get("items") or {})
+    """Review items that left the schedule and have not come back
+    (:func:`tutor.records.timeline.retired_at` without the times)."""
+    return set(retired_at(state))
 
 
 def queue_text(item: dict) -> str:

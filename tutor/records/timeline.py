@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from tutor.records._util import UTC, parse_iso
 from tutor.records.mastery import IdeaLevel, assess_ideas
 
-__all__ = ["ideas_over_time", "records_as_of", "work_dates"]
+__all__ = ["ideas_over_time", "records_as_of", "retired_at", "work_dates"]
 
 LEVELS = (IdeaLevel.MASTERED.value, IdeaLevel.SHAKY.value, IdeaLevel.LEARNING.value)
 
@@ -70,9 +70,10 @@ def _day_times(rec: dict) -> Iterable[datetime]:
                     yield t
 
 
-def _review_done(state: dict) -> dict[str, datetime]:
-    """Review items that left the schedule and have not come back, with when they left."""
-    rv = state.get("review")
+def retired_at(state: dict | None) -> dict[str, datetime]:
+    """Review items that left the schedule and have not come back (``idea:<id>``,
+    ``q:<day>/<question id>``), with when they left."""
+    rv = (state or {}).get("review")
     if not isinstance(rv, dict) or not isinstance(rv.get("done"), dict):
         return {}
     items = rv.get("items") if isinstance(rv.get("items"), dict) else {}
@@ -91,7 +92,7 @@ def work_dates(state: dict | None) -> list[date]:
     for rec in (state.get("days") or {}).values():
         if isinstance(rec, dict):
             dates.update(t.date() for t in _day_times(rec))
-    dates.update(t.date() for t in _review_done(state).values())
+    dates.update(t.date() for t in retired_at(state).values())
     return sorted(dates)
 
 
@@ -194,7 +195,7 @@ def _parsed(state: dict | None) -> tuple[dict[str, _Day], dict[str, datetime]]:
     state = state if isinstance(state, dict) else {}
     days = {str(d): _Day(rec) for d, rec in (state.get("days") or {}).items()
             if isinstance(rec, dict)}
-    return days, _review_done(state)
+    return days, retired_at(state)
 
 
 def records_as_of(state: dict | None, end: datetime) -> tuple[dict, set[str]]:
