@@ -89,7 +89,6 @@ __all__ = [
     "hint_heavy",
     "assess_ideas",
     "frequent_mistakes",
-    "idea_rules_text",
 ]
 
 COMPETENT_MAX_HINTS = 3
@@ -441,19 +440,3 @@ def frequent_mistakes(course: Any, state: dict | None, limit: int = 5) -> list[d
     rows.sort(key=lambda r: (-r["count"], r["pitfall"]))
     return rows[:limit] if limit > 0 else rows
 
-
-def idea_rules_text() -> str:
-    """The idea levels as plain text, beside :func:`rules_text`."""
-    L = {lvl: str(lvl) for lvl in IdeaLevel}
-    return "\n".join([
-        "Ideas (curriculum/ideas.yaml), first level that holds",
-        f"  {L[IdeaLevel.DUE]:<18} spaced review holds it and it is due now.",
-        f"  {L[IdeaLevel.SHAKY]:<18} a check diagnosed one of its pitfalls, one of its concept",
-        "                     questions was answered wrong, or one of its days passed",
-        f"                     hint-heavy (last rung, or more than {COMPETENT_MAX_HINTS} hints);",
-        "                     a mistake spaced review has retired no longer counts.",
-        f"  {L[IdeaLevel.MASTERED]:<18} a day of it passes its checks AND its concept questions",
-        "                     on the passing days are answered right (at least one, none",
-        "                     wrong); starting another of its days does not take it away.",
-        f"  {L[IdeaLevel.LEARNING]:<18} met, none of the above yet.",
-    ])

@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from tutor.records._util import UTC, parse_iso
 from tutor.records.mastery import IdeaLevel, assess_ideas
 
-__all__ = ["ideas_over_time", "records_as_of", "retired_at", "work_dates"]
+__all__ = ["ideas_over_time", "retired_at", "work_dates"]
 
 LEVELS = (IdeaLevel.MASTERED.value, IdeaLevel.SHAKY.value, IdeaLevel.LEARNING.value)
 
@@ -186,6 +186,8 @@ class _Day:
 
 def _records_as_of(days: dict[str, _Day], done: dict[str, datetime],
                    end: datetime) -> tuple[dict, set[str]]:
+    """The records as they stood just before ``end`` -- the day fields the idea rules read
+    -- and the review items retired by then (see the module docstring for what is kept)."""
     return ({"days": {d: day.as_of(end) for d, day in days.items()
                       if day.earliest is not None and day.earliest < end}},
             {item for item, t in done.items() if t < end})
@@ -196,12 +198,6 @@ def _parsed(state: dict | None) -> tuple[dict[str, _Day], dict[str, datetime]]:
     days = {str(d): _Day(rec) for d, rec in (state.get("days") or {}).items()
             if isinstance(rec, dict)}
     return days, retired_at(state)
-
-
-def records_as_of(state: dict | None, end: datetime) -> tuple[dict, set[str]]:
-    """The records as they stood just before ``end`` -- the day fields the idea rules read
-    -- and the review items retired by then (see the module docstring for what is kept)."""
-    return _records_as_of(*_parsed(state), end)
 
 
 def ideas_over_time(course: Any, state: dict | None) -> list[dict]:
