@@ -439,4 +439,3 @@ def frequent_mistakes(course: Any, state: dict | None, limit: int = 5) -> list[d
                      "days": [d for d, _ in where], "ideas": ideas})
     rows.sort(key=lambda r: (-r["count"], r["pitfall"]))
     return rows[:limit] if limit > 0 else rows
-
