@@ -538,38 +538,27 @@ def cmd_serve(args) -> int:
     """The learner's engine behind an OpenAI-compatible API on 127.0.0.1."""
     from rich.markup import escape
 
-    from tutor.serve import DEFAULT_MODEL, Engine, Server, ServeError, _bind, resolve_model
+    from tutor.serve import DEFAULT_MODEL, ServeError, open_server
 
     _, impl, kernels = _code_under_test(args)
     out = _console()
-    err = _console(stderr=True)
     try:
-        folder, name = resolve_model(args.model)
-        _bind(args.port).close()  # a busy port fails before the model loads
-        out.print(f"Starting your engine ({escape(str(impl))}) on {escape(name)} ...")
-        engine = Engine(impl, folder, name, kernels, max_batch=args.max_batch)
-        engine.start()
+        server = open_server(impl, args.model, kernels, args.port, max_batch=args.max_batch,
+                             starting=lambda name: out.print(
+                                 f"Starting your engine ({escape(str(impl))}) on "
+                                 f"{escape(name)} ..."))
     except ServeError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        _console(stderr=True).print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         return EXIT_FAIL
-    try:
-        server = Server(engine, args.port)
-    except ServeError as exc:
-        engine.close()
-        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
-        return EXIT_FAIL
-    url = f"http://127.0.0.1:{server.port}/v1"
+    name = server.engine.name
+    url = server.base_url
     toml = escape(f'[llm] backend = "openai", base_url = "{url}"')
     out.print(f"Serving {escape(name)} at [bold]{url}[/bold] (up to {args.max_batch} requests "
               f"batched; Ctrl-C stops).\nYour engine can tutor you: in tiny-llm-tutor.toml "
               f"set [dim]{toml}[/dim].")
     if args.model is None:
         out.print(f"[dim](the default model, {escape(DEFAULT_MODEL)}; --model picks another)[/dim]")
-    try:
-        server.server.run(sockets=[server.sock])
-    finally:
-        engine.close()
-        server.sock.close()
+    server.serve_forever()
     return EXIT_OK
 
 

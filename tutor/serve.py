@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from tutor import hfcache, paths
 from tutor.checking.isolated import describe_exit, popen_isolated
@@ -360,8 +361,9 @@ def make_app(engine: Engine):
 
 
 class Server:
-    """The engine and its HTTP server, the server in a thread of this process (tests and
-    ``bench serve``); :func:`serve_forever` runs it in the foreground for the CLI."""
+    """The engine and its HTTP server: :meth:`start` runs the server in a thread of this
+    process (tests and ``bench serve``), :meth:`serve_forever` in the foreground (the
+    CLI)."""
 
     def __init__(self, engine: Engine, port: int = 0):
         import uvicorn
@@ -394,6 +396,14 @@ class Server:
         self.engine.close()
         self.sock.close()
 
+    def serve_forever(self) -> None:
+        """Serve in the foreground until Ctrl-C; the engine goes with the server."""
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.engine.close()
+            self.sock.close()
+
 
 def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -408,17 +418,27 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
-def start_server(impl: Path, model: str | None = None, kernels: Path | None = None,
-                 port: int = 0, **engine_kw) -> Server:
+def open_server(impl: Path, model: str | None = None, kernels: Path | None = None,
+                port: int = 0, starting: Callable[[str], None] | None = None,
+                **engine_kw) -> Server:
     """Resolve the model, start the engine (raising :class:`ServeError` when it cannot),
-    then the HTTP server on 127.0.0.1:``port`` (0: any free port)."""
+    then bind the HTTP server to 127.0.0.1:``port`` (0: any free port), not yet serving.
+    ``starting(name)`` is called once the model is found, before the engine loads it."""
     folder, name = resolve_model(model)
     sock_check = _bind(port)  # a busy port fails before the model loads
     sock_check.close()
+    if starting is not None:
+        starting(name)
     engine = Engine(impl, folder, name, kernels, **engine_kw)
     engine.start()
     try:
-        return Server(engine, port).start()
+        return Server(engine, port)
     except BaseException:
         engine.close()
         raise
+
+
+def start_server(impl: Path, model: str | None = None, kernels: Path | None = None,
+                 port: int = 0, **engine_kw) -> Server:
+    """:func:`open_server`, serving in a thread of this process."""
+    return open_server(impl, model, kernels, port, **engine_kw).start()
