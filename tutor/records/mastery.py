@@ -337,21 +337,14 @@ def _pitfall_counts(days: dict) -> dict[str, list[tuple[str, int]]]:
 
 
 def _queued(entry: Any) -> tuple[str | None, str | None]:
-    """(idea id, "<day>/<question id>") a review-queue entry is about, either may be None.
-    Entries are dicts; an ``id`` such as ``idea:<id>`` or ``q:<day>/<qid>`` is read too."""
+    """(idea id, "<day>/<question id>") a review-queue entry
+    (:meth:`tutor.records.review.ReviewItem.to_json`) is about, either may be None: an idea
+    item names its ``idea``, a question item has the id ``q:<day>/<question id>``."""
     if not isinstance(entry, dict):
         return None, None
     idea = entry.get("idea")
-    question = None
-    if entry.get("day") and entry.get("qid"):
-        question = f"{entry['day']}/{entry['qid']}"
-    ident = str(entry.get("id") or "")
-    kind, _, rest = ident.partition(":")
-    if not idea and kind == "idea" and rest:
-        idea = rest
-    if question is None and kind in ("q", "question", "concept") and "/" in rest:
-        question = rest
-    return (str(idea) if idea else None), question
+    kind, _, rest = str(entry.get("id") or "").partition(":")
+    return (str(idea) if idea else None), (rest if kind == "q" and "/" in rest else None)
 
 
 def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
