@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime
 
+from tutor.records._util import day_sort_key
 from tutor.records.mastery import assess_ideas, frequent_mistakes
 from tutor.records.timeline import ideas_over_time, retired_at
 
@@ -93,12 +94,12 @@ def idea_evidence(idea: dict) -> str:
     if owed:
         todo.append("concept questions to answer: " + ", ".join(owed))
     elif not idea.get("right"):
-        open_now = [q for q in idea.get("questions") or []]
+        open_now = idea.get("questions") or []
         if open_now:
             todo.append("concept questions to answer: " + ", ".join(open_now))
         elif idea.get("later_questions"):
             days = sorted({q.partition("/")[0] for q in idea["later_questions"]},
-                          key=lambda d: tuple(int(x) for x in d.split(".") if x.isdigit()))
+                          key=day_sort_key)
             todo.append("its concept questions come on day " + ", ".join(days))
         else:
             todo.append("no concept question on it")
