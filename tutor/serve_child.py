@@ -43,9 +43,18 @@ from pathlib import Path
 
 from tutor.bench_child import NotReady, _one_line, _symbol, describe_failure
 
-# Which day writes each piece the engine calls (for "not ready" when a symbol is missing).
+# Which day writes each piece the engine calls (for "not ready" when a symbol is missing),
+# in the order the engine takes them.
 PIECES = [("qwen2_week3", "Qwen2ModelWeek3", "3.1"), ("kv_cache", "BatchingKvCache", "2.6"),
           ("sampler", "make_sampler", "1.7")]
+
+
+def _piece(impl, module: str, name: str, day: str):
+    try:
+        return _symbol(impl, module, name)
+    except NotReady:
+        raise NotReady(f"{module}.{name} was not found in your package "
+                       f"(lesson day {day})") from None
 
 
 class Channel:
@@ -89,15 +98,13 @@ class Seq:
 
 
 class Engine:
-    def __init__(self, impl, mlx_model, tokenizer, chan: Channel, *, page_size: int,
-                 max_batch: int, prefill_step: int, max_seq_len: int):
+    def __init__(self, impl, impl_dir: Path, mlx_model, tokenizer, chan: Channel, *,
+                 page_size: int, max_batch: int, prefill_step: int, max_seq_len: int):
         import mlx.core as mx
 
         self.mx = mx
-        self.impl = impl
-        self.Model = _symbol(impl, "qwen2_week3", "Qwen2ModelWeek3")
-        self.Batching = _symbol(impl, "kv_cache", "BatchingKvCache")
-        self.make_sampler = _symbol(impl, "sampler", "make_sampler")
+        self.impl_dir = impl_dir  # where the learner's frames are, for an error's one line
+        self.Model, self.Batching, self.make_sampler = (_piece(impl, *p) for p in PIECES)
         self.model = self.Model(mlx_model, page_size=page_size)
         self.tokenizer = tokenizer
         self.eos = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
@@ -378,18 +385,11 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise NotReady(describe_import_error(exc, impl_dir, harness)["message"]) from None
-        for module, name, day in PIECES:
-            try:
-                _symbol(impl, module, name)
-            except NotReady:
-                raise NotReady(f"{module}.{name} was not found in your package "
-                               f"(lesson day {day})") from None
         max_len = min(args.max_seq_len, int(getattr(mlx_model.args, "max_position_embeddings",
                                                     args.max_seq_len)))
-        engine = Engine(impl, mlx_model, tokenizer, chan, page_size=args.page_size,
+        engine = Engine(impl, impl_dir, mlx_model, tokenizer, chan, page_size=args.page_size,
                         max_batch=args.max_batch, prefill_step=args.prefill_step,
                         max_seq_len=max_len)
-        engine.impl_dir = impl_dir
         engine.smoke()
     except BaseException as exc:  # noqa: BLE001 - the learner's code
         if isinstance(exc, KeyboardInterrupt):
