@@ -196,6 +196,15 @@ def _end_of_day(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=UTC)
 
 
+def _question(course, day: str, qid: str):
+    """The concept question ``qid`` of ``day``; None when the course no longer has it."""
+    try:
+        lesson = course.lesson(day)
+    except Exception:  # noqa: BLE001 - a day the course lost: nothing to ask
+        return None
+    return next((q for q in lesson.concept_questions if q.id == qid), None)
+
+
 def _resolve(course, item_id: str, entry: dict) -> ReviewItem | None:
     """The item as asked: its question (or idea prompt); None when the course no longer
     has it."""
@@ -203,11 +212,7 @@ def _resolve(course, item_id: str, entry: dict) -> ReviewItem | None:
     reviews = int(entry.get("reviews") or 0)
     if item_id.startswith("q:"):
         day, _, qid = item_id[2:].partition("/")
-        try:
-            lesson = course.lesson(day)
-        except Exception:  # noqa: BLE001 - a day the course lost: nothing to ask
-            return None
-        q = next((q for q in lesson.concept_questions if q.id == qid), None)
+        q = _question(course, day, qid)
         if q is None:
             return None
         return ReviewItem(item_id, "question", day, entry["day"], due, question=q,
@@ -220,11 +225,7 @@ def _resolve(course, item_id: str, entry: dict) -> ReviewItem | None:
         gradable = []
         for ref in idea.questions:
             day, _, qid = ref.partition("/")
-            try:
-                lesson = course.lesson(day)
-            except Exception:  # noqa: BLE001
-                continue
-            q = next((q for q in lesson.concept_questions if q.id == qid), None)
+            q = _question(course, day, qid)
             if q is not None and q.kind in REVIEW_KINDS:
                 gradable.append((day, q))
         if gradable:  # a different question of the idea each time it comes back
