@@ -12,7 +12,7 @@ from tutor.records._util import day_sort_key
 from tutor.records.mastery import assess_ideas, frequent_mistakes
 from tutor.records.timeline import ideas_over_time, retired_at
 
-__all__ = ["mastery_picture", "review_queue", "retired", "queue_text", "by_level", "idea_evidence", "mistake_text"]
+__all__ = ["mastery_picture", "review_queue", "retired", "queue_text", "by_level", "level_counts", "idea_evidence", "mistake_text"]
 
 
 def review_queue(course, state: dict | None, now: datetime | None = None) -> list[dict]:
@@ -63,6 +63,11 @@ LEVEL_ORDER = ("due", "shaky", "mastered", "learning")
 def by_level(ideas: list[dict]) -> list[dict]:
     """The ideas with what needs attention first: due, shaky, mastered, learning."""
     return sorted(ideas, key=lambda i: LEVEL_ORDER.index(i["level"]))
+
+
+def level_counts(ideas: list[dict]) -> dict[str, int]:
+    """How many of ``ideas`` stand at each level (every level; 0 where none is)."""
+    return {lvl: sum(1 for i in ideas if i["level"] == lvl) for lvl in LEVEL_ORDER}
 
 
 def idea_evidence(idea: dict) -> str:

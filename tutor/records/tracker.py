@@ -17,8 +17,8 @@ from typing import Any
 from tutor.records._util import day_sort_key, fmt_duration, fmt_time, md_cell, md_safe, parse_iso
 from tutor.records.atomic import atomic_write_text
 from tutor.records.mastery import Status, assess, hint_heavy
-from tutor.records.picture import (by_level, idea_evidence, mastery_picture, mistake_text,
-                                   queue_text)
+from tutor.records.picture import (by_level, idea_evidence, level_counts, mastery_picture,
+                                   mistake_text, queue_text)
 
 __all__ = ["render_tracker", "write_tracker", "tracker_path", "knowledge_gaps", "recent_activity"]
 
@@ -148,8 +148,7 @@ def _picture_lines(st: dict, course: Any, now: datetime | None = None) -> list[s
     ideas = by_level(picture["ideas"])
     out = ["", "## Ideas", ""]
     if ideas:
-        n = {lvl: sum(1 for i in ideas if i["level"] == lvl)
-             for lvl in ("mastered", "shaky", "due", "learning")}
+        n = level_counts(ideas)
         out += [(f"{len(ideas)} ideas met: ⭐ {n['mastered']} mastered · ❗ {n['shaky']} shaky · "
                  f"🔁 {n['due']} due for review · 📖 {n['learning']} learning. Mastered needs "
                  "a day of the idea passing its checks and the concept questions on it of the "

@@ -18,6 +18,8 @@ from rich.text import Text
 from tutor.checking.diffmap_view import map_text
 from tutor.checking.results import ICONS
 from tutor.records import fmt_duration
+from tutor.records.picture import (by_level, idea_evidence, level_counts, mistake_text,
+                                   queue_text)
 
 STYLES = {"pass": "green", "fail": "red", "error": "red", "timeout": "yellow",
           "crashed": "magenta", "skipped": "dim"}
@@ -527,18 +529,14 @@ _LEVEL_STYLE = {"due": "bold cyan", "shaky": "bold yellow", "mastered": "bold gr
 def mastery_text(picture: dict):
     """The ideas met (what needs attention first, the reasons wrapping in their own
     column), the most frequent mistakes and the review queue (``mastery_picture``)."""
-    from rich.console import Group
-    from rich.table import Table
-
-    from tutor.records.picture import by_level, idea_evidence, mistake_text, queue_text
+    from rich.table import Table  # only here: the module stays cheap to import
 
     ideas = by_level(picture.get("ideas") or [])
     parts: list = []
     if not ideas:
         parts.append(Text("No idea met yet: start a day.", style="dim"))
     else:
-        n = {lvl: sum(1 for i in ideas if i["level"] == lvl)
-             for lvl in ("mastered", "shaky", "due", "learning")}
+        n = level_counts(ideas)
         parts.append(Text(f"{len(ideas)} met · ⭐ {n['mastered']} mastered · ❗ {n['shaky']} "
                           f"shaky · 🔁 {n['due']} due · 📖 {n['learning']} learning",
                           style="bold"))
