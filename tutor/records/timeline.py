@@ -100,6 +100,15 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
+def _pitfalls_of(runs: Iterable[dict]) -> dict[str, int]:
+    """pitfall -> how many of the check runs ``runs`` diagnosed it."""
+    out: dict[str, int] = {}
+    for a in runs:
+        for p in a.get("pitfalls") or ():
+            out[str(p)] = out.get(str(p), 0) + 1
+    return out
+
+
 class _Day:
     """One day record with its event times parsed once (a series replays it per date)."""
 
@@ -114,10 +123,7 @@ class _Day:
                           for q, c in (rec.get("concepts") or {}).items() if isinstance(c, dict)}
         # what the cap dropped (oldest first) happened before the oldest event kept
         self.runs_dropped = _int(rec.get("attempts_total")) > len(self.runs)
-        every_run: dict[str, int] = {}
-        for _, a in self.runs:
-            for p in a.get("pitfalls") or ():
-                every_run[str(p)] = every_run.get(str(p), 0) + 1
+        every_run = _pitfalls_of(a for _, a in self.runs)
         self.lost_pitfalls = {str(p): _int(n) - every_run.get(str(p), 0)
                               for p, n in (rec.get("pitfalls") or {}).items()
                               if _int(n) > every_run.get(str(p), 0)}
@@ -137,10 +143,7 @@ class _Day:
         else:  # every run before ``end`` dropped by the cap: the first pass tells
             fp = self.first_pass
             last_result = "pass" if self.runs_dropped and fp is not None and fp < end else None
-        pitfalls: dict[str, int] = {}
-        for a in kept:
-            for p in a.get("pitfalls") or ():
-                pitfalls[str(p)] = pitfalls.get(str(p), 0) + 1
+        pitfalls = _pitfalls_of(kept)
         if self.runs and self.runs[0][0] < end:
             for p, lost in self.lost_pitfalls.items():
                 pitfalls[p] = pitfalls.get(p, 0) + lost
