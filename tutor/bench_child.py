@@ -60,12 +60,9 @@ def _emit(fd: int, obj: dict) -> None:
 def _light_mlx_lm(checks_dir: Path):
     """The checks' harness (for mlx_lm's submodules without mlx_lm/__init__, and the
     light TokenizerWrapper the book's generate.py imports for its type hints)."""
-    from tutor.checking.child import CHECKS_PKG, load_checks_package
+    from tutor.checking.child import load_harness
 
-    load_checks_package(checks_dir)
-    import importlib
-
-    harness = importlib.import_module(f"{CHECKS_PKG}.harness")
+    harness = load_harness(checks_dir)
     harness.install_light_tokenizer_utils()
     return harness
 

@@ -356,12 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import mlx.core as mx
 
-        from tutor.checking.child import CHECKS_PKG, load_checks_package
+        from tutor.checking.child import load_harness
 
-        load_checks_package(Path(args.checks))
-        import importlib
-
-        harness = importlib.import_module(f"{CHECKS_PKG}.harness")
+        harness = load_harness(Path(args.checks))
         from mlx_lm.utils import load
 
         mlx_model, tokenizer = load(args.model)

@@ -69,6 +69,13 @@ def load_checks_package(checks_dir: Path):
     return mod
 
 
+def load_harness(checks_dir: Path):
+    """The checks' harness module (``checks/harness.py``), the checks package loaded from
+    ``checks_dir`` first."""
+    load_checks_package(checks_dir)
+    return importlib.import_module(f"{CHECKS_PKG}.harness")
+
+
 def day_module(day: str) -> str:
     week, d = day.split(".")
     return f"{CHECKS_PKG}.week{week}.day{week}_{d}"
@@ -170,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     fd = args.fd
     impl_dir = Path(args.impl).resolve()
 
-    load_checks_package(Path(args.checks))
-    harness = importlib.import_module(f"{CHECKS_PKG}.harness")
+    harness = load_harness(Path(args.checks))
     harness.install_tripwires()
     harness.install_light_tokenizer_utils()
     package = _Package(impl_dir, harness, Path(args.kernels) if args.kernels else None)
