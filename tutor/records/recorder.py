@@ -86,6 +86,7 @@ def progress_rows(course, state: dict) -> list[dict]:
             rec = days_state.get(lesson.id)
             a = assess(rec, lesson)
             pitfalls, missed = knowledge_gaps(rec)
+            heavy = hint_heavy(rec)
             rows.append({
                 "id": lesson.id, "title": lesson.title,
                 "status": a.status.value, "status_icon": a.status.icon,
@@ -94,9 +95,9 @@ def progress_rows(course, state: dict) -> list[dict]:
                 "active_seconds": (rec or {}).get("active_seconds", 0),
                 "attempts": (rec or {}).get("attempts_total", 0),
                 "hints": len((rec or {}).get("hints_seen", [])),
-                "hint_heavy": hint_heavy(rec),
+                "hint_heavy": heavy,
                 "gaps": ([p for p, _ in pitfalls] + [f"concept:{q}" for q in missed]
-                         + (["hint-heavy pass"] if hint_heavy(rec) else [])),
+                         + (["hint-heavy pass"] if heavy else [])),
             })
         weeks.append({"number": week.number, "title": week.title, "days": rows})
     return weeks
