@@ -95,7 +95,7 @@ def prompts(n: int, seed: int = 7) -> list[str]:
             for _ in range(n)]
 
 
-async def _one(client, prompt: str, tokens: int, t_start: float) -> dict:
+async def _one(client, prompt: str, tokens: int) -> dict:
     sent = time.perf_counter()
     first = None
     parts: list[str] = []
@@ -116,10 +116,9 @@ async def _one(client, prompt: str, tokens: int, t_start: float) -> dict:
                 parts.append(text)
             if choice.finish_reason:
                 finish = choice.finish_reason
-    done = time.perf_counter()
     return {"text": "".join(parts), "ttft_s": None if first is None else first - sent,
             "completion_tokens": usage.completion_tokens if usage else None,
-            "finish_reason": finish, "end_s": done - t_start}
+            "finish_reason": finish}
 
 
 def _summary(results: list[dict], wall: float) -> dict:
@@ -137,12 +136,12 @@ async def _load(base_url: str, msgs: list[str], tokens: int, timeout_s: float) -
     client = openai.AsyncOpenAI(base_url=base_url, api_key="local", max_retries=0,
                                 timeout=timeout_s)
     try:
-        await _one(client, msgs[0], 4, time.perf_counter())  # warm-up: kernels, allocations
+        await _one(client, msgs[0], 4)  # warm-up: kernels, allocations
         t0 = time.perf_counter()
-        seq = [await _one(client, m, tokens, t0) for m in msgs]
+        seq = [await _one(client, m, tokens) for m in msgs]
         seq_wall = time.perf_counter() - t0
         t0 = time.perf_counter()
-        par = await asyncio.gather(*[_one(client, m, tokens, t0) for m in msgs])
+        par = await asyncio.gather(*[_one(client, m, tokens) for m in msgs])
         par_wall = time.perf_counter() - t0
     finally:
         await client.close()
@@ -150,8 +149,7 @@ async def _load(base_url: str, msgs: list[str], tokens: int, timeout_s: float) -
     same = sum(a["text"] == b["text"] for a, b in zip(seq, par))
     complete = sum(r["finish_reason"] == "length" and r["completion_tokens"] == tokens
                    for r in par)
-    return {"rows": rows, "same_text": same, "complete": complete,
-            "sequential": seq, "batched": par}
+    return {"rows": rows, "same_text": same, "complete": complete, "batched": par}
 
 
 def run_bench_serve(impl: Path, kernels: Path | None = None, clients: int = DEFAULT_CLIENTS,
@@ -168,8 +166,8 @@ def run_bench_serve(impl: Path, kernels: Path | None = None, clients: int = DEFA
     with tempfile.TemporaryDirectory(prefix="tiny-llm-serve-") as tmp:
         try:
             folder = model or str(write_random_model(Path(tmp) / "model"))
-            kw = {"python": python} if python else {}
-            server = start_server(impl, folder, kernels, port=0, max_batch=clients, **kw)
+            server = start_server(impl, folder, kernels, port=0, max_batch=clients,
+                                  python=python)
         except ServeError as exc:
             out["error"] = str(exc)
             out["duration_s"] = round(time.monotonic() - t0, 2)

@@ -30,7 +30,6 @@ from tutor.checking.output import CappedOutput
 from tutor.checking.procs import reap_group
 
 DEFAULT_MODEL = hfcache.QWEN2_REPOS["qwen2-0.5b"]
-DEFAULT_PORT = 8000
 START_TIMEOUT_S = 180.0
 DEFAULT_MAX_TOKENS = 512
 
@@ -111,7 +110,6 @@ class Engine:
         try:
             line = reader.readline()
         except (socket.timeout, OSError):
-            line = b""
             self.close()
             raise ServeError(f"your engine did not start within {timeout_s:g} s") from None
         ours.settimeout(None)
