@@ -2,13 +2,15 @@
 extension; Metal checks skipped with their reason), fail on the stubs, and name every
 catalogued mistake (mutated copies of the answer key).
 
-Sections: shared helpers first, then one section per day (or group of days that need the
-same kernels). A day adds its section by appending its functions and parameter lists,
-and its days to ``SECTION_DAYS`` at the bottom.
+Sections: shared helpers first, then one section per day with its catalogue, its mistakes
+made another way and its own tests (measurements, kernels); the proofs every day shares
+(answer key passes, stubs fail, lesson and catalogue agree, each mistake diagnosed) run
+from the ``SECTIONS`` table at the bottom, where a new day adds its entry.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import mkdtemp
 
@@ -70,7 +72,6 @@ def _lesson_matches(day: str, catalogue: list[dict], kernels: Path | None) -> No
 # --------------------------------------------------------------------------- day 3.1
 # (paged KV cache: the pool, the per-layer cache, rewind, the week-3 model on paged caches)
 
-PAGED_DAYS = ["3.1"]
 PAGED_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_1.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 PAGED_EXTRA_MISTAKES = [
@@ -90,36 +91,6 @@ PAGED_EXTRA_MISTAKES = [
 PAGED_ALL_MISTAKES = [e for e in PAGED_CATALOGUE if not _is_kernel_mistake(e)] + PAGED_EXTRA_MISTAKES
 
 
-@pytest.mark.parametrize("day", PAGED_DAYS)
-def test_paged_answer_key_passes(day, answer_key_ext):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass" or _is_env_skip(c), c
-
-
-@pytest.mark.parametrize("day", PAGED_DAYS)
-def test_paged_stubs_fail_every_check(day, stub_impl):
-    # The day's stubs raise before any kernel runs: no extension needed.
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error") or _is_env_skip(c), c
-
-
-def test_paged_checks_and_pitfalls_match_the_lessons(answer_key_ext):
-    for day in PAGED_DAYS:
-        _lesson_matches(day, PAGED_CATALOGUE, answer_key_ext)
-
-
-@pytest.mark.parametrize("entry", PAGED_ALL_MISTAKES, ids=[_mistake_id(e) for e in PAGED_ALL_MISTAKES])
-def test_paged_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
-    assert result["status"] == "fail", _statuses(result)
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert entry["id"] in diagnosed, _statuses(result)
-
-
 def test_paged_mistakes_are_not_misnamed(tmp_path, answer_key_ext):
     """A catalogued cache mistake names only its own pitfall: a wrong name misleads more
     than none (spot check on the two whose outputs are closest to each other's)."""
@@ -136,7 +107,6 @@ def test_paged_mistakes_are_not_misnamed(tmp_path, answer_key_ext):
 # paged dispatch, continuous batching over pages). Python part; the kernel mistakes
 # (catalogue entries under ../answer_key_ext/) have their own section.
 
-ATTN_DAYS = ["3.2"]
 ATTN_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_2.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 ATTN_EXTRA_MISTAKES = [
@@ -153,42 +123,10 @@ ATTN_PYTHON_MISTAKES = ([e for e in ATTN_CATALOGUE if not _is_kernel_mistake(e)]
                         + ATTN_EXTRA_MISTAKES)
 
 
-@pytest.mark.parametrize("day", ATTN_DAYS)
-def test_attn_answer_key_passes(day, answer_key_ext):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass" or _is_env_skip(c), c
-
-
-@pytest.mark.parametrize("day", ATTN_DAYS)
-def test_attn_stubs_fail_every_check(day, stub_impl):
-    # Without an extension the stubs' paged_attention cannot run either: every check fails.
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error") or _is_env_skip(c), c
-
-
-def test_attn_checks_and_pitfalls_match_the_lessons(answer_key_ext):
-    for day in ATTN_DAYS:
-        _lesson_matches(day, ATTN_CATALOGUE, answer_key_ext)
-
-
-@pytest.mark.parametrize("entry", ATTN_PYTHON_MISTAKES,
-                         ids=[_mistake_id(e) for e in ATTN_PYTHON_MISTAKES])
-def test_attn_python_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
-    assert result["status"] == "fail", _statuses(result)
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert entry["id"] in diagnosed, _statuses(result)
-
-
 # --------------------------------------------------------------------------- day 3.3
 # (mixture of experts: the router, dispatch grouped by expert, the sparse MoE block, the
 # Qwen2-MoE model from the week-2 pieces)
 
-MOE_DAYS = ["3.3"]
 MOE_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_3.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 MOE_EXTRA_MISTAKES = [
@@ -206,37 +144,6 @@ MOE_EXTRA_MISTAKES = [
                 ".astype(mx.float32), axis=-1)"},
 ]
 MOE_ALL_MISTAKES = MOE_CATALOGUE + MOE_EXTRA_MISTAKES
-
-
-@pytest.mark.parametrize("day", MOE_DAYS)
-def test_moe_answer_key_passes(day, answer_key_ext):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=answer_key_ext)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass", c
-
-
-@pytest.mark.parametrize("day", MOE_DAYS)
-def test_moe_stubs_fail_every_check(day, stub_impl):
-    # The day's stubs raise before any kernel runs: no extension needed.
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error"), c
-
-
-def test_moe_checks_and_pitfalls_match_the_lesson(answer_key_ext):
-    for day in MOE_DAYS:
-        _lesson_matches(day, MOE_CATALOGUE, answer_key_ext)
-
-
-@pytest.mark.parametrize("entry", MOE_ALL_MISTAKES, ids=[_mistake_id(e) for e in MOE_ALL_MISTAKES])
-def test_moe_mistake_is_diagnosed(entry, tmp_path, answer_key_ext, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, answer_key_ext))
-    assert result["status"] == "fail", _statuses(result)
-    # Named, and nothing else named: a wrong name misleads more than none.
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert diagnosed == {entry["id"]}, _statuses(result)
 
 
 def test_moe_measurement_gives_the_stated_answer_on_the_answer_key(answer_key_ext, stub_impl):
@@ -351,7 +258,6 @@ def test_pa_kernel_mistake_is_diagnosed(pa_mutant_ext):
 # (speculative decoding: greedy verification, the accept/resample rule, speculative_generate
 # with two caches and rewinds; Python only, run on the checks' own models)
 
-SPEC_DAYS = ["3.4"]
 SPEC_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_4.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 SPEC_EXTRA_MISTAKES = [
@@ -366,36 +272,6 @@ SPEC_EXTRA_MISTAKES = [
      "replace": "                cache.rewind(max(0, offset + len(draft) - keep))"},
 ]
 SPEC_ALL_MISTAKES = SPEC_CATALOGUE + SPEC_EXTRA_MISTAKES
-
-
-@pytest.mark.parametrize("day", SPEC_DAYS)
-def test_spec_answer_key_passes(day):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass", c
-
-
-@pytest.mark.parametrize("day", SPEC_DAYS)
-def test_spec_stubs_fail_every_check(day, stub_impl):
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error"), c
-
-
-def test_spec_checks_and_pitfalls_match_the_lesson():
-    for day in SPEC_DAYS:
-        _lesson_matches(day, SPEC_CATALOGUE, None)
-
-
-@pytest.mark.parametrize("entry", SPEC_ALL_MISTAKES, ids=[_mistake_id(e) for e in SPEC_ALL_MISTAKES])
-def test_spec_mistake_is_diagnosed(entry, tmp_path, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
-    assert result["status"] == "fail", _statuses(result)
-    # Named, and nothing else named: a wrong name misleads more than none.
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert diagnosed == {entry["id"]}, _statuses(result)
 
 
 def test_spec_measurement_is_within_the_answers_tolerance(stub_impl):
@@ -415,7 +291,6 @@ def test_spec_measurement_is_within_the_answers_tolerance(stub_impl):
 # (retrieval-augmented generation: chunking, embeddings pooled from Qwen2 hidden states,
 # cosine top-k, the cited chat-template prompt; Python only, mostly on the checks' models)
 
-RAG_DAYS = ["3.5"]
 RAG_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_5.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 RAG_EXTRA_MISTAKES = [
@@ -437,35 +312,6 @@ RAG_EXTRA_MISTAKES = [
      "replace": "    return text, picked"},
 ]
 RAG_ALL_MISTAKES = RAG_CATALOGUE + RAG_EXTRA_MISTAKES
-
-
-@pytest.mark.parametrize("day", RAG_DAYS)
-def test_rag_answer_key_passes(day):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass", c
-
-
-@pytest.mark.parametrize("day", RAG_DAYS)
-def test_rag_stubs_fail_every_check(day, stub_impl):
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error"), c
-
-
-def test_rag_checks_and_pitfalls_match_the_lesson():
-    for day in RAG_DAYS:
-        _lesson_matches(day, RAG_CATALOGUE, None)
-
-
-@pytest.mark.parametrize("entry", RAG_ALL_MISTAKES, ids=[_mistake_id(e) for e in RAG_ALL_MISTAKES])
-def test_rag_mistake_is_diagnosed(entry, tmp_path, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
-    assert result["status"] == "fail", _statuses(result)
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert diagnosed == {entry["id"]}, _statuses(result)
 
 
 def test_rag_measurement_gives_the_stated_answer(stub_impl):
@@ -495,7 +341,6 @@ def test_rag_recall_bar_of_the_reference_on_the_course():
 # (long context: YaRN rope speeds and temperature, the rope of a Qwen2 rope_scaling config,
 # a sink + sliding-window cache, a quantized cache; Python only)
 
-LONG_DAYS = ["3.7"]
 LONG_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_7.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 LONG_EXTRA_MISTAKES = [
@@ -525,36 +370,6 @@ LONG_EXTRA_MISTAKES = [
 LONG_ALL_MISTAKES = LONG_CATALOGUE + LONG_EXTRA_MISTAKES
 
 
-@pytest.mark.parametrize("day", LONG_DAYS)
-def test_long_answer_key_passes(day):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass", c
-
-
-@pytest.mark.parametrize("day", LONG_DAYS)
-def test_long_stubs_fail_every_check(day, stub_impl):
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error"), c
-
-
-def test_long_checks_and_pitfalls_match_the_lesson():
-    for day in LONG_DAYS:
-        _lesson_matches(day, LONG_CATALOGUE, None)
-
-
-@pytest.mark.parametrize("entry", LONG_ALL_MISTAKES, ids=[_mistake_id(e) for e in LONG_ALL_MISTAKES])
-def test_long_mistake_is_diagnosed(entry, tmp_path, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
-    assert result["status"] == "fail", _statuses(result)
-    # Named, and nothing else named: a wrong name misleads more than none.
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert diagnosed == {entry["id"]}, _statuses(result)
-
-
 def test_long_measurements_are_the_predicted_sizes(stub_impl):
     """KV-cache MiB at 32k positions measured on the answer key (dense and 8-bit) land
     within the predict questions' tolerance; on the stubs they are no number but the
@@ -574,7 +389,6 @@ def test_long_measurements_are_the_predicted_sizes(stub_impl):
 # (tool calling and an agent loop: the tool prompt, the parser, safe tools, the loop;
 # Python only, on the checks' scripted models and one tiny random model)
 
-AGENT_DAYS = ["3.6"]
 AGENT_CATALOGUE = load_mutations(paths.checks_dir() / "mistakes" / "day3_6.yaml")
 # Beyond the catalogue: the same pitfalls made another way.
 AGENT_EXTRA_MISTAKES = [
@@ -596,35 +410,6 @@ AGENT_EXTRA_MISTAKES = [
      "replace": 'json.dumps(fn["arguments"])'},
 ]
 AGENT_ALL_MISTAKES = AGENT_CATALOGUE + AGENT_EXTRA_MISTAKES
-
-
-@pytest.mark.parametrize("day", AGENT_DAYS)
-def test_agent_answer_key_passes(day):
-    result = run_day(day, paths.answer_key_dir(), TIMEOUT)
-    assert result["status"] == "pass", _statuses(result)
-    for c in result["checks"]:
-        assert c["status"] == "pass", c
-
-
-@pytest.mark.parametrize("day", AGENT_DAYS)
-def test_agent_stubs_fail_every_check(day, stub_impl):
-    result = run_day(day, stub_impl, TIMEOUT)
-    assert result["status"] == "fail"
-    for c in result["checks"]:
-        assert c["status"] in ("fail", "error"), c
-
-
-def test_agent_checks_and_pitfalls_match_the_lesson():
-    for day in AGENT_DAYS:
-        _lesson_matches(day, AGENT_CATALOGUE, None)
-
-
-@pytest.mark.parametrize("entry", AGENT_ALL_MISTAKES, ids=[_mistake_id(e) for e in AGENT_ALL_MISTAKES])
-def test_agent_mistake_is_diagnosed(entry, tmp_path, request):
-    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, None))
-    assert result["status"] == "fail", _statuses(result)
-    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
-    assert diagnosed == {entry["id"]}, _statuses(result)
 
 
 def test_agent_parse_oracle_agrees_with_the_hand_labels():
@@ -654,13 +439,75 @@ def test_agent_measurement_is_the_answer(stub_impl):
 
 
 # --------------------------------------------------------------------------- every day
+# The same four proofs for every day, from each section's lists.
 
-# Each section's days; a new section appends its list here.
-SECTION_DAYS = [PAGED_DAYS, ATTN_DAYS, MOE_DAYS, SPEC_DAYS, RAG_DAYS, AGENT_DAYS, LONG_DAYS]
+
+@dataclass(frozen=True)
+class Section:
+    catalogue: list  # the day's catalogue (its ids are the lesson's pitfalls)
+    mistakes: list  # the mistakes run on copies of the answer key (no kernel edits)
+    ext: bool = False  # the answer key runs with its C++ extension
+    env_skips: bool = False  # Metal / real-weights checks may skip here with their reason
+    only_name: bool = True  # a mistake names its own pitfall and no other
+
+
+# A new section adds its days here.
+SECTIONS = {
+    "3.1": Section(PAGED_CATALOGUE, PAGED_ALL_MISTAKES, ext=True, env_skips=True,
+                   only_name=False),
+    "3.2": Section(ATTN_CATALOGUE, ATTN_PYTHON_MISTAKES, ext=True, env_skips=True,
+                   only_name=False),
+    "3.3": Section(MOE_CATALOGUE, MOE_ALL_MISTAKES, ext=True),
+    "3.4": Section(SPEC_CATALOGUE, SPEC_ALL_MISTAKES),
+    "3.5": Section(RAG_CATALOGUE, RAG_ALL_MISTAKES),
+    "3.6": Section(AGENT_CATALOGUE, AGENT_ALL_MISTAKES),
+    "3.7": Section(LONG_CATALOGUE, LONG_ALL_MISTAKES),
+}
+ALL_MISTAKES = [e for sec in SECTIONS.values() for e in sec.mistakes]
+
+
+def _kernels(day: str, request) -> Path | None:
+    return request.getfixturevalue("answer_key_ext") if SECTIONS[day].ext else None
+
+
+@pytest.mark.parametrize("day", list(SECTIONS))
+def test_answer_key_passes(day, request):
+    result = run_day(day, paths.answer_key_dir(), TIMEOUT, kernels=_kernels(day, request))
+    assert result["status"] == "pass", _statuses(result)
+    for c in result["checks"]:
+        assert c["status"] == "pass" or (SECTIONS[day].env_skips and _is_env_skip(c)), c
+
+
+@pytest.mark.parametrize("day", list(SECTIONS))
+def test_stubs_fail_every_check(day, stub_impl):
+    # The stubs raise before any kernel runs (3.2's paged_attention cannot run without an
+    # extension either): no extension needed, every check fails.
+    result = run_day(day, stub_impl, TIMEOUT)
+    assert result["status"] == "fail"
+    for c in result["checks"]:
+        assert c["status"] in ("fail", "error") or (SECTIONS[day].env_skips and _is_env_skip(c)), c
+
+
+@pytest.mark.parametrize("day", list(SECTIONS))
+def test_checks_and_pitfalls_match_the_lesson(day, request):
+    _lesson_matches(day, SECTIONS[day].catalogue, _kernels(day, request))
+
+
+@pytest.mark.parametrize("entry", ALL_MISTAKES,
+                         ids=[f"{e['day']}-{_mistake_id(e)}" for e in ALL_MISTAKES])
+def test_mistake_is_diagnosed(entry, tmp_path, request):
+    kernels = _kernels(entry["day"], request)
+    result = run_ahead(request, entry, lambda e: _run_python_mistake(e, tmp_path, kernels))
+    assert result["status"] == "fail", _statuses(result)
+    diagnosed = {c.get("pitfall") for c in result["checks"]} - {None}
+    if SECTIONS[entry["day"]].only_name:
+        # Named, and nothing else named: a wrong name misleads more than none.
+        assert diagnosed == {entry["id"]}, _statuses(result)
+    else:
+        assert entry["id"] in diagnosed, _statuses(result)
 
 
 def test_the_sections_cover_every_day_of_the_week():
     """A day the course adds to week 3 needs a section here, or this fails instead of the
     day going unproven."""
-    covered = sorted(d for days in SECTION_DAYS for d in days)
-    assert covered == [d.id for d in load_course().week(3).days]
+    assert sorted(SECTIONS) == [d.id for d in load_course().week(3).days]
