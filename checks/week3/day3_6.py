@@ -401,14 +401,21 @@ def agent_calculator(ctx):
         if type(got) is not type(want) or got != want:
             ctx.fail(f"calculator({expr!r}) returned {got!r} ({type(got).__name__}), "
                      f"expected {want!r} ({type(want).__name__}).", {"expression": expr})
+    _must_raise(ctx, "ZeroDivisionError", "calculator('1 / (3 - 3)') returned a value; a "
+                "division by zero must raise ZeroDivisionError.", {"expression": "1 / (3 - 3)"},
+                fn, "1 / (3 - 3)")
+
+
+def _must_raise(ctx, error: str, message: str, evidence: dict, fn, *args) -> None:
+    """The learner's ``fn(*args)`` raises ``error`` (a class name); another error is the
+    learner's crash as usual, a returned value fails with ``message``."""
     try:
-        ctx.call(fn, "1 / (3 - 3)")
+        ctx.call(fn, *args)
     except LearnerError as exc:
-        if "ZeroDivisionError" not in exc.message:
+        if error not in exc.message:
             raise
     else:
-        ctx.fail("calculator('1 / (3 - 3)') returned a value; a division by zero must "
-                 "raise ZeroDivisionError.", {"expression": "1 / (3 - 3)"})
+        ctx.fail(message, evidence)
 
 
 def _refusal(ctx, fn, expr):
@@ -523,14 +530,9 @@ def agent_read_only_tools(ctx):
     if state != _state():
         ctx.fail("check_results changed the state it read; a tool the model can call must "
                  "only read.", {})
-    try:
-        ctx.call(results, state, "9.9")
-    except LearnerError as exc:
-        if "KeyError" not in exc.message:
-            raise
-    else:
-        ctx.fail("check_results(state, '9.9') returned a value for a day that is not in the "
-                 "records; it must raise KeyError.", {"day": "9.9"})
+    _must_raise(ctx, "KeyError", "check_results(state, '9.9') returned a value for a day "
+                "that is not in the records; it must raise KeyError.", {"day": "9.9"},
+                results, state, "9.9")
 
 
 # --------------------------------------------------------------------------- task 4
