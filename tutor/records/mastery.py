@@ -395,6 +395,8 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
                 latest_wrong.append(key)
             if not c.get("first_correct") or not c.get("last_correct"):
                 wrong.append(key)
+        # what mastery still waits for: the questions of the passing days not answered right
+        owed = [k for k in asked if k.partition("/")[0] in passing and k not in right]
         due = idea.id in due_ideas or bool(due_questions.intersection(idea.questions))
         # what spaced review has retired no longer makes the idea shaky (it stays listed)
         open_mistakes = [] if f"idea:{idea.id}" in retired else mistakes
@@ -403,8 +405,8 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             level = IdeaLevel.DUE
         elif open_mistakes or open_wrong or heavy:
             level = IdeaLevel.SHAKY
-        elif (passing and right and not [k for k in latest_wrong if f"q:{k}" not in retired]
-              and all(k in right for k in asked if k.partition("/")[0] in passing)):
+        elif (passing and right and not owed
+              and not [k for k in latest_wrong if f"q:{k}" not in retired]):
             level = IdeaLevel.MASTERED
         else:
             level = IdeaLevel.LEARNING
@@ -412,7 +414,7 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             "id": idea.id, "name": idea.name, "level": level.value,
             "label": str(level), "days": own_days, "started_days": started,
             "passing_days": passing, "questions": asked, "later_questions": later,
-            "right": right,
+            "right": right, "owed": owed,
             "wrong_answers": wrong, "mistakes": mistakes, "hint_heavy_days": heavy,
             "due": due, "reviewed": sorted(
                 ([f"idea:{idea.id}"] if mistakes and f"idea:{idea.id}" in retired else [])

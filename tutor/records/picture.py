@@ -93,9 +93,7 @@ def idea_evidence(idea: dict) -> str:
     todo = []
     if not idea.get("passing_days"):
         todo.append("checks not passing yet on " + ", ".join(idea.get("started_days") or []))
-    passing = idea.get("passing_days") or []
-    owed = [q for q in idea.get("questions") or []
-            if q.partition("/")[0] in passing and q not in (idea.get("right") or [])]
+    owed = idea.get("owed") or []
     if owed:
         todo.append("concept questions to answer: " + ", ".join(owed))
     elif not idea.get("right"):
