@@ -15,6 +15,7 @@ from typing import Callable
 from tutor import dayids
 from tutor.coach import ladder
 from tutor.grading import Grade, grade, read_number
+from tutor.records import review
 from tutor.records.insights import insight_due, insight_to_ask
 from tutor.records.mastery import Status, assess
 from tutor.records.recorder import record_changed_files, refresh_documents
@@ -194,21 +195,16 @@ class TutorSession:
 
     # ------------------------------------------------------------------ spaced review
 
-    def review_queue(self, limit: int | None = None, now=None) -> list:
+    def review_queue(self, limit: int = review.SESSION_LIMIT, now=None) -> list:
         """The review items due today (:mod:`tutor.records.review`), the most overdue
-        first, at most ``limit`` (default: the few asked at a session's start; None is
-        not "all" here -- pass a number). New mistakes are scheduled first."""
-        from tutor.records import review
-
+        first, at most ``limit`` (default: the few asked at a session's start). New
+        mistakes are scheduled first."""
         with self.lock:
             self.store.sync_review(now)
-            return review.due_items(self.store.state, self.course, now,
-                                    review.SESSION_LIMIT if limit is None else limit)
+            return review.due_items(self.store.state, self.course, now, limit)
 
     def next_review(self, now=None):
         """When the next item not due today is due (None: nothing scheduled)."""
-        from tutor.records import review
-
         with self.lock:
             return review.next_due(self.store.state, self.course, now)
 
