@@ -356,10 +356,10 @@ def serve(argv: list[str] | None, *, add_args: Callable, setup: Callable,
 
     from tutor.checking.child import load_extension_for_run
 
-    ext, ext_error = load_extension_for_run(args.kernels)
+    ext_error = load_extension_for_run(args.kernels, harness)
     device = "gpu" if mx.default_device() == mx.gpu else "cpu"
     _emit(fd, {"event": "setup", **fields, "device": device,
-               "extension": "loaded" if ext.get("module") is not None else ext_error})
+               "extension": ext_error or "loaded"})
 
     impl = None
     import_failure = None

@@ -369,13 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             f"cannot load the model at {args.model}: {type(exc).__name__}: {exc}", 300)})
         return 0
 
-    from tutor.checking.child import load_extension_for_run
+    from tutor.checking.child import describe_import_error, import_impl, load_extension_for_run
 
-    ext, ext_error = load_extension_for_run(args.kernels)
-
+    ext_error = load_extension_for_run(args.kernels, harness)
     try:
-        from tutor.checking.child import describe_import_error, import_impl
-
         try:
             impl = import_impl(impl_dir)
         except BaseException as exc:  # noqa: BLE001
@@ -399,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     chan.send({"event": "ready", "model": args.name or Path(args.model).name,
                "max_seq_len": max_len, "max_batch": args.max_batch,
                "device": "gpu" if mx.default_device() == mx.gpu else "cpu",
-               "extension": "loaded" if ext.get("module") is not None else ext_error})
+               "extension": ext_error or "loaded"})
     engine.run()
     return 0
 

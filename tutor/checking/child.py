@@ -100,19 +100,13 @@ def import_impl(impl_dir: Path):
     return mod
 
 
-def load_extension_for_run(kernels: Path | None) -> tuple[dict, str | None]:
-    """For the bench and serve children, which have no harness: load the learner's build
-    as :func:`load_extension` does and return its record (``module`` or ``error``) with
-    the reason it is not there (None when it loaded)."""
-    ext: dict = {}
+def load_extension_for_run(kernels: Path | None, harness) -> str | None:
+    """For the bench and serve children: load the learner's build from ``kernels`` (if
+    given) with :func:`load_extension`; the reason it is not there, None when it loaded."""
     if not kernels:
-        return ext, "no kernels folder"
-
-    class _Holder:
-        EXTENSION = ext
-
-    load_extension(Path(kernels), _Holder)
-    return ext, ext.get("error")
+        return "no kernels folder"
+    load_extension(Path(kernels), harness)
+    return harness.EXTENSION.get("error")
 
 
 def load_extension(kernels: Path, harness) -> None:
