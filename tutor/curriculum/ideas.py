@@ -54,7 +54,6 @@ class Idea:
 @dataclass(frozen=True)
 class Ideas:
     ideas: tuple[Idea, ...] = ()
-    source: str = ""
 
     def get(self, idea_id: str) -> Idea | None:
         return next((i for i in self.ideas if i.id == idea_id), None)
@@ -122,4 +121,4 @@ def load_ideas(path: Path, lessons, name: str) -> Ideas:
         out.append(Idea(raw["id"], " ".join(raw["name"].split()), " ".join(raw["ask"].split()),
                         {k: " ".join(v.split()) for k, v in ask_on.items()},
                         tuple(raw["pitfalls"]), tuple(raw["questions"])))
-    return Ideas(tuple(out), name)
+    return Ideas(tuple(out))
