@@ -285,10 +285,12 @@ def make_app(engine: Engine):
         cid = f"chatcmpl-{rid}-{int(time.time() * 1000)}"
         stamp = int(time.time())
 
-        def chunk(delta: dict, finish=None, usage=None) -> str:
+        def chunk(delta: dict | None, finish=None, usage=None) -> str:
+            """A stream chunk; ``delta`` None: no choices (the closing usage chunk)."""
             obj = {"id": cid, "object": "chat.completion.chunk", "created": stamp,
                    "model": engine.name,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                   "choices": [] if delta is None else
+                   [{"index": 0, "delta": delta, "finish_reason": finish}]}
             if usage is not None:
                 obj["usage"] = usage
             return json.dumps(obj)
@@ -342,10 +344,7 @@ def make_app(engine: Engine):
                     elif ev["event"] == "done":
                         yield {"data": chunk({}, ev["finish_reason"])}
                         if include_usage:
-                            obj = json.loads(chunk({}))
-                            obj["choices"] = []
-                            obj["usage"] = usage_of(ev)
-                            yield {"data": json.dumps(obj)}
+                            yield {"data": chunk(None, usage=usage_of(ev))}
                         break
                     ev = await q.get()
                 yield {"data": "[DONE]"}
