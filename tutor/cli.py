@@ -297,12 +297,12 @@ def _print_mastery_picture(out, summary: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from tutor.records.picture import by_level, idea_evidence, mistake_text, queue_text
+    from tutor.records.picture import (by_level, idea_evidence, level_counts, mistake_text,
+                                       queue_text)
 
     ideas = by_level(summary.get("ideas") or [])
     if ideas:
-        counts = {lvl: sum(1 for i in ideas if i["level"] == lvl)
-                  for lvl in ("mastered", "shaky", "due", "learning")}
+        counts = level_counts(ideas)
         table = Table(title=(f"Ideas met: {len(ideas)} · ⭐ {counts['mastered']} mastered · "
                              f"❗ {counts['shaky']} shaky · 🔁 {counts['due']} due · "
                              f"📖 {counts['learning']} learning"),
