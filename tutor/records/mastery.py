@@ -379,7 +379,7 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             continue
         passing = [d for d in started if (days.get(d) or {}).get("last_result") == "pass"]
         heavy = [d for d in started if hint_heavy(days.get(d))]
-        asked, right, wrong, later, latest_wrong = [], [], [], [], []
+        asked, right, wrong, later = [], [], [], []
         for key in idea.questions:
             d, _, qid = key.partition("/")
             if d not in started:
@@ -391,8 +391,6 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
                 continue
             if c.get("last_correct"):
                 right.append(key)
-            else:
-                latest_wrong.append(key)
             if not c.get("first_correct") or not c.get("last_correct"):
                 wrong.append(key)
         # what mastery still waits for: the questions of the passing days not answered right
@@ -405,8 +403,8 @@ def assess_ideas(course: Any, state: dict | None, queue: Iterable[dict] = (),
             level = IdeaLevel.DUE
         elif open_mistakes or open_wrong or heavy:
             level = IdeaLevel.SHAKY
-        elif (passing and right and not owed
-              and not [k for k in latest_wrong if f"q:{k}" not in retired]):
+        # (a latest answer wrong and not retired is in open_wrong: Shaky above)
+        elif passing and right and not owed:
             level = IdeaLevel.MASTERED
         else:
             level = IdeaLevel.LEARNING
