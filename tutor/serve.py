@@ -203,9 +203,11 @@ class Engine:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error"):
+def _error(status: int, message: str):
+    """OpenAI's error body; its type follows the status (the server's fault from 500 on)."""
     from starlette.responses import JSONResponse
 
+    kind = "server_error" if status >= 500 else "invalid_request_error"
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
                         status_code=status)
 
@@ -281,7 +283,7 @@ def make_app(engine: Engine):
         try:
             rid, q = engine.submit(fields)
         except (ServeError, OSError) as exc:
-            return _error(503, f"the engine is not running: {exc}", "server_error")
+            return _error(503, f"the engine is not running: {exc}")
         cid = f"chatcmpl-{rid}-{int(time.time() * 1000)}"
         stamp = int(time.time())
 
@@ -308,9 +310,7 @@ def make_app(engine: Engine):
                     if kind == "text":
                         parts.append(ev["text"])
                     elif kind == "error":
-                        return _error(ev.get("status", 500), ev["message"],
-                                      "server_error" if ev.get("status", 500) >= 500
-                                      else "invalid_request_error")
+                        return _error(ev.get("status", 500), ev["message"])
                     elif kind == "done":
                         break
             finally:
