@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from tutor import paths
 from tutor.checking.isolated import describe_exit, popen_isolated
-from tutor.checking.output import CappedOutput
+from tutor.checking.output import CappedOutput, drain
 from tutor.checking.procs import reap_group
 from tutor.checking.runner import json_events
 
@@ -177,15 +176,7 @@ def _spawn(child: str, impl: Path, kernels: Path | None, child_args: list[str],
         cmd += ["--kernels", str(Path(kernels).resolve())]
     proc = popen_isolated(cmd, wfd, impl.parent)
     out = CappedOutput()
-
-    def drain():
-        while True:
-            chunk = proc.stdout.read1(65536)
-            if not chunk:
-                return
-            out.add(chunk)
-
-    threading.Thread(target=drain, daemon=True).start()
+    drain(proc.stdout, out)
     return proc, out, os.fdopen(rfd, "rb", buffering=0)
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 from tutor import hfcache, paths
 from tutor.checking.isolated import describe_exit, popen_isolated
-from tutor.checking.output import CappedOutput
+from tutor.checking.output import CappedOutput, drain
 from tutor.checking.procs import reap_group
 
 DEFAULT_MODEL = hfcache.QWEN2_REPOS["qwen2-0.5b"]
@@ -104,7 +104,7 @@ class Engine:
             cmd += ["--kernels", str(self.kernels)]
         self.proc = popen_isolated(cmd, fd, self.impl.parent)
         self._sock = ours
-        threading.Thread(target=self._drain, daemon=True).start()
+        drain(self.proc.stdout, self.output)
         reader = ours.makefile("rb")
         ours.settimeout(timeout_s)
         try:
@@ -127,13 +127,6 @@ class Engine:
         self.info = ev
         threading.Thread(target=self._route, args=(reader,), daemon=True).start()
         return ev
-
-    def _drain(self) -> None:
-        while True:
-            chunk = self.proc.stdout.read1(65536)
-            if not chunk:
-                return
-            self.output.add(chunk)
 
     def _route(self, reader) -> None:
         for line in reader:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import sys
+import threading
 import time
 
 OUTPUT_CAP = 8 * 1024  # bytes of learner output kept per check (head and tail)
@@ -64,6 +65,22 @@ class CappedOutput:
         if self.dropped:
             s += f"\n... [{self.dropped} bytes of output not shown] ...\n"
         return s + self.tail.decode("utf-8", "replace")
+
+
+def drain(stream, out: CappedOutput) -> threading.Thread:
+    """Read a long-lived child's stdout to its end on a daemon thread, into ``out`` (the
+    bench and serve children, whose output no check boundary splits)."""
+
+    def run() -> None:
+        while True:
+            chunk = stream.read1(65536)
+            if not chunk:
+                return
+            out.add(chunk)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
 
 
 class ChildOutput:
