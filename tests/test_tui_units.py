@@ -130,16 +130,6 @@ def test_evidence_lines_cover_traceback_and_output():
     assert "your code printed:" in lines and "  ... (4 more lines)" in lines
 
 
-def test_active_time_chart_scales_bars_to_the_busiest_day():
-    chart = render.active_time_chart([{"id": "1.1", "active_seconds": 720},
-                                      {"id": "1.2", "active_seconds": 180},
-                                      {"id": "1.3", "active_seconds": 0}], width=20)
-    rows = chart.splitlines()
-    assert rows[0] == "  1.1 " + "█" * 20 + " 12m"
-    assert rows[1].startswith("  1.2 " + "█" * 5) and rows[1].endswith(" 3m")
-    assert rows[2].startswith("  1.3 ") and rows[2].endswith(" -") and "█" not in rows[2]
-
-
 def test_day_chart_shows_time_and_check_runs_each_scaled_to_its_busiest_day():
     chart = render.day_chart([{"id": "1.1", "active_seconds": 720, "attempts": 2},
                               {"id": "1.2", "active_seconds": 180, "attempts": 4},

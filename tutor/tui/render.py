@@ -429,18 +429,6 @@ def progress_table(weeks: list[dict]) -> Text:
     return out
 
 
-def active_time_chart(rows: list[dict], width: int = 40) -> str:
-    """Active time per day as Unicode bars: one line per day of ``rows`` (the
-    ``progress_summary`` day rows)."""
-    peak = max((r.get("active_seconds") or 0 for r in rows), default=0)
-    lines = []
-    for r in rows:
-        sec = r.get("active_seconds") or 0
-        cells = 0.0 if peak <= 0 else width * sec / peak
-        lines.append(f"{r['id']:>5} {bar(cells, width)} {duration(sec)}")
-    return "\n".join(lines)
-
-
 def day_chart(rows: list[dict], time_width: int = 24, runs_width: int = 12) -> Text:
     """Active time and check runs per day, two bar columns side by side (about 60
     columns: readable at 80x24). Each column is scaled to its own busiest day."""
